@@ -1,0 +1,32 @@
+//! slipway: pipeline-as-code for Kubernetes delivery.
+//!
+//! A `.pipeline` file flows through one type per phase:
+//!
+//! ```text
+//! text ─syntax::parse─▶ Ast ─model::check─▶ Pipeline ─plan::plan─▶ Plan ─run─▶ RunSummary
+//! ```
+//!
+//! - [`syntax`] parses one file into an [`syntax::Ast`] with spans; it is the
+//!   only user of pest, and it recovers from errors so that a file reports all
+//!   of them.
+//! - [`model`] loads includes, resolves templates and checks everything into a
+//!   validated [`model::Pipeline`], a DAG of stages, reporting every problem at
+//!   once as [`diagnostic::Diag`]s.
+//! - [`plan`] applies the command line's choices (target stages, `--env`, git
+//!   context, `--set`), expands matrices, evaluates `when` conditions and
+//!   interpolates values into a serialisable [`plan::Plan`]: exactly what
+//!   would run, in which waves.
+//! - [`report`] renders diagnostics, plans and graphs; [`cli`] wires it to
+//!   the command line.
+//!
+//! `syntax`, `model` and `plan` are synchronous and pure: they read files but
+//! start nothing.
+
+pub mod cli;
+pub mod diagnostic;
+pub mod format;
+pub mod model;
+pub mod plan;
+pub mod report;
+pub mod source;
+pub mod syntax;

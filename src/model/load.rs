@@ -1,0 +1,249 @@
+//! Reading a pipeline file and its `include`s into one list of items.
+
+use std::io;
+use std::path::{Component, Path, PathBuf};
+
+use crate::diagnostic::{Code, Diag};
+use crate::source::{FileId, MAX_FILE_SIZE, SourceFile, SourceMap, Span};
+use crate::syntax::{self, Item, Value};
+
+/// A main file and its includes, parsed.
+#[derive(Debug)]
+pub struct Loaded {
+    pub sources: SourceMap,
+    /// Top-level items in order, each include's items where it is included.
+    /// `include` items themselves are consumed here.
+    pub items: Vec<(FileId, Item)>,
+    pub diagnostics: Vec<Diag>,
+    pub root: FileId,
+}
+
+/// Loads `path` and its includes from disk. Unreadable includes are
+/// diagnostics; an unreadable main file is an error.
+pub fn load(path: &Path) -> Loaded {
+    load_with(path, &mut |p: &Path| read_capped(p))
+}
+
+fn read_capped(path: &Path) -> io::Result<String> {
+    let meta = std::fs::metadata(path)?;
+    if meta.len() > MAX_FILE_SIZE as u64 {
+        return Err(io::Error::other(format!(
+            "file is larger than {} MiB",
+            MAX_FILE_SIZE >> 20
+        )));
+    }
+    std::fs::read_to_string(path)
+}
+
+/// Loads with a custom reader (the language server reads unsaved buffers).
+/// When the main file cannot be read it is loaded as empty, with an error.
+pub fn load_with(path: &Path, read: &mut dyn FnMut(&Path) -> io::Result<String>) -> Loaded {
+    let mut loader = Loader {
+        sources: SourceMap::default(),
+        items: Vec::new(),
+        diagnostics: Vec::new(),
+        stack: Vec::new(),
+        read,
+    };
+    let name = display_name(path);
+    let text = match (loader.read)(path) {
+        Ok(t) => t,
+        Err(e) => {
+            let root = loader
+                .sources
+                .add(SourceFile::new(path.to_path_buf(), name.clone(), String::new()));
+            loader.diagnostics.push(
+                Diag::error(
+                    Code::MissingInclude,
+                    Span::new(root, 0, 0),
+                    format!("cannot read `{name}`: {e}"),
+                )
+                .help("pass the path of a `.pipeline` file"),
+            );
+            return loader.finish(root);
+        }
+    };
+    let root = loader.add_file(path, name, text, None);
+    loader.finish(root)
+}
+
+struct Loader<'r> {
+    sources: SourceMap,
+    items: Vec<(FileId, Item)>,
+    diagnostics: Vec<Diag>,
+    /// Files being loaded, outermost first, with the include that led to each.
+    stack: Vec<(PathBuf, Option<Span>)>,
+    read: &'r mut dyn FnMut(&Path) -> io::Result<String>,
+}
+
+impl Loader<'_> {
+    fn finish(self, root: FileId) -> Loaded {
+        Loaded {
+            sources: self.sources,
+            items: self.items,
+            diagnostics: self.diagnostics,
+            root,
+        }
+    }
+
+    /// Adds a file and its items; `via` is the include that led to it.
+    fn add_file(&mut self, path: &Path, name: String, text: String, via: Option<Span>) -> FileId {
+        let key = identity(path);
+        let id = self
+            .sources
+            .add(SourceFile::new(path.to_path_buf(), name, text));
+        let (ast, diags) = syntax::parse(id, &self.sources.get(id).text);
+        self.diagnostics.extend(diags);
+        self.stack.push((key, via));
+        for item in ast.items {
+            match include_target(&item) {
+                Some(target) => self.include(id, target),
+                None => self.items.push((id, item)),
+            }
+        }
+        self.stack.pop();
+        id
+    }
+
+    fn include(&mut self, from: FileId, target: Result<(String, Span), Span>) {
+        let (rel, span) = match target {
+            Ok(t) => t,
+            Err(span) => {
+                self.diagnostics.push(
+                    Diag::error(Code::BadValue, span, "`include` takes one file path")
+                        .label("expected a string")
+                        .help("write `include \"ci/common.pipeline\"`"),
+                );
+                return;
+            }
+        };
+        let including = self.sources.get(from);
+        let dir = including.path.parent().unwrap_or(Path::new("")).to_path_buf();
+        let shown_dir = Path::new(&including.name)
+            .parent()
+            .unwrap_or(Path::new(""))
+            .to_path_buf();
+        let path = normalize(&dir.join(&rel));
+        let name = normalize(&shown_dir.join(&rel)).display().to_string();
+        let key = identity(&path);
+
+        if let Some(pos) = self.stack.iter().position(|(p, _)| *p == key) {
+            let chain: Vec<String> = self.stack[pos..]
+                .iter()
+                .map(|(p, _)| format!("`{}`", shown(&self.sources, p)))
+                .chain(std::iter::once(format!("`{name}`")))
+                .collect();
+            let mut d = Diag::error(
+                Code::IncludeCycle,
+                span,
+                if pos + 1 == self.stack.len() {
+                    format!("`{name}` includes itself")
+                } else {
+                    format!("include cycle: {}", chain.join(" → "))
+                },
+            )
+            .label("included again here")
+            .help("remove one of these includes");
+            for (_, at) in &self.stack[pos + 1..] {
+                if let Some(at) = at {
+                    d = d.with(*at, "included here");
+                }
+            }
+            self.diagnostics.push(d);
+            return;
+        }
+        // Included twice along different paths: its items are already in.
+        if self.sources.files().any(|(_, f)| identity(&f.path) == key) {
+            return;
+        }
+        match (self.read)(&path) {
+            Ok(text) => {
+                self.add_file(&path, name, text, Some(span));
+            }
+            Err(e) => {
+                let why = if e.kind() == io::ErrorKind::NotFound {
+                    "no such file".to_string()
+                } else {
+                    e.to_string()
+                };
+                self.diagnostics.push(
+                    Diag::error(Code::MissingInclude, span, format!("cannot include `{name}`: {why}"))
+                        .label("this file")
+                        .help(format!(
+                            "include paths are relative to the including file's folder, `{}`",
+                            if shown_dir.as_os_str().is_empty() {
+                                ".".to_string()
+                            } else {
+                                shown_dir.display().to_string()
+                            }
+                        )),
+                );
+            }
+        }
+    }
+}
+
+fn shown(sources: &SourceMap, key: &Path) -> String {
+    sources
+        .files()
+        .find(|(_, f)| identity(&f.path) == key)
+        .map_or_else(|| key.display().to_string(), |(_, f)| f.name.clone())
+}
+
+/// `Some` for an `include` item: its path, or the span to blame.
+fn include_target(item: &Item) -> Option<Result<(String, Span), Span>> {
+    let Item::Setting(s) = item else { return None };
+    if s.key.name != "include" {
+        return None;
+    }
+    Some(match (s.args.as_slice(), &s.assign, &s.block) {
+        ([Value::Str(path)], None, None) if !path.triple => {
+            let mut ignored = Vec::new();
+            let pieces = crate::syntax::strings::value_pieces(path, &mut ignored);
+            match pieces.as_slice() {
+                [crate::syntax::strings::Piece::Lit(p)] if ignored.is_empty() => {
+                    Ok((p.clone(), path.span))
+                }
+                _ => Err(path.span),
+            }
+        }
+        _ => Err(s.span),
+    })
+}
+
+/// The same file, however it was reached.
+fn identity(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path).unwrap_or_else(|_| normalize(path))
+}
+
+/// Removes `.` and resolves `..` lexically.
+fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if !out.pop() {
+                    out.push("..");
+                }
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// The path as the user should see it: relative to the working directory
+/// when it is under it.
+pub fn display_name(path: &Path) -> String {
+    let cwd = std::env::current_dir().ok();
+    let abs = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        return normalize(path).display().to_string();
+    };
+    match cwd.and_then(|c| abs.strip_prefix(c).ok().map(Path::to_path_buf)) {
+        Some(rel) => rel.display().to_string(),
+        None => abs.display().to_string(),
+    }
+}

@@ -1,0 +1,54 @@
+//! Ast → [`Pipeline`]: includes loaded, templates applied, every name,
+//! reference and value checked. [`check`] reports every problem it finds, not
+//! just the first; a `Pipeline` exists only when there is no error.
+
+mod body;
+mod cond;
+mod dag;
+mod load;
+mod resolve;
+mod text;
+mod types;
+
+use std::path::Path;
+
+pub use cond::{Cond, CondExpr, CondOperand};
+pub use dag::topo_order;
+pub use load::{Loaded, load, load_with};
+pub use text::{GitField, Text, TextPiece, Var, VarRef};
+pub use types::*;
+
+use crate::diagnostic::Diag;
+
+/// The result of checking: the pipeline when there were no errors, and every
+/// diagnostic (warnings too) either way.
+#[derive(Debug)]
+pub struct Checked {
+    pub pipeline: Option<Pipeline>,
+    pub diagnostics: Vec<Diag>,
+    pub sources: crate::source::SourceMap,
+}
+
+/// Loads `path` and its includes from disk and checks them.
+pub fn check_file(path: &Path) -> Checked {
+    check(load(path))
+}
+
+/// Checks loaded files.
+pub fn check(loaded: Loaded) -> Checked {
+    let Loaded {
+        sources,
+        items,
+        mut diagnostics,
+        root,
+    } = loaded;
+    let pipeline = resolve::resolve(&sources, root, &items, &mut diagnostics);
+    crate::diagnostic::sort(&mut diagnostics, &sources);
+    diagnostics.dedup();
+    let failed = diagnostics.iter().any(Diag::is_error);
+    Checked {
+        pipeline: if failed { None } else { Some(pipeline) },
+        diagnostics,
+        sources,
+    }
+}

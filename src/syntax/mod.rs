@@ -1,0 +1,12 @@
+//! Text → [`Ast`]. The only module that uses pest; the grammar is
+//! `grammar/pipeline.pest`.
+
+pub mod ast;
+mod parser;
+pub mod strings;
+
+pub use ast::*;
+pub use parser::parse;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,616 @@
+//! pest → [`Ast`]. The only place that sees pest's types.
+
+use pest::Parser as _;
+use pest::error::{ErrorVariant, InputLocation};
+use pest::iterators::Pair;
+
+use super::ast::*;
+use crate::diagnostic::{Code, Diag};
+use crate::source::{FileId, Span};
+
+#[derive(pest_derive::Parser)]
+#[grammar = "grammar/pipeline.pest"]
+pub(crate) struct PestParser;
+
+/// Deepest nesting of `(`, `[` and `{` a file may have; deeper input is
+/// rejected before pest sees it, so nothing recurses without bound.
+const MAX_NESTING: usize = 64;
+
+/// Parses one file. Always returns a tree: items that fail to parse are left
+/// out and reported, and parsing resumes at the next top-level line.
+pub fn parse(file: FileId, text: &str) -> (Ast, Vec<Diag>) {
+    let mut items = Vec::new();
+    let mut comments = Vec::new();
+    let mut diags = Vec::new();
+    let mut pos = 0;
+    loop {
+        pos = skip_trivia(file, text, pos, &mut comments);
+        if pos >= text.len() {
+            break;
+        }
+        let rest = &text[pos..];
+        if let Some(offset) = too_deep(rest) {
+            diags.push(
+                Diag::error(Code::Syntax, Span::new(file, pos + offset, pos + offset + 1), "too deeply nested")
+                    .label(format!("more than {MAX_NESTING} levels of brackets"))
+                    .help("split the expression or list into smaller parts"),
+            );
+            pos = recover(text, pos);
+            continue;
+        }
+        match PestParser::parse(Rule::line_item, rest) {
+            Ok(mut pairs) => {
+                let Some(line) = pairs.next() else { break };
+                let consumed = line.as_span().end();
+                let mut b = Builder {
+                    file,
+                    base: pos,
+                    comments: &mut comments,
+                };
+                for pair in line.into_inner() {
+                    match pair.as_rule() {
+                        Rule::item => items.push(b.item(pair)),
+                        Rule::COMMENT => b.comment(&pair),
+                        _ => {}
+                    }
+                }
+                // `line_item` always consumes at least one character.
+                pos += consumed.max(1);
+            }
+            Err(err) => {
+                diags.push(syntax_error(file, pos, rest, &err));
+                pos = recover(text, pos);
+            }
+        }
+    }
+    comments.sort_by_key(|c: &Comment| c.span.start);
+    (
+        Ast {
+            file,
+            items,
+            comments,
+        },
+        diags,
+    )
+}
+
+/// Skips blank space, newlines and comments, recording the comments.
+fn skip_trivia(file: FileId, text: &str, mut pos: usize, comments: &mut Vec<Comment>) -> usize {
+    let bytes = text.as_bytes();
+    while pos < bytes.len() {
+        match bytes[pos] {
+            b' ' | b'\t' | b'\r' | b'\n' => pos += 1,
+            b'#' => {
+                let end = text[pos..].find('\n').map_or(text.len(), |i| pos + i);
+                let end = if text[..end].ends_with('\r') { end - 1 } else { end };
+                comments.push(Comment {
+                    text: text[pos + 1..end].to_string(),
+                    span: Span::new(file, pos, end),
+                });
+                pos = end;
+            }
+            _ => break,
+        }
+    }
+    pos
+}
+
+/// After a syntax error in the item starting at `start`: the start of the
+/// next line that begins, unindented, with a letter: the next top-level item.
+fn recover(text: &str, start: usize) -> usize {
+    let mut pos = start;
+    while let Some(i) = text[pos..].find('\n') {
+        pos += i + 1;
+        if text[pos..].starts_with(|c: char| c.is_ascii_alphabetic()) {
+            return pos;
+        }
+    }
+    text.len()
+}
+
+/// Offset of the first bracket nested deeper than [`MAX_NESTING`] in the item
+/// at the start of `text`, skipping strings and comments.
+fn too_deep(text: &str) -> Option<usize> {
+    let bytes = text.as_bytes();
+    let mut depth = 0usize;
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'#' => {
+                i = text[i..].find('\n').map_or(bytes.len(), |n| i + n);
+                continue;
+            }
+            b'"' if text[i..].starts_with("\"\"\"") => {
+                i = text[i + 3..].find("\"\"\"").map_or(bytes.len(), |n| i + 3 + n + 3);
+                continue;
+            }
+            b'"' => {
+                i += 1;
+                while i < bytes.len() && !matches!(bytes[i], b'"' | b'\n') {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+            }
+            b'(' | b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_NESTING {
+                    return Some(i);
+                }
+            }
+            b')' | b']' | b'}' => {
+                depth = depth.saturating_sub(1);
+                // Back at top level at the start of a line: the item is over.
+                if depth == 0 && text[..i].ends_with('\n') {
+                    return None;
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+fn syntax_error(file: FileId, base: usize, rest: &str, err: &pest::error::Error<Rule>) -> Diag {
+    let at = match err.location {
+        InputLocation::Pos(p) => p,
+        InputLocation::Span((s, _)) => s,
+    };
+    let found = describe_found(&rest[at.min(rest.len())..]);
+    let expected = match &err.variant {
+        ErrorVariant::ParsingError { positives, .. } => expected_words(positives),
+        ErrorVariant::CustomError { message } => vec![message.clone()],
+    };
+    let message = if expected.is_empty() {
+        format!("unexpected {found}")
+    } else {
+        format!("expected {}, but found {found}", join_or(&expected))
+    };
+    let width = rest[at.min(rest.len())..]
+        .chars()
+        .next()
+        .filter(|c| *c != '\n')
+        .map_or(0, char::len_utf8);
+    let span = Span::new(file, base + at, base + at + width);
+    let mut diag = Diag::error(Code::Syntax, span, message).label(format!("unexpected {found}"));
+    if let Some(help) = syntax_help(&rest[at.min(rest.len())..], &expected) {
+        diag = diag.help(help);
+    }
+    diag
+}
+
+/// Hints for the mistakes people make most.
+fn syntax_help(found: &str, expected: &[String]) -> Option<String> {
+    let word: String = found
+        .chars()
+        .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '-')
+        .collect();
+    if found.starts_with('\'') {
+        return Some("strings use double quotes: \"...\"".into());
+    }
+    if found.starts_with(':') {
+        return Some("settings are written `key value`, or `KEY = value` inside `env` and `matrix`".into());
+    }
+    if expected.iter().any(|e| e.contains("`{`")) && word.is_empty() && found.starts_with('\n') {
+        return Some("a stage's body is a block: `stage NAME { ... }`".into());
+    }
+    if found.is_empty() {
+        return Some("a `{` or a string may be missing its closing `}` or `\"`".into());
+    }
+    if found.starts_with('"') || expected.iter().any(|e| e == "end of line") {
+        return Some("each setting goes on its own line".into());
+    }
+    None
+}
+
+/// The token at the error, in the user's words.
+fn describe_found(rest: &str) -> String {
+    let Some(c) = rest.chars().next() else {
+        return "end of file".into();
+    };
+    if c == '\n' || c == '\r' {
+        return "end of line".into();
+    }
+    if c.is_alphanumeric() || c == '_' {
+        let word: String = rest
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '-')
+            .collect();
+        return format!("`{word}`");
+    }
+    format!("`{c}`")
+}
+
+/// Rule names as the user would say them (pest's `renamed_rules`, by hand so
+/// that duplicates collapse).
+fn expected_words(rules: &[Rule]) -> Vec<String> {
+    let mut words: Vec<String> = Vec::new();
+    for rule in rules {
+        let word = match rule {
+            Rule::item | Rule::line_item | Rule::file => "a stage or a setting",
+            Rule::stage_decl | Rule::stage_keyword | Rule::kw_stage | Rule::kw_finally => "`stage`",
+            Rule::setting | Rule::key => "a setting",
+            Rule::block => "`{`",
+            Rule::assign => "`=`",
+            Rule::name | Rule::word | Rule::ident => "a name",
+            Rule::string | Rule::plain_string | Rule::triple_string => "a string",
+            Rule::list => "a list",
+            Rule::number => "a number",
+            Rule::duration => "a duration",
+            Rule::boolean => "`true` or `false`",
+            Rule::kw_after | Rule::after_clause => "`after`",
+            Rule::kw_uses | Rule::uses_clause => "`uses`",
+            Rule::kw_when | Rule::when_clause => "`when`",
+            Rule::expr
+            | Rule::or_expr
+            | Rule::and_expr
+            | Rule::unary
+            | Rule::group
+            | Rule::comparison
+            | Rule::call
+            | Rule::path => "a condition",
+            Rule::or_op => "`||`",
+            Rule::and_op => "`&&`",
+            Rule::not_op => "`!`",
+            Rule::cmp_op => "`==`, `!=` or `=~`",
+            Rule::interp | Rule::interp_raw => "`${`",
+            Rule::interp_body | Rule::interp_raw_body => "a variable name",
+            Rule::escape => "an escape",
+            Rule::plain_text | Rule::triple_text => "text",
+            Rule::EOI => "end of file",
+            Rule::COMMENT => "a comment",
+            Rule::nl => "end of line",
+            _ => continue,
+        };
+        if !words.iter().any(|w| w == word) {
+            words.push(word.to_string());
+        }
+    }
+    words
+}
+
+fn join_or(words: &[String]) -> String {
+    match words {
+        [] => String::new(),
+        [one] => one.clone(),
+        [init @ .., last] => format!("{} or {last}", init.join(", ")),
+    }
+}
+
+struct Builder<'a> {
+    file: FileId,
+    base: usize,
+    comments: &'a mut Vec<Comment>,
+}
+
+impl Builder<'_> {
+    fn span(&self, pair: &Pair<'_, Rule>) -> Span {
+        let s = pair.as_span();
+        Span::new(self.file, self.base + s.start(), self.base + s.end())
+    }
+
+    fn comment(&mut self, pair: &Pair<'_, Rule>) {
+        let text = pair.as_str();
+        self.comments.push(Comment {
+            text: text.strip_prefix('#').unwrap_or(text).trim_end_matches('\r').to_string(),
+            span: self.span(pair),
+        });
+    }
+
+    /// Children, with comments taken out and recorded.
+    fn children<'i>(&mut self, pair: Pair<'i, Rule>) -> Vec<Pair<'i, Rule>> {
+        let mut out = Vec::new();
+        for p in pair.into_inner() {
+            if p.as_rule() == Rule::COMMENT {
+                self.comment(&p);
+            } else {
+                out.push(p);
+            }
+        }
+        out
+    }
+
+    fn item(&mut self, pair: Pair<'_, Rule>) -> Item {
+        let mut inner = self.children(pair);
+        let first = inner.remove(0);
+        match first.as_rule() {
+            Rule::stage_decl => Item::Stage(self.stage(first)),
+            _ => Item::Setting(self.setting(first)),
+        }
+    }
+
+    fn ident(&self, pair: &Pair<'_, Rule>) -> Ident {
+        Ident {
+            name: pair.as_str().to_string(),
+            span: self.span(pair),
+        }
+    }
+
+    fn stage(&mut self, pair: Pair<'_, Rule>) -> StageDecl {
+        let mut kind = StageKind::Stage;
+        let mut name = None;
+        let mut clauses = Vec::new();
+        let mut body = None;
+        let mut span = self.span(&pair);
+        for p in self.children(pair) {
+            match p.as_rule() {
+                Rule::stage_keyword => {
+                    if p.as_str() == "finally" {
+                        kind = StageKind::Finally;
+                    }
+                }
+                Rule::name => name = Some(self.ident(&p)),
+                Rule::after_clause => {
+                    let span = self.span(&p);
+                    let names = self
+                        .children(p)
+                        .iter()
+                        .filter(|c| c.as_rule() == Rule::name)
+                        .map(|c| self.ident(c))
+                        .collect();
+                    clauses.push(Clause::After { names, span });
+                }
+                Rule::uses_clause => {
+                    let span = self.span(&p);
+                    let children = self.children(p);
+                    if let Some(t) = children.iter().find(|c| c.as_rule() == Rule::name) {
+                        clauses.push(Clause::Uses {
+                            template: self.ident(t),
+                            span,
+                        });
+                    }
+                }
+                Rule::when_clause => {
+                    let span = self.span(&p);
+                    let children = self.children(p);
+                    if let Some(e) = children.into_iter().find(|c| c.as_rule() == Rule::expr) {
+                        clauses.push(Clause::When {
+                            expr: self.expr(e),
+                            span,
+                        });
+                    }
+                }
+                Rule::block => {
+                    let b = self.block(p);
+                    span = span.to(b.span);
+                    body = Some(b);
+                }
+                _ => {}
+            }
+        }
+        let name = name.unwrap_or_else(|| Ident {
+            name: String::new(),
+            span,
+        });
+        StageDecl {
+            kind,
+            name,
+            clauses,
+            body: body.unwrap_or(Block {
+                settings: Vec::new(),
+                span,
+            }),
+            span,
+        }
+    }
+
+    fn block(&mut self, pair: Pair<'_, Rule>) -> Block {
+        let span = self.span(&pair);
+        let settings = self
+            .children(pair)
+            .into_iter()
+            .filter(|p| p.as_rule() == Rule::setting)
+            .map(|p| self.setting(p))
+            .collect();
+        Block { settings, span }
+    }
+
+    fn setting(&mut self, pair: Pair<'_, Rule>) -> Setting {
+        let mut key = None;
+        let mut args = Vec::new();
+        let mut assign = None;
+        let mut block = None;
+        for p in self.children(pair) {
+            match p.as_rule() {
+                Rule::key => key = Some(self.ident(&p)),
+                Rule::assign => {
+                    let inner = self.children(p);
+                    assign = inner.into_iter().next().map(|v| self.value(v));
+                }
+                Rule::block => block = Some(self.block(p)),
+                _ => args.push(self.value(p)),
+            }
+        }
+        let key = key.unwrap_or_default();
+        // The span ends at the last part, not at trailing comments.
+        let mut span = key.span;
+        if let Some(a) = args.last() {
+            span = span.to(a.span());
+        }
+        if let Some(a) = &assign {
+            span = span.to(a.span());
+        }
+        if let Some(b) = &block {
+            span = span.to(b.span);
+        }
+        Setting {
+            key,
+            args,
+            assign,
+            block,
+            span,
+        }
+    }
+
+    fn value(&mut self, pair: Pair<'_, Rule>) -> Value {
+        let span = self.span(&pair);
+        match pair.as_rule() {
+            Rule::string => Value::Str(self.string(pair)),
+            Rule::number => match pair.as_str().parse() {
+                Ok(value) => Value::Number { value, span },
+                // Out of range for i64: keep the text, the checker reports it.
+                Err(_) => Value::Duration {
+                    text: pair.as_str().to_string(),
+                    span,
+                },
+            },
+            Rule::duration => Value::Duration {
+                text: pair.as_str().to_string(),
+                span,
+            },
+            Rule::boolean => Value::Bool {
+                value: pair.as_str() == "true",
+                span,
+            },
+            Rule::list => {
+                let items = self
+                    .children(pair)
+                    .into_iter()
+                    .map(|p| self.value(p))
+                    .collect();
+                Value::List { items, span }
+            }
+            _ => Value::Word(self.ident(&pair)),
+        }
+    }
+
+    fn string(&mut self, pair: Pair<'_, Rule>) -> Str {
+        let span = self.span(&pair);
+        let Some(inner) = pair.into_inner().next() else {
+            return Str {
+                parts: Vec::new(),
+                triple: false,
+                span,
+            };
+        };
+        let triple = inner.as_rule() == Rule::triple_string;
+        let mut parts = Vec::new();
+        for p in inner.into_inner() {
+            let pspan = self.span(&p);
+            match p.as_rule() {
+                Rule::plain_text | Rule::triple_text => parts.push(StrPart::Text(p.as_str().to_string())),
+                Rule::escape => parts.push(StrPart::Escape {
+                    ch: p.as_str().chars().nth(1).unwrap_or('\\'),
+                    span: pspan,
+                }),
+                Rule::interp | Rule::interp_raw => {
+                    let body = p.into_inner().next().map_or("", |b| b.as_str()).to_string();
+                    parts.push(StrPart::Interp { body, span: pspan });
+                }
+                _ => {}
+            }
+        }
+        Str { parts, triple, span }
+    }
+
+    fn expr(&mut self, pair: Pair<'_, Rule>) -> Expr {
+        match pair.as_rule() {
+            Rule::expr => {
+                let inner = self.children(pair);
+                inner
+                    .into_iter()
+                    .next()
+                    .map_or(Expr::Operand(Operand::Bool { value: true, span: Span::default() }), |p| {
+                        self.expr(p)
+                    })
+            }
+            Rule::or_expr | Rule::and_expr => {
+                let is_or = pair.as_rule() == Rule::or_expr;
+                let mut operands = self
+                    .children(pair)
+                    .into_iter()
+                    .filter(|p| !matches!(p.as_rule(), Rule::or_op | Rule::and_op))
+                    .map(|p| self.expr(p));
+                let first = operands.next().unwrap_or(Expr::Operand(Operand::Bool {
+                    value: true,
+                    span: Span::default(),
+                }));
+                operands.fold(first, |lhs, rhs| {
+                    if is_or {
+                        Expr::Or(Box::new(lhs), Box::new(rhs))
+                    } else {
+                        Expr::And(Box::new(lhs), Box::new(rhs))
+                    }
+                })
+            }
+            Rule::unary => {
+                let whole = self.span(&pair);
+                let children = self.children(pair);
+                let nots: Vec<Span> = children
+                    .iter()
+                    .filter(|p| p.as_rule() == Rule::not_op)
+                    .map(|p| self.span(p))
+                    .collect();
+                let mut expr = children
+                    .into_iter()
+                    .find(|p| p.as_rule() != Rule::not_op)
+                    .map_or(Expr::Operand(Operand::Bool { value: true, span: whole }), |p| {
+                        self.expr(p)
+                    });
+                for not in nots.into_iter().rev() {
+                    let span = not.to(expr.span());
+                    expr = Expr::Not {
+                        expr: Box::new(expr),
+                        span,
+                    };
+                }
+                expr
+            }
+            Rule::group => {
+                let span = self.span(&pair);
+                let inner = self.children(pair);
+                let expr = inner
+                    .into_iter()
+                    .next()
+                    .map_or(Expr::Operand(Operand::Bool { value: true, span }), |p| self.expr(p));
+                Expr::Group {
+                    expr: Box::new(expr),
+                    span,
+                }
+            }
+            Rule::comparison => {
+                let mut inner = self.children(pair).into_iter();
+                let lhs = inner.next().map(|p| self.operand(p));
+                let op = inner.next();
+                let rhs = inner.next().map(|p| self.operand(p));
+                match (lhs, op, rhs) {
+                    (Some(lhs), Some(op), Some(rhs)) => Expr::Compare {
+                        lhs,
+                        op: match op.as_str() {
+                            "==" => CmpOp::Eq,
+                            "!=" => CmpOp::Ne,
+                            _ => CmpOp::Match,
+                        },
+                        rhs,
+                    },
+                    (Some(lhs), _, _) => Expr::Operand(lhs),
+                    _ => Expr::Operand(Operand::Bool {
+                        value: true,
+                        span: Span::default(),
+                    }),
+                }
+            }
+            _ => Expr::Operand(self.operand(pair)),
+        }
+    }
+
+    fn operand(&mut self, pair: Pair<'_, Rule>) -> Operand {
+        let span = self.span(&pair);
+        match pair.as_rule() {
+            Rule::string => Operand::Str(self.string(pair)),
+            Rule::boolean => Operand::Bool {
+                value: pair.as_str() == "true",
+                span,
+            },
+            Rule::call => {
+                let mut inner = self.children(pair).into_iter();
+                let name = inner.next().map(|p| self.ident(&p)).unwrap_or_default();
+                let args = inner.map(|p| self.value(p)).collect();
+                Operand::Call { name, args, span }
+            }
+            _ => Operand::Path {
+                path: pair.as_str().to_string(),
+                span,
+            },
+        }
+    }
+}
