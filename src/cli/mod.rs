@@ -1,1 +1,283 @@
-pub fn main() {}
+//! The command line. One file per subcommand; this one holds what they share:
+//! finding the pipeline file, the selection flags, colour, exit codes.
+
+mod check;
+mod fmt;
+mod git;
+mod graph;
+mod plan;
+
+use std::io::IsTerminal as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::model::{Checked, Pipeline};
+use crate::report::diagnostics::{DiagFormat, render};
+
+/// Exit codes, documented in the README.
+pub mod exit {
+    /// Everything worked.
+    pub const OK: u8 = 0;
+    /// The pipeline ran and failed (`fmt --check`: files need formatting).
+    pub const FAILED: u8 = 1;
+    /// Invalid input: a parse or check error, or bad usage.
+    pub const INVALID: u8 = 2;
+    /// Infrastructure or internal error.
+    pub const INTERNAL: u8 = 3;
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "slipway",
+    version,
+    about = "Pipeline-as-code for Kubernetes delivery",
+    long_about = "slipway reads a `.pipeline` file, checks it, plans it into waves of stages, \
+                  and runs them in containers before releasing to Kubernetes.",
+    after_help = "Exit codes: 0 ok, 1 the pipeline ran and failed, 2 invalid input, 3 infrastructure or internal error.\n\
+                  Docs: docs/language.md (the language), docs/cli.md (commands and JSON formats)."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+
+    /// When to use colour: auto (a terminal, and NO_COLOR unset), always, never.
+    #[arg(long, global = true, value_enum, default_value_t = Color::Auto)]
+    color: Color,
+
+    /// How to print diagnostics. Defaults to `github` inside GitHub Actions.
+    #[arg(long, global = true, value_enum)]
+    diagnostics: Option<DiagFormat>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Check a pipeline and report every problem in it.
+    Check(check::CheckArgs),
+    /// Show what would run: stages, waves, images, env, and why stages are skipped.
+    Plan(plan::PlanArgs),
+    /// Draw the stage graph (dot, mermaid or text).
+    Graph(graph::GraphArgs),
+    /// Format pipeline files in the canonical layout.
+    Fmt(fmt::FmtArgs),
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Color {
+    Auto,
+    Always,
+    Never,
+}
+
+/// What every subcommand gets besides its own arguments.
+pub(crate) struct Global {
+    color: bool,
+    diagnostics: DiagFormat,
+}
+
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { exit::INVALID } else { exit::OK });
+        }
+    };
+    let color = match cli.color {
+        Color::Always => true,
+        Color::Never => false,
+        Color::Auto => std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stderr().is_terminal(),
+    };
+    let global = Global {
+        color,
+        diagnostics: cli.diagnostics.unwrap_or_else(DiagFormat::detect),
+    };
+    let code = match cli.command {
+        Command::Check(a) => check::run(&a, &global),
+        Command::Plan(a) => plan::run(&a, &global),
+        Command::Graph(a) => graph::run(&a, &global),
+        Command::Fmt(a) => fmt::run(&a, &global),
+    };
+    ExitCode::from(code)
+}
+
+/// Prints a usage-level error (no source span) the way diagnostics look.
+pub(crate) fn error(global: &Global, message: &str, help: Option<&str>) {
+    let prefix = if global.color { "\x1b[1;31merror\x1b[0m" } else { "error" };
+    eprintln!("{prefix}: {message}");
+    if let Some(h) = help {
+        eprintln!("  help: {h}");
+    }
+}
+
+/// The pipeline file: the one given, else the single `*.pipeline` in the
+/// current directory, else `slipway.pipeline`.
+pub(crate) fn find_pipeline(given: Option<&Path>) -> Result<PathBuf, (String, String)> {
+    if let Some(p) = given {
+        return Ok(p.to_path_buf());
+    }
+    let mut found: Vec<PathBuf> = std::fs::read_dir(".")
+        .map_err(|e| (format!("cannot list the current directory: {e}"), "pass a FILE".to_string()))?
+        .filter_map(Result::ok)
+        .map(|e| PathBuf::from(e.file_name()))
+        .filter(|p| p.extension().is_some_and(|x| x == "pipeline") && p.is_file())
+        .collect();
+    found.sort();
+    let default = PathBuf::from("slipway.pipeline");
+    match found.len() {
+        1 => Ok(found.remove(0)),
+        0 => Err((
+            "no `.pipeline` file in the current directory".into(),
+            "pass a FILE, or create `slipway.pipeline`".into(),
+        )),
+        _ if found.contains(&default) => Ok(default),
+        _ => Err((
+            format!(
+                "several `.pipeline` files here: {}",
+                found.iter().map(|p| format!("`{}`", p.display())).collect::<Vec<_>>().join(", ")
+            ),
+            "pass the one to use as FILE, or name it `slipway.pipeline`".into(),
+        )),
+    }
+}
+
+/// Loads and checks, printing diagnostics. `Err(exit code)` when there are
+/// errors.
+pub(crate) fn load_checked(path: &Path, global: &Global) -> Result<(Pipeline, Checked), u8> {
+    if !path.exists() {
+        error(global, &format!("no such file `{}`", path.display()), Some("pass the path of a `.pipeline` file"));
+        return Err(exit::INVALID);
+    }
+    let mut checked = crate::model::check_file(path);
+    print_diagnostics(&checked, global);
+    match checked.pipeline.take() {
+        Some(p) => Ok((p, checked)),
+        None => Err(exit::INVALID),
+    }
+}
+
+pub(crate) fn print_diagnostics(checked: &Checked, global: &Global) {
+    if checked.diagnostics.is_empty() {
+        return;
+    }
+    let out = render(&checked.diagnostics, &checked.sources, global.diagnostics, global.color);
+    eprint!("{out}");
+}
+
+/// `[FILE] [STAGE...]` and the flags that choose what runs: shared by
+/// `plan`, `graph` and `run`.
+#[derive(Args, Debug, Clone, Default)]
+pub(crate) struct Selection {
+    /// The pipeline file (default: the single `*.pipeline` here, or `slipway.pipeline`),
+    /// then the stages to keep, with their dependencies (default: all).
+    /// A matrix cell is named `test[NODE=18]`.
+    #[arg(value_name = "FILE|STAGE")]
+    args: Vec<String>,
+
+    /// The branch, instead of the repository's current one.
+    #[arg(long, value_name = "B")]
+    branch: Option<String>,
+
+    /// The tag, instead of the one on HEAD.
+    #[arg(long, value_name = "T")]
+    tag: Option<String>,
+
+    /// The commit, instead of HEAD.
+    #[arg(long, value_name = "SHA")]
+    sha: Option<String>,
+
+    /// The changed paths `changed("glob")` looks at, instead of asking git.
+    #[arg(long, value_name = "PATH", num_args = 1..)]
+    changed: Vec<String>,
+
+    /// Take changed paths from `git diff REF...HEAD` (plus uncommitted changes).
+    #[arg(long, value_name = "REF", conflicts_with = "changed")]
+    changed_since: Option<String>,
+
+    /// The environment whose `env` applies (an `environment` block).
+    #[arg(long = "env", value_name = "NAME")]
+    environment: Option<String>,
+
+    /// Override an env value, everywhere it is defined.
+    #[arg(long, value_name = "K=V", value_parser = parse_set)]
+    set: Vec<(String, String)>,
+}
+
+fn parse_set(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("expected NAME=VALUE, got `{s}`")),
+    }
+}
+
+impl Selection {
+    /// Splits `args` into the file and the stages.
+    pub(crate) fn file_and_targets(&self) -> (Option<PathBuf>, Vec<String>) {
+        let mut args = self.args.clone();
+        let is_file = args.first().is_some_and(|a| a.ends_with(".pipeline") || Path::new(a).is_file());
+        let file = is_file.then(|| PathBuf::from(args.remove(0)));
+        (file, args)
+    }
+
+    /// The plan options, with git's answers where no flag overrides them.
+    pub(crate) fn options(&self, pipeline_file: &Path) -> crate::plan::Options {
+        let dir = pipeline_file.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let repo = git::Repo::at(dir);
+        let mut ctx = repo.as_ref().map(git::Repo::context).unwrap_or_default();
+        if let Some(b) = &self.branch {
+            ctx.branch = Some(b.clone());
+        }
+        if let Some(t) = &self.tag {
+            ctx.tag = Some(t.clone());
+        }
+        if let Some(s) = &self.sha {
+            ctx.short_sha = Some(s.chars().take(7).collect());
+            ctx.sha = Some(s.clone());
+        }
+        let changed = if !self.changed.is_empty() {
+            Some(self.changed.clone())
+        } else {
+            repo.as_ref().and_then(|r| r.changed(self.changed_since.as_deref()))
+        };
+        let (_, targets) = self.file_and_targets();
+        crate::plan::Options {
+            targets,
+            environment: self.environment.clone(),
+            git: ctx,
+            changed,
+            set: self.set.iter().cloned().collect(),
+        }
+    }
+}
+
+/// Loads, checks and plans: what `plan`, `graph` and `run` start with.
+pub(crate) fn make_plan(sel: &Selection, global: &Global) -> Result<crate::plan::Plan, u8> {
+    let (file, _) = sel.file_and_targets();
+    let path = find_pipeline(file.as_deref()).map_err(|(m, h)| {
+        error(global, &m, Some(&h));
+        exit::INVALID
+    })?;
+    let (pipeline, checked) = load_checked(&path, global)?;
+    let options = sel.options(&path);
+    crate::plan::plan(&pipeline, &options).map_err(|e| {
+        match e {
+            crate::plan::PlanError::Usage { message, help } => error(global, &message, help.as_deref()),
+            crate::plan::PlanError::Diagnostics(diags) => {
+                eprint!("{}", render(&diags, &checked.sources, global.diagnostics, global.color));
+            }
+        }
+        exit::INVALID
+    })
+}
+
+/// Writes to stdout; a closed pipe (`slipway plan | head`) is not an error.
+pub(crate) fn write_stdout(s: &str) -> u8 {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(s.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => exit::OK,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => exit::OK,
+        Err(_) => exit::INTERNAL,
+    }
+}

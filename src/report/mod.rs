@@ -1,1 +1,5 @@
+//! Rendering for people and machines: diagnostics, plans, graphs.
 
+pub mod diagnostics;
+pub mod graph;
+pub mod plan;

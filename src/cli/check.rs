@@ -1,0 +1,62 @@
+//! `slipway check [FILE]`
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use super::{Global, exit};
+use crate::report::diagnostics::DiagFormat;
+
+#[derive(Args, Debug)]
+pub(crate) struct CheckArgs {
+    /// The pipeline file (default: the single `*.pipeline` here, or `slipway.pipeline`).
+    file: Option<PathBuf>,
+
+    /// Fail (exit 2) on warnings too.
+    #[arg(long)]
+    deny_warnings: bool,
+}
+
+pub(crate) fn run(args: &CheckArgs, global: &Global) -> u8 {
+    let path = match super::find_pipeline(args.file.as_deref()) {
+        Ok(p) => p,
+        Err((m, h)) => {
+            super::error(global, &m, Some(&h));
+            return exit::INVALID;
+        }
+    };
+    if !path.exists() {
+        super::error(global, &format!("no such file `{}`", path.display()), Some("pass the path of a `.pipeline` file"));
+        return exit::INVALID;
+    }
+    let checked = crate::model::check_file(&path);
+    super::print_diagnostics(&checked, global);
+    let errors = checked.diagnostics.iter().filter(|d| d.is_error()).count();
+    let warnings = checked.diagnostics.len() - errors;
+    if global.diagnostics == DiagFormat::Human {
+        let summary = match &checked.pipeline {
+            Some(p) => format!(
+                "{}: pipeline `{}` is valid: {} stage{}, {} finally, {} template{}",
+                path.display(),
+                p.name,
+                p.stages.len(),
+                if p.stages.len() == 1 { "" } else { "s" },
+                p.finally.len(),
+                p.templates.len(),
+                if p.templates.len() == 1 { "" } else { "s" },
+            ),
+            None => format!("{}: {errors} error{}", path.display(), if errors == 1 { "" } else { "s" }),
+        };
+        let warn = match warnings {
+            0 => String::new(),
+            1 => ", 1 warning".into(),
+            n => format!(", {n} warnings"),
+        };
+        eprintln!("{summary}{warn}");
+    }
+    if errors > 0 || (args.deny_warnings && warnings > 0) {
+        exit::INVALID
+    } else {
+        exit::OK
+    }
+}

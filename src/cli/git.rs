@@ -1,0 +1,89 @@
+//! The git context, from the `git` command: what CI systems and developers
+//! already have, and the same answers they see.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::plan::GitContext;
+
+pub(crate) struct Repo {
+    dir: PathBuf,
+}
+
+impl Repo {
+    /// The repository containing `dir`, if any (and if git is installed).
+    pub(crate) fn at(dir: &Path) -> Option<Repo> {
+        let repo = Repo { dir: dir.to_path_buf() };
+        (repo.git(&["rev-parse", "--is-inside-work-tree"])?.trim() == "true").then_some(repo)
+    }
+
+    fn git(&self, args: &[&str]) -> Option<String> {
+        let out = Command::new("git")
+            .arg("-C")
+            .arg(&self.dir)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .output()
+            .ok()?;
+        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    fn line(&self, args: &[&str]) -> Option<String> {
+        self.git(args).map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
+    }
+
+    pub(crate) fn context(&self) -> GitContext {
+        let sha = self.line(&["rev-parse", "HEAD"]);
+        let short_sha = self.line(&["rev-parse", "--short=7", "HEAD"]);
+        // A detached HEAD (CI checkouts) has no branch: CI systems say which.
+        let branch = self
+            .line(&["symbolic-ref", "--short", "-q", "HEAD"])
+            .or_else(ci_branch);
+        let tag = self.line(&["describe", "--tags", "--exact-match", "HEAD"]);
+        GitContext {
+            sha,
+            short_sha,
+            branch,
+            tag,
+        }
+    }
+
+    /// Paths changed since `base` (default: by the last commit), plus
+    /// uncommitted and untracked ones, relative to the pipeline's folder (so
+    /// `changed("docs/**")` means that folder's `docs`). `None` when git
+    /// cannot say.
+    pub(crate) fn changed(&self, base: Option<&str>) -> Option<Vec<String>> {
+        let range = match base {
+            Some(b) => format!("{b}...HEAD"),
+            None => "HEAD~1..HEAD".into(),
+        };
+        let committed = self.git(&["diff", "--name-only", "--relative", "--no-renames", &range]);
+        let committed = match (committed, base) {
+            (Some(c), _) => c,
+            // A first commit has no parent: everything in it changed. A
+            // shallow clone's missing parent says nothing, though.
+            (None, None) if self.line(&["rev-parse", "--is-shallow-repository"]).as_deref() == Some("false") => {
+                self.git(&["ls-tree", "-r", "--name-only", "HEAD"])?
+            }
+            (None, _) => return None,
+        };
+        let modified = self.git(&["diff", "--name-only", "--relative", "--no-renames", "HEAD"]).unwrap_or_default();
+        let untracked = self.git(&["ls-files", "--others", "--exclude-standard"]).unwrap_or_default();
+        let mut paths: Vec<String> = [committed, modified, untracked]
+            .iter()
+            .flat_map(|s| s.lines())
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect();
+        paths.sort();
+        paths.dedup();
+        Some(paths)
+    }
+}
+
+fn ci_branch() -> Option<String> {
+    ["GITHUB_HEAD_REF", "GITHUB_REF_NAME", "CI_COMMIT_BRANCH", "CI_COMMIT_REF_NAME", "BRANCH_NAME"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
+}

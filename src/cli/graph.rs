@@ -1,0 +1,23 @@
+//! `slipway graph [FILE] [STAGE...] [selection flags] --format dot|mermaid|text`
+
+use clap::Args;
+
+use super::{Global, Selection};
+use crate::report::graph::GraphFormat;
+
+#[derive(Args, Debug)]
+pub(crate) struct GraphArgs {
+    #[command(flatten)]
+    selection: Selection,
+
+    /// Graphviz `dot`, a Mermaid flowchart, or an indented text tree.
+    #[arg(long, value_enum, default_value_t = GraphFormat::Text)]
+    format: GraphFormat,
+}
+
+pub(crate) fn run(args: &GraphArgs, global: &Global) -> u8 {
+    match super::make_plan(&args.selection, global) {
+        Ok(plan) => super::write_stdout(&crate::report::graph::render(&plan, args.format)),
+        Err(code) => code,
+    }
+}

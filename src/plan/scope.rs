@@ -1,0 +1,267 @@
+//! Name resolution for `${...}`: layered scopes, resolved lazily and once.
+//!
+//! The global scope is pipeline env, then the chosen environment's env, then
+//! `--set`. A stage's scope adds its env (template's, then its own), its
+//! matrix values, and `--set` again on top. A value refers to names at the top
+//! of its scope, except to its own name, which means the layer below
+//! (`PATH = "${PATH}:/opt/bin"`). Secrets stay as `${secret.NAME}`
+//! placeholders and mark whatever contains them.
+
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
+
+use indexmap::IndexMap;
+
+use super::GitContext;
+use crate::diagnostic::{Code, Diag};
+use crate::model::{Env, Environment, GitField, Pipeline, Stage, Text, TextPiece, Var};
+use crate::source::Span;
+
+pub(crate) struct Context {
+    pub environment: String,
+    pub git: GitContext,
+}
+
+impl Context {
+    fn git(&self, f: GitField) -> String {
+        match f {
+            GitField::Sha => self.git.sha.clone(),
+            GitField::ShortSha => self.git.short_sha.clone(),
+            GitField::Branch => self.git.branch.clone(),
+            GitField::Tag => self.git.tag.clone(),
+        }
+        .unwrap_or_default()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Resolved {
+    /// With `${secret.NAME}` placeholders where secrets go.
+    pub value: String,
+    pub secret: bool,
+}
+
+enum Layer<'a> {
+    Env(&'a Env),
+    Literal(&'a IndexMap<String, String>),
+}
+
+impl Layer<'_> {
+    fn contains(&self, name: &str) -> bool {
+        match self {
+            Layer::Env(e) => e.contains_key(name),
+            Layer::Literal(m) => m.contains_key(name),
+        }
+    }
+}
+
+pub(crate) struct Scope<'a> {
+    parent: Option<&'a Scope<'a>>,
+    layers: Vec<Layer<'a>>,
+    ctx: &'a Context,
+    memo: RefCell<HashMap<(usize, String), Resolved>>,
+    visiting: RefCell<HashSet<(usize, String)>>,
+}
+
+impl<'a> Scope<'a> {
+    pub fn global(
+        pipeline: &'a Pipeline,
+        environment: Option<&'a Environment>,
+        set: &'a IndexMap<String, String>,
+        ctx: &'a Context,
+        diags: &mut Vec<Diag>,
+    ) -> Self {
+        let mut layers = vec![Layer::Env(&pipeline.env)];
+        if let Some(e) = environment {
+            layers.push(Layer::Env(&e.env));
+        }
+        layers.push(Layer::Literal(set));
+        let scope = Scope {
+            parent: None,
+            layers,
+            ctx,
+            memo: RefCell::default(),
+            visiting: RefCell::default(),
+        };
+        // Resolve everything once, so stage scopes share the work and env
+        // cycles are reported once.
+        for name in scope.names() {
+            scope.lookup(&name, usize::MAX, Span::default(), diags);
+        }
+        scope
+    }
+
+    /// A stage cell's scope on top of this global one.
+    pub fn stage_scope(
+        &'a self,
+        stage: &'a Stage,
+        matrix: &'a IndexMap<String, String>,
+        ctx: &'a Context,
+        _diags: &mut Vec<Diag>,
+    ) -> Scope<'a> {
+        let mut layers = vec![Layer::Env(&stage.env), Layer::Literal(matrix)];
+        if let Some(Layer::Literal(set)) = self.layers.last() {
+            layers.push(Layer::Literal(set));
+        }
+        Scope {
+            parent: Some(self),
+            layers,
+            ctx,
+            memo: RefCell::default(),
+            visiting: RefCell::default(),
+        }
+    }
+
+    /// Every name visible here, in the order they were declared.
+    fn names(&self) -> Vec<String> {
+        let mut out: IndexMap<String, ()> = self
+            .parent
+            .map(|p| p.names().into_iter().map(|n| (n, ())).collect())
+            .unwrap_or_default();
+        for l in &self.layers {
+            match l {
+                Layer::Env(e) => out.extend(e.keys().map(|k| (k.clone(), ()))),
+                Layer::Literal(m) => out.extend(m.keys().map(|k| (k.clone(), ()))),
+            }
+        }
+        out.into_keys().collect()
+    }
+
+    /// The value of `name` as seen from below layer `below` (`usize::MAX`:
+    /// the top of this scope).
+    fn lookup(&self, name: &str, below: usize, at: Span, diags: &mut Vec<Diag>) -> Option<Resolved> {
+        let top = below.min(self.layers.len());
+        for i in (0..top).rev() {
+            if self.layers[i].contains(name) {
+                return self.resolve_in(i, name, at, diags);
+            }
+        }
+        self.parent.and_then(|p| p.lookup(name, usize::MAX, at, diags))
+    }
+
+    fn resolve_in(&self, layer: usize, name: &str, at: Span, diags: &mut Vec<Diag>) -> Option<Resolved> {
+        let key = (layer, name.to_string());
+        if let Some(r) = self.memo.borrow().get(&key) {
+            return Some(r.clone());
+        }
+        let resolved = match &self.layers[layer] {
+            Layer::Literal(m) => Resolved {
+                value: m.get(name).cloned().unwrap_or_default(),
+                secret: false,
+            },
+            Layer::Env(env) => {
+                let Some(def) = env.get(name) else { return None };
+                if !self.visiting.borrow_mut().insert(key.clone()) {
+                    diags.push(
+                        Diag::error(Code::EnvCycle, at, format!("env `{name}` refers to itself"))
+                            .label("used here")
+                            .with(def.span, "defined here")
+                            .help("an env value cannot depend on itself through other values"),
+                    );
+                    return None;
+                }
+                let r = self.expand(&def.value, Some((layer, name)), diags);
+                self.visiting.borrow_mut().remove(&key);
+                r
+            }
+        };
+        self.memo.borrow_mut().insert(key, resolved.clone());
+        Some(resolved)
+    }
+
+    /// Fills in a text. `own` is the env entry being defined, whose own name
+    /// refers to the layer below it.
+    fn expand(&self, text: &Text, own: Option<(usize, &str)>, diags: &mut Vec<Diag>) -> Resolved {
+        let mut value = String::new();
+        let mut secret = false;
+        for piece in &text.pieces {
+            match piece {
+                TextPiece::Lit(t) => value.push_str(t),
+                TextPiece::Ref(r) => match &r.var {
+                    Var::Name(n) => {
+                        let below = match own {
+                            Some((layer, own_name)) if own_name == n => layer,
+                            _ => usize::MAX,
+                        };
+                        // An unresolvable name was reported by the checker
+                        // (or is an environment-only value with no `--env`).
+                        if let Some(res) = self.lookup(n, below, r.span, diags) {
+                            value.push_str(&res.value);
+                            secret |= res.secret;
+                        }
+                    }
+                    Var::Secret(s) => {
+                        value.push_str("${secret.");
+                        value.push_str(s);
+                        value.push('}');
+                        secret = true;
+                    }
+                    Var::Environment => value.push_str(&self.ctx.environment),
+                    Var::Git(f) => value.push_str(&self.ctx.git(*f)),
+                },
+            }
+        }
+        Resolved { value, secret }
+    }
+
+    /// A text outside `env`: a secret here would leak, so it is an error.
+    pub fn interpolate(&self, text: &Text, diags: &mut Vec<Diag>) -> String {
+        let r = self.expand(text, None, diags);
+        if r.secret {
+            let names: Vec<String> = text
+                .refs()
+                .filter_map(|v| match &v.var {
+                    Var::Name(n) => Some(format!("`{n}`")),
+                    _ => None,
+                })
+                .collect();
+            diags.push(
+                Diag::error(Code::SecretOutsideEnv, text.span, "this value would contain a secret")
+                    .label(format!("{} holds a secret", names.join(", ")))
+                    .help("secrets reach stages only as environment variables; use them from the run script"),
+            );
+            return super::MASK.into();
+        }
+        r.value
+    }
+
+    /// The value of a name at the top of this scope.
+    pub fn get(&self, name: &str) -> Option<Resolved> {
+        self.lookup(name, usize::MAX, Span::default(), &mut Vec::new())
+    }
+
+    /// Everything a stage cell exports: all visible env names and matrix
+    /// values (shown, secrets masked), and the secret templates.
+    pub fn stage_env(
+        &self,
+        _stage: &Stage,
+        _matrix: &IndexMap<String, String>,
+        diags: &mut Vec<Diag>,
+    ) -> (IndexMap<String, String>, IndexMap<String, String>) {
+        let mut env = IndexMap::new();
+        let mut secret_env = IndexMap::new();
+        for name in self.names() {
+            if let Some(r) = self.lookup(&name, usize::MAX, Span::default(), diags) {
+                env.insert(name.clone(), r.shown());
+                if r.secret {
+                    secret_env.insert(name, r.value);
+                }
+            }
+        }
+        (env, secret_env)
+    }
+
+    /// A service's own env, resolved in this scope.
+    pub fn env_map(&self, e: &Env, diags: &mut Vec<Diag>) -> (IndexMap<String, String>, IndexMap<String, String>) {
+        let mut env = IndexMap::new();
+        let mut secret_env = IndexMap::new();
+        for (name, v) in e {
+            let r = self.expand(&v.value, None, diags);
+            env.insert(name.clone(), r.shown());
+            if r.secret {
+                secret_env.insert(name.clone(), r.value);
+            }
+        }
+        (env, secret_env)
+    }
+}

@@ -1,0 +1,154 @@
+//! A plan for people: waves first, then each stage's details.
+
+use std::fmt::Write as _;
+
+use crate::plan::{Plan, PlannedStage};
+
+pub fn text(plan: &Plan, color: bool) -> String {
+    let bold = |s: &str| if color { format!("\x1b[1m{s}\x1b[0m") } else { s.to_string() };
+    let dim = |s: &str| if color { format!("\x1b[2m{s}\x1b[0m") } else { s.to_string() };
+    let mut out = String::new();
+    let git = &plan.git;
+    let _ = writeln!(
+        out,
+        "{} {}  ·  branch {}  ·  commit {}{}  ·  environment {}",
+        bold("pipeline"),
+        plan.pipeline,
+        git.branch.as_deref().unwrap_or("-"),
+        git.short_sha.as_deref().unwrap_or("-"),
+        git.tag.as_deref().map(|t| format!(" (tag {t})")).unwrap_or_default(),
+        plan.environment.as_deref().unwrap_or("-"),
+    );
+
+    out.push('\n');
+    let _ = writeln!(out, "{}", bold("waves"));
+    if plan.waves.is_empty() {
+        let _ = writeln!(out, "  (nothing to run)");
+    }
+    for (i, wave) in plan.waves.iter().enumerate() {
+        let _ = writeln!(out, "  {:>2}  {}", i + 1, wave.join(", "));
+    }
+    if !plan.finally.is_empty() {
+        let _ = writeln!(out, "  then {} (finally)", plan.finally.join(", "));
+    }
+    let skipped: Vec<&PlannedStage> = plan.stages.iter().filter(|s| s.skipped).collect();
+    if !skipped.is_empty() {
+        out.push('\n');
+        let _ = writeln!(out, "{}", bold("skipped"));
+        let width = skipped.iter().map(|s| s.name.len()).max().unwrap_or(0);
+        for s in skipped {
+            let _ = writeln!(out, "  {:<width$}  {}", s.name, s.reason.as_deref().unwrap_or(""));
+        }
+    }
+    for s in &plan.stages {
+        out.push('\n');
+        stage(&mut out, s, &bold, &dim);
+    }
+    out
+}
+
+fn stage(out: &mut String, s: &PlannedStage, bold: &dyn Fn(&str) -> String, dim: &dyn Fn(&str) -> String) {
+    let mut tags = Vec::new();
+    match s.wave {
+        Some(w) => tags.push(format!("wave {w}")),
+        None if s.finally => tags.push("finally".into()),
+        None => tags.push("skipped".into()),
+    }
+    tags.push(s.kind.clone());
+    if let Some(t) = &s.template {
+        tags.push(format!("uses {t}"));
+    }
+    let _ = writeln!(out, "{} {}", bold(&s.name), dim(&format!("({})", tags.join(", "))));
+    let mut row = |k: &str, v: &str| {
+        let mut lines = v.lines();
+        let _ = writeln!(out, "  {k:<11}{}", lines.next().unwrap_or(""));
+        for l in lines {
+            let _ = writeln!(out, "  {:<11}{l}", "");
+        }
+    };
+    if let Some(r) = &s.reason {
+        row("skipped", r);
+    }
+    if !s.after.is_empty() {
+        row("after", &s.after.join(", "));
+    }
+    if let Some(w) = &s.when {
+        row("when", w);
+    }
+    if let Some(i) = &s.image {
+        row("image", i);
+    }
+    if let Some(r) = &s.run {
+        row("run", r);
+    }
+    if let Some(b) = &s.build {
+        row("build", &b.context);
+        if let Some(d) = &b.dockerfile {
+            row("dockerfile", d);
+        }
+        if let Some(t) = &b.target {
+            row("target", t);
+        }
+        row("tags", &b.tags.join("\n"));
+        for (k, v) in &b.labels {
+            row("label", &format!("{k} = {v}"));
+        }
+        for (k, v) in &b.args {
+            row("arg", &format!("{k} = {v}"));
+        }
+        row("push", if b.push { "yes" } else { "no" });
+    }
+    if let Some(r) = &s.release {
+        row("release", &r.name);
+        if let Some(ns) = &r.namespace {
+            row("namespace", ns);
+        }
+        row("manifests", &r.manifests.join("\n"));
+        for (c, i) in &r.images {
+            row("image", &format!("{c} = {i}"));
+        }
+        row(
+            "policy",
+            &format!(
+                "wait {}s, rollback {}, prune {}, history {}",
+                r.wait_secs,
+                match r.rollback {
+                    crate::model::Rollback::OnFailure => "on-failure",
+                    crate::model::Rollback::Never => "never",
+                },
+                if r.prune { "yes" } else { "no" },
+                r.history
+            ),
+        );
+    }
+    if let Some(m) = &s.manual {
+        row("asks", m);
+    }
+    if !s.env.is_empty() {
+        let width = s.env.keys().map(String::len).max().unwrap_or(0);
+        let lines: Vec<String> = s.env.iter().map(|(k, v)| format!("{k:<width$} = {v}")).collect();
+        row("env", &lines.join("\n"));
+    }
+    for svc in &s.services {
+        let mut desc = format!("{} ({})", svc.name, svc.image);
+        for (k, v) in &svc.env {
+            let _ = write!(desc, "\n  {k} = {v}");
+        }
+        row("service", &desc);
+    }
+    if !s.artifacts.is_empty() {
+        row("artifacts", &s.artifacts.join("\n"));
+    }
+    if !s.caches.is_empty() {
+        row("caches", &s.caches.join("\n"));
+    }
+    if s.retry > 0 {
+        row("retry", &s.retry.to_string());
+    }
+    if let Some(t) = s.timeout_secs {
+        row("timeout", &humantime::format_duration(std::time::Duration::from_secs(t)).to_string());
+    }
+    if s.allow_failure {
+        row("failure", "allowed");
+    }
+}
