@@ -36,11 +36,8 @@ pub enum Code {
     BadExpression,
     BadRegex,
     BadGlob,
-    UnknownEnvironment,
-    UnknownTarget,
     EnvCycle,
     UnusedTemplate,
-    UnusedEnvironmentValue,
 }
 
 impl Code {
@@ -71,11 +68,8 @@ impl Code {
             Code::BadExpression => "slipway::bad-expression",
             Code::BadRegex => "slipway::bad-regex",
             Code::BadGlob => "slipway::bad-glob",
-            Code::UnknownEnvironment => "slipway::unknown-environment",
-            Code::UnknownTarget => "slipway::unknown-target",
             Code::EnvCycle => "slipway::env-cycle",
             Code::UnusedTemplate => "slipway::unused-template",
-            Code::UnusedEnvironmentValue => "slipway::unused-environment-value",
         }
     }
 }
@@ -179,20 +173,30 @@ pub fn sort(diags: &mut [Diag], _sources: &SourceMap) {
     });
 }
 
-/// The candidate closest to `name`, when one is close enough to be a typo.
+/// The candidate closest to `name`, when one is close enough to be a typo:
+/// a few edits away (transpositions count as one), or very similar.
 pub fn closest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
-    let mut best: Option<(f64, &str)> = None;
+    let mut best: Option<(usize, f64, &str)> = None;
     for c in candidates {
-        let score = strsim::jaro_winkler(name, c);
-        if score > 0.8 && best.is_none_or(|(s, _)| score > s) {
-            best = Some((score, c));
+        let edits = strsim::damerau_levenshtein(name, c);
+        let similarity = strsim::jaro_winkler(name, c);
+        let allowed = (name.chars().count().max(c.chars().count()) / 3).max(1);
+        if edits > allowed && similarity <= 0.85 {
+            continue;
+        }
+        let better = best.is_none_or(|(e, s, _)| (edits, -similarity) < (e, -s));
+        if better {
+            best = Some((edits, similarity, c));
         }
     }
-    best.map(|(_, c)| c)
+    best.map(|(_, _, c)| c)
 }
 
 /// "did you mean `install`?", when one of `candidates` is close to `name`.
-pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
+pub fn did_you_mean<'a>(
+    name: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<String> {
     closest(name, candidates).map(|c| format!("did you mean `{c}`?"))
 }
 

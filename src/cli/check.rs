@@ -26,7 +26,11 @@ pub(crate) fn run(args: &CheckArgs, global: &Global) -> u8 {
         }
     };
     if !path.exists() {
-        super::error(global, &format!("no such file `{}`", path.display()), Some("pass the path of a `.pipeline` file"));
+        super::error(
+            global,
+            &format!("no such file `{}`", path.display()),
+            Some("pass the path of a `.pipeline` file"),
+        );
         return exit::INVALID;
     }
     let checked = crate::model::check_file(&path);
@@ -45,7 +49,11 @@ pub(crate) fn run(args: &CheckArgs, global: &Global) -> u8 {
                 p.templates.len(),
                 if p.templates.len() == 1 { "" } else { "s" },
             ),
-            None => format!("{}: {errors} error{}", path.display(), if errors == 1 { "" } else { "s" }),
+            None => format!(
+                "{}: {errors} error{}",
+                path.display(),
+                if errors == 1 { "" } else { "s" }
+            ),
         };
         let warn = match warnings {
             0 => String::new(),

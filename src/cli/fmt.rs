@@ -67,16 +67,25 @@ fn one(path: &Path, check: bool, global: &Global) -> Result<Outcome, u8> {
         s
     } else {
         std::fs::read_to_string(path).map_err(|e| {
-            super::error(global, &format!("cannot read `{}`: {e}", path.display()), None);
+            super::error(
+                global,
+                &format!("cannot read `{}`: {e}", path.display()),
+                None,
+            );
             exit::INVALID
         })?
     };
-    let name = if stdin { "<stdin>".to_string() } else { path.display().to_string() };
+    let name = if stdin {
+        "<stdin>".to_string()
+    } else {
+        path.display().to_string()
+    };
     let mut sources = SourceMap::default();
     let id = sources.add(SourceFile::new(path.to_path_buf(), name.clone(), text));
     let (ast, diags) = crate::syntax::parse(id, &sources.get(id).text);
     if !diags.is_empty() {
-        let out = crate::report::diagnostics::render(&diags, &sources, global.diagnostics, global.color);
+        let out =
+            crate::report::diagnostics::render(&diags, &sources, global.diagnostics, global.color);
         eprint!("{out}");
         return Ok(Outcome::Invalid);
     }
@@ -84,7 +93,11 @@ fn one(path: &Path, check: bool, global: &Global) -> Result<Outcome, u8> {
     let formatted = crate::format::format(&ast, original);
     if stdin {
         super::write_stdout(&formatted);
-        return Ok(if formatted == *original { Outcome::Unchanged } else { Outcome::Changed });
+        return Ok(if formatted == *original {
+            Outcome::Unchanged
+        } else {
+            Outcome::Changed
+        });
     }
     if formatted == *original {
         return Ok(Outcome::Unchanged);

@@ -13,7 +13,9 @@ pub(crate) struct Repo {
 impl Repo {
     /// The repository containing `dir`, if any (and if git is installed).
     pub(crate) fn at(dir: &Path) -> Option<Repo> {
-        let repo = Repo { dir: dir.to_path_buf() };
+        let repo = Repo {
+            dir: dir.to_path_buf(),
+        };
         (repo.git(&["rev-parse", "--is-inside-work-tree"])?.trim() == "true").then_some(repo)
     }
 
@@ -26,11 +28,15 @@ impl Repo {
             .stderr(std::process::Stdio::null())
             .output()
             .ok()?;
-        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
     fn line(&self, args: &[&str]) -> Option<String> {
-        self.git(args).map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
+        self.git(args)
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
     }
 
     pub(crate) fn context(&self) -> GitContext {
@@ -63,13 +69,22 @@ impl Repo {
             (Some(c), _) => c,
             // A first commit has no parent: everything in it changed. A
             // shallow clone's missing parent says nothing, though.
-            (None, None) if self.line(&["rev-parse", "--is-shallow-repository"]).as_deref() == Some("false") => {
+            (None, None)
+                if self
+                    .line(&["rev-parse", "--is-shallow-repository"])
+                    .as_deref()
+                    == Some("false") =>
+            {
                 self.git(&["ls-tree", "-r", "--name-only", "HEAD"])?
             }
             (None, _) => return None,
         };
-        let modified = self.git(&["diff", "--name-only", "--relative", "--no-renames", "HEAD"]).unwrap_or_default();
-        let untracked = self.git(&["ls-files", "--others", "--exclude-standard"]).unwrap_or_default();
+        let modified = self
+            .git(&["diff", "--name-only", "--relative", "--no-renames", "HEAD"])
+            .unwrap_or_default();
+        let untracked = self
+            .git(&["ls-files", "--others", "--exclude-standard"])
+            .unwrap_or_default();
         let mut paths: Vec<String> = [committed, modified, untracked]
             .iter()
             .flat_map(|s| s.lines())
@@ -83,7 +98,13 @@ impl Repo {
 }
 
 fn ci_branch() -> Option<String> {
-    ["GITHUB_HEAD_REF", "GITHUB_REF_NAME", "CI_COMMIT_BRANCH", "CI_COMMIT_REF_NAME", "BRANCH_NAME"]
-        .iter()
-        .find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
+    [
+        "GITHUB_HEAD_REF",
+        "GITHUB_REF_NAME",
+        "CI_COMMIT_BRANCH",
+        "CI_COMMIT_REF_NAME",
+        "BRANCH_NAME",
+    ]
+    .iter()
+    .find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
 }

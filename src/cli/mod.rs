@@ -81,13 +81,20 @@ pub fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { exit::INVALID } else { exit::OK });
+            return ExitCode::from(if e.use_stderr() {
+                exit::INVALID
+            } else {
+                exit::OK
+            });
         }
     };
     let color = match cli.color {
         Color::Always => true,
         Color::Never => false,
-        Color::Auto => std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stderr().is_terminal(),
+        Color::Auto => {
+            std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+                && std::io::stderr().is_terminal()
+        }
     };
     let global = Global {
         color,
@@ -104,7 +111,11 @@ pub fn main() -> ExitCode {
 
 /// Prints a usage-level error (no source span) the way diagnostics look.
 pub(crate) fn error(global: &Global, message: &str, help: Option<&str>) {
-    let prefix = if global.color { "\x1b[1;31merror\x1b[0m" } else { "error" };
+    let prefix = if global.color {
+        "\x1b[1;31merror\x1b[0m"
+    } else {
+        "error"
+    };
     eprintln!("{prefix}: {message}");
     if let Some(h) = help {
         eprintln!("  help: {h}");
@@ -118,7 +129,12 @@ pub(crate) fn find_pipeline(given: Option<&Path>) -> Result<PathBuf, (String, St
         return Ok(p.to_path_buf());
     }
     let mut found: Vec<PathBuf> = std::fs::read_dir(".")
-        .map_err(|e| (format!("cannot list the current directory: {e}"), "pass a FILE".to_string()))?
+        .map_err(|e| {
+            (
+                format!("cannot list the current directory: {e}"),
+                "pass a FILE".to_string(),
+            )
+        })?
         .filter_map(Result::ok)
         .map(|e| PathBuf::from(e.file_name()))
         .filter(|p| p.extension().is_some_and(|x| x == "pipeline") && p.is_file())
@@ -135,7 +151,11 @@ pub(crate) fn find_pipeline(given: Option<&Path>) -> Result<PathBuf, (String, St
         _ => Err((
             format!(
                 "several `.pipeline` files here: {}",
-                found.iter().map(|p| format!("`{}`", p.display())).collect::<Vec<_>>().join(", ")
+                found
+                    .iter()
+                    .map(|p| format!("`{}`", p.display()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
             "pass the one to use as FILE, or name it `slipway.pipeline`".into(),
         )),
@@ -146,7 +166,11 @@ pub(crate) fn find_pipeline(given: Option<&Path>) -> Result<PathBuf, (String, St
 /// errors.
 pub(crate) fn load_checked(path: &Path, global: &Global) -> Result<(Pipeline, Checked), u8> {
     if !path.exists() {
-        error(global, &format!("no such file `{}`", path.display()), Some("pass the path of a `.pipeline` file"));
+        error(
+            global,
+            &format!("no such file `{}`", path.display()),
+            Some("pass the path of a `.pipeline` file"),
+        );
         return Err(exit::INVALID);
     }
     let mut checked = crate::model::check_file(path);
@@ -161,7 +185,12 @@ pub(crate) fn print_diagnostics(checked: &Checked, global: &Global) {
     if checked.diagnostics.is_empty() {
         return;
     }
-    let out = render(&checked.diagnostics, &checked.sources, global.diagnostics, global.color);
+    let out = render(
+        &checked.diagnostics,
+        &checked.sources,
+        global.diagnostics,
+        global.color,
+    );
     eprint!("{out}");
 }
 
@@ -215,14 +244,19 @@ impl Selection {
     /// Splits `args` into the file and the stages.
     pub(crate) fn file_and_targets(&self) -> (Option<PathBuf>, Vec<String>) {
         let mut args = self.args.clone();
-        let is_file = args.first().is_some_and(|a| a.ends_with(".pipeline") || Path::new(a).is_file());
+        let is_file = args
+            .first()
+            .is_some_and(|a| a.ends_with(".pipeline") || Path::new(a).is_file());
         let file = is_file.then(|| PathBuf::from(args.remove(0)));
         (file, args)
     }
 
     /// The plan options, with git's answers where no flag overrides them.
     pub(crate) fn options(&self, pipeline_file: &Path) -> crate::plan::Options {
-        let dir = pipeline_file.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let dir = pipeline_file
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
         let repo = git::Repo::at(dir);
         let mut ctx = repo.as_ref().map(git::Repo::context).unwrap_or_default();
         if let Some(b) = &self.branch {
@@ -238,7 +272,8 @@ impl Selection {
         let changed = if !self.changed.is_empty() {
             Some(self.changed.clone())
         } else {
-            repo.as_ref().and_then(|r| r.changed(self.changed_since.as_deref()))
+            repo.as_ref()
+                .and_then(|r| r.changed(self.changed_since.as_deref()))
         };
         let (_, targets) = self.file_and_targets();
         crate::plan::Options {
@@ -262,9 +297,14 @@ pub(crate) fn make_plan(sel: &Selection, global: &Global) -> Result<crate::plan:
     let options = sel.options(&path);
     crate::plan::plan(&pipeline, &options).map_err(|e| {
         match e {
-            crate::plan::PlanError::Usage { message, help } => error(global, &message, help.as_deref()),
+            crate::plan::PlanError::Usage { message, help } => {
+                error(global, &message, help.as_deref())
+            }
             crate::plan::PlanError::Diagnostics(diags) => {
-                eprint!("{}", render(&diags, &checked.sources, global.diagnostics, global.color));
+                eprint!(
+                    "{}",
+                    render(&diags, &checked.sources, global.diagnostics, global.color)
+                );
             }
         }
         exit::INVALID

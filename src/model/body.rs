@@ -28,14 +28,42 @@ pub(super) enum Context {
 impl Context {
     pub(super) fn keys(self) -> &'static [&'static str] {
         match self {
-            Context::Top => &["pipeline", "include", "env", "secret", "environment", "template", "stage", "finally"],
+            Context::Top => &[
+                "pipeline",
+                "include",
+                "env",
+                "secret",
+                "environment",
+                "template",
+                "stage",
+                "finally",
+            ],
             Context::Stage | Context::Template => &[
-                "image", "run", "env", "matrix", "service", "retry", "timeout", "allow-failure",
-                "artifact", "cache", "build", "release", "manual",
+                "image",
+                "run",
+                "env",
+                "matrix",
+                "service",
+                "retry",
+                "timeout",
+                "allow-failure",
+                "artifact",
+                "cache",
+                "build",
+                "release",
+                "manual",
             ],
             Context::Environment | Context::Service => &["env"],
             Context::Build => &["dockerfile", "target", "tag", "label", "arg", "push"],
-            Context::Release => &["namespace", "manifests", "image", "wait", "rollback", "prune", "history"],
+            Context::Release => &[
+                "namespace",
+                "manifests",
+                "image",
+                "wait",
+                "rollback",
+                "prune",
+                "history",
+            ],
         }
     }
 
@@ -204,9 +232,13 @@ impl Reader<'_> {
                     _ => "write a string".into(),
                 };
                 self.diags.push(
-                    Diag::error(Code::BadValue, other.span(), format!("{what} must be a string"))
-                        .label(format!("found {}", other.describe()))
-                        .help(hint),
+                    Diag::error(
+                        Code::BadValue,
+                        other.span(),
+                        format!("{what} must be a string"),
+                    )
+                    .label(format!("found {}", other.describe()))
+                    .help(hint),
                 );
                 None
             }
@@ -280,7 +312,11 @@ impl Reader<'_> {
                 match t.as_literal() {
                     Some(lit) => (lit, s.span),
                     None => {
-                        self.diags.push(bad_duration(s.span, key, "a duration cannot use `${...}`"));
+                        self.diags.push(bad_duration(
+                            s.span,
+                            key,
+                            "a duration cannot use `${...}`",
+                        ));
                         return None;
                     }
                 }
@@ -305,7 +341,11 @@ impl Reader<'_> {
         match humantime::parse_duration(&text) {
             Ok(d) if !d.is_zero() => Some(d),
             Ok(_) => {
-                self.diags.push(bad_duration(span, key, "a duration must be longer than zero"));
+                self.diags.push(bad_duration(
+                    span,
+                    key,
+                    "a duration must be longer than zero",
+                ));
                 None
             }
             Err(e) => {
@@ -321,8 +361,7 @@ impl Reader<'_> {
             return;
         };
         for entry in &block.settings {
-            let (Some(value), true, None) =
-                (&entry.assign, entry.args.is_empty(), &entry.block)
+            let (Some(value), true, None) = (&entry.assign, entry.args.is_empty(), &entry.block)
             else {
                 self.diags.push(
                     Diag::error(
@@ -461,9 +500,13 @@ impl Reader<'_> {
             }
             if items.is_empty() {
                 self.diags.push(
-                    Diag::error(Code::BadValue, *span, format!("matrix `{}` has no values", entry.key.name))
-                        .label("empty list")
-                        .help("give at least one value, or remove the key"),
+                    Diag::error(
+                        Code::BadValue,
+                        *span,
+                        format!("matrix `{}` has no values", entry.key.name),
+                    )
+                    .label("empty list")
+                    .help("give at least one value, or remove the key"),
                 );
                 continue;
             }
@@ -478,17 +521,25 @@ impl Reader<'_> {
                         let lit = t.as_literal();
                         if lit.is_none() {
                             self.diags.push(
-                                Diag::error(Code::BadValue, st.span, "matrix values cannot use `${...}`")
-                                    .label("interpolated")
-                                    .help("write the values out; use them elsewhere as `${NAME}`"),
+                                Diag::error(
+                                    Code::BadValue,
+                                    st.span,
+                                    "matrix values cannot use `${...}`",
+                                )
+                                .label("interpolated")
+                                .help("write the values out; use them elsewhere as `${NAME}`"),
                             );
                         }
                         lit
                     }
                     other => {
                         self.diags.push(
-                            Diag::error(Code::BadValue, other.span(), "matrix values are strings or numbers")
-                                .label(format!("found {}", other.describe())),
+                            Diag::error(
+                                Code::BadValue,
+                                other.span(),
+                                "matrix values are strings or numbers",
+                            )
+                            .label(format!("found {}", other.describe())),
                         );
                         None
                     }
@@ -496,9 +547,13 @@ impl Reader<'_> {
                 let Some(value) = value else { continue };
                 if let Some(prev) = values.iter().find(|v| v.value == value) {
                     self.diags.push(
-                        Diag::error(Code::DuplicateName, item.span(), format!("matrix value `{value}` is listed twice"))
-                            .label("listed again here")
-                            .with(prev.span, "first listed here"),
+                        Diag::error(
+                            Code::DuplicateName,
+                            item.span(),
+                            format!("matrix value `{value}` is listed twice"),
+                        )
+                        .label("listed again here")
+                        .with(prev.span, "first listed here"),
                     );
                     continue;
                 }
@@ -597,8 +652,12 @@ impl Reader<'_> {
                 let key = Text::from_str(k, self.diags);
                 let Some(key) = key.as_literal() else {
                     self.diags.push(
-                        Diag::error(Code::BadValue, k.span, format!("a `{}` name cannot use `${{...}}`", s.key.name))
-                            .label("interpolated"),
+                        Diag::error(
+                            Code::BadValue,
+                            k.span,
+                            format!("a `{}` name cannot use `${{...}}`", s.key.name),
+                        )
+                        .label("interpolated"),
                     );
                     return None;
                 };
@@ -648,15 +707,27 @@ impl Reader<'_> {
                     match (inner.args.as_slice(), &inner.assign, &inner.block) {
                         ([Value::List { items, .. }], None, None) => {
                             for item in items {
-                                release.manifests.extend(self.value_text(item, "a manifest glob"));
+                                release
+                                    .manifests
+                                    .extend(self.value_text(item, "a manifest glob"));
                             }
                         }
-                        (args, None, None) if !args.is_empty() && args.iter().all(|a| matches!(a, Value::Str(_))) => {
+                        (args, None, None)
+                            if !args.is_empty()
+                                && args.iter().all(|a| matches!(a, Value::Str(_))) =>
+                        {
                             for item in args {
-                                release.manifests.extend(self.value_text(item, "a manifest glob"));
+                                release
+                                    .manifests
+                                    .extend(self.value_text(item, "a manifest glob"));
                             }
                         }
-                        _ => bad_shape(inner, Context::Release, "one or more file globs", self.diags),
+                        _ => bad_shape(
+                            inner,
+                            Context::Release,
+                            "one or more file globs",
+                            self.diags,
+                        ),
                     }
                 }
                 "image" => {
@@ -675,25 +746,40 @@ impl Reader<'_> {
                             "on-failure" => release.rollback = Rollback::OnFailure,
                             "never" => release.rollback = Rollback::Never,
                             other => self.diags.push(
-                                Diag::error(Code::BadValue, w.span, format!("unknown rollback policy `{other}`"))
-                                    .label("expected `on-failure` or `never`")
-                                    .help(
-                                        closest(other, ["on-failure", "never"])
-                                            .map_or_else(|| "write `rollback on-failure` or `rollback never`".into(), |c| format!("did you mean `{c}`?")),
+                                Diag::error(
+                                    Code::BadValue,
+                                    w.span,
+                                    format!("unknown rollback policy `{other}`"),
+                                )
+                                .label("expected `on-failure` or `never`")
+                                .help(
+                                    closest(other, ["on-failure", "never"]).map_or_else(
+                                        || "write `rollback on-failure` or `rollback never`".into(),
+                                        |c| format!("did you mean `{c}`?"),
                                     ),
+                                ),
                             ),
                         }
                     }
-                    _ => bad_shape(inner, Context::Release, "`on-failure` or `never`", self.diags),
+                    _ => bad_shape(
+                        inner,
+                        Context::Release,
+                        "`on-failure` or `never`",
+                        self.diags,
+                    ),
                 },
                 "prune" => release.prune = self.boolean(inner, Context::Release).unwrap_or(false),
                 "history" => {
                     if let Some(n) = self.count(inner, Context::Release, 1000) {
                         if n == 0 {
                             self.diags.push(
-                                Diag::error(Code::BadValue, inner.span, "`history` must keep at least 1 revision")
-                                    .label("zero")
-                                    .help("write `history 10`"),
+                                Diag::error(
+                                    Code::BadValue,
+                                    inner.span,
+                                    "`history` must keep at least 1 revision",
+                                )
+                                .label("zero")
+                                .help("write `history 10`"),
                             );
                         } else {
                             release.history = n;
@@ -705,9 +791,13 @@ impl Reader<'_> {
         }
         if release.manifests.is_empty() && manifests_span.is_none() {
             self.diags.push(
-                Diag::error(Code::MissingValue, name.span, format!("release `{}` has no `manifests`", name.name))
-                    .label("nothing to apply")
-                    .help("add `manifests \"deploy/k8s/*.yaml\"` to the release block"),
+                Diag::error(
+                    Code::MissingValue,
+                    name.span,
+                    format!("release `{}` has no `manifests`", name.name),
+                )
+                .label("nothing to apply")
+                .help("add `manifests \"deploy/k8s/*.yaml\"` to the release block"),
             );
         }
         Some(release)
@@ -726,7 +816,11 @@ pub(super) fn duplicate_setting(s: &Setting, first: Span) -> Diag {
 }
 
 fn bad_duration(span: Span, key: &str, why: &str) -> Diag {
-    Diag::error(Code::BadDuration, span, format!("bad duration for `{key}`: {why}"))
-        .label("not a duration")
-        .help("durations are written like `30s`, `10m` or `1h30m`")
+    Diag::error(
+        Code::BadDuration,
+        span,
+        format!("bad duration for `{key}`: {why}"),
+    )
+    .label("not a duration")
+    .help("durations are written like `30s`, `10m` or `1h30m`")
 }

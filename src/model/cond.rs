@@ -46,7 +46,10 @@ pub enum CondOperand {
     Environment,
     Git(GitField),
     /// `env.NAME`
-    Env { name: String, span: Span },
+    Env {
+        name: String,
+        span: Span,
+    },
     Text(Text),
     Bool(bool),
     /// `changed("glob", ...)`: true when any changed path matches any glob.
@@ -74,10 +77,14 @@ pub(super) fn check(expr: &Expr, text: &str, diags: &mut Vec<Diag>) -> Cond {
 
 fn check_expr(expr: &Expr, diags: &mut Vec<Diag>) -> CondExpr {
     match expr {
-        Expr::Or(l, r) => CondExpr::Or(Box::new(check_expr(l, diags)), Box::new(check_expr(r, diags))),
-        Expr::And(l, r) => {
-            CondExpr::And(Box::new(check_expr(l, diags)), Box::new(check_expr(r, diags)))
-        }
+        Expr::Or(l, r) => CondExpr::Or(
+            Box::new(check_expr(l, diags)),
+            Box::new(check_expr(r, diags)),
+        ),
+        Expr::And(l, r) => CondExpr::And(
+            Box::new(check_expr(l, diags)),
+            Box::new(check_expr(r, diags)),
+        ),
         Expr::Not { expr, .. } => CondExpr::Not(Box::new(check_expr(expr, diags))),
         Expr::Group { expr, .. } => check_expr(expr, diags),
         Expr::Compare { lhs, op, rhs } => {
@@ -99,18 +106,26 @@ fn check_expr(expr: &Expr, diags: &mut Vec<Diag>) -> CondExpr {
                         }
                     }
                     _ => diags.push(
-                        Diag::error(Code::BadExpression, rhs.span(), "`=~` needs a string pattern on its right")
-                            .label("not a string")
-                            .help(r#"write `branch =~ "^release/"`"#),
+                        Diag::error(
+                            Code::BadExpression,
+                            rhs.span(),
+                            "`=~` needs a string pattern on its right",
+                        )
+                        .label("not a string")
+                        .help(r#"write `branch =~ "^release/"`"#),
                     ),
                 }
             }
             for (side, o) in [(lhs, &l), (rhs, &r)] {
                 if matches!(o, CondOperand::Changed(_)) {
                     diags.push(
-                        Diag::error(Code::BadExpression, side.span(), "`changed(...)` is true or false; it cannot be compared")
-                            .label("a condition, not a value")
-                            .help(r#"use it alone: `changed("src/**")` or `!changed("docs/**")`"#),
+                        Diag::error(
+                            Code::BadExpression,
+                            side.span(),
+                            "`changed(...)` is true or false; it cannot be compared",
+                        )
+                        .label("a condition, not a value")
+                        .help(r#"use it alone: `changed("src/**")` or `!changed("docs/**")`"#),
                     );
                 }
             }
@@ -159,9 +174,13 @@ fn operand(o: &Operand, diags: &mut Vec<Diag>) -> CondOperand {
                     ),
                 };
                 diags.push(
-                    Diag::error(Code::BadExpression, *span, format!("unknown name `{p}` in condition"))
-                        .label("unknown name")
-                        .help(help),
+                    Diag::error(
+                        Code::BadExpression,
+                        *span,
+                        format!("unknown name `{p}` in condition"),
+                    )
+                    .label("unknown name")
+                    .help(help),
                 );
                 CondOperand::Bool(false)
             }
@@ -169,26 +188,38 @@ fn operand(o: &Operand, diags: &mut Vec<Diag>) -> CondOperand {
         Operand::Call { name, args, span } => {
             if name.name != "changed" {
                 diags.push(
-                    Diag::error(Code::BadExpression, name.span, format!("unknown function `{}`", name.name))
-                        .label("unknown function")
-                        .help(r#"the only function is `changed("glob", ...)`"#),
+                    Diag::error(
+                        Code::BadExpression,
+                        name.span,
+                        format!("unknown function `{}`", name.name),
+                    )
+                    .label("unknown function")
+                    .help(r#"the only function is `changed("glob", ...)`"#),
                 );
                 return CondOperand::Bool(false);
             }
             if args.is_empty() {
                 diags.push(
-                    Diag::error(Code::BadExpression, *span, "`changed` needs at least one glob")
-                        .label("no glob")
-                        .help(r#"write `changed("src/**")`"#),
+                    Diag::error(
+                        Code::BadExpression,
+                        *span,
+                        "`changed` needs at least one glob",
+                    )
+                    .label("no glob")
+                    .help(r#"write `changed("src/**")`"#),
                 );
             }
             let mut globs = Vec::new();
             for a in args {
                 let Value::Str(s) = a else {
                     diags.push(
-                        Diag::error(Code::BadExpression, a.span(), "`changed` takes glob strings")
-                            .label(format!("found {}", a.describe()))
-                            .help(r#"write `changed("docs/**")`"#),
+                        Diag::error(
+                            Code::BadExpression,
+                            a.span(),
+                            "`changed` takes glob strings",
+                        )
+                        .label(format!("found {}", a.describe()))
+                        .help(r#"write `changed("docs/**")`"#),
                     );
                     continue;
                 };

@@ -96,7 +96,9 @@ mod tests {
 
     #[test]
     fn long_chain_does_not_overflow() {
-        let deps: Vec<Vec<usize>> = (0..100_000).map(|i| if i == 0 { vec![] } else { vec![i - 1] }).collect();
+        let deps: Vec<Vec<usize>> = (0..100_000)
+            .map(|i| if i == 0 { vec![] } else { vec![i - 1] })
+            .collect();
         assert!(cycles(&deps).is_empty());
     }
 }

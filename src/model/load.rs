@@ -49,9 +49,11 @@ pub fn load_with(path: &Path, read: &mut dyn FnMut(&Path) -> io::Result<String>)
     let text = match (loader.read)(path) {
         Ok(t) => t,
         Err(e) => {
-            let root = loader
-                .sources
-                .add(SourceFile::new(path.to_path_buf(), name.clone(), String::new()));
+            let root = loader.sources.add(SourceFile::new(
+                path.to_path_buf(),
+                name.clone(),
+                String::new(),
+            ));
             loader.diagnostics.push(
                 Diag::error(
                     Code::MissingInclude,
@@ -118,7 +120,11 @@ impl Loader<'_> {
             }
         };
         let including = self.sources.get(from);
-        let dir = including.path.parent().unwrap_or(Path::new("")).to_path_buf();
+        let dir = including
+            .path
+            .parent()
+            .unwrap_or(Path::new(""))
+            .to_path_buf();
         let shown_dir = Path::new(&including.name)
             .parent()
             .unwrap_or(Path::new(""))
@@ -167,16 +173,20 @@ impl Loader<'_> {
                     e.to_string()
                 };
                 self.diagnostics.push(
-                    Diag::error(Code::MissingInclude, span, format!("cannot include `{name}`: {why}"))
-                        .label("this file")
-                        .help(format!(
-                            "include paths are relative to the including file's folder, `{}`",
-                            if shown_dir.as_os_str().is_empty() {
-                                ".".to_string()
-                            } else {
-                                shown_dir.display().to_string()
-                            }
-                        )),
+                    Diag::error(
+                        Code::MissingInclude,
+                        span,
+                        format!("cannot include `{name}`: {why}"),
+                    )
+                    .label("this file")
+                    .help(format!(
+                        "include paths are relative to the including file's folder, `{}`",
+                        if shown_dir.as_os_str().is_empty() {
+                            ".".to_string()
+                        } else {
+                            shown_dir.display().to_string()
+                        }
+                    )),
                 );
             }
         }

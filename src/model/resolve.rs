@@ -79,9 +79,13 @@ impl<'a> Resolver<'a> {
             "pipeline" => {
                 if file != self.root {
                     self.diags.push(
-                        Diag::error(Code::MisplacedSetting, s.key.span, "`pipeline` can only be in the main file")
-                            .label("in an included file")
-                            .help("remove it: an included file adds to the pipeline that includes it"),
+                        Diag::error(
+                            Code::MisplacedSetting,
+                            s.key.span,
+                            "`pipeline` can only be in the main file",
+                        )
+                        .label("in an included file")
+                        .help("remove it: an included file adds to the pipeline that includes it"),
                     );
                     return;
                 }
@@ -93,9 +97,13 @@ impl<'a> Resolver<'a> {
                     match t.as_literal() {
                         Some(n) if !n.trim().is_empty() => self.name = Some((n, s.key.span)),
                         _ => self.diags.push(
-                            Diag::error(Code::BadValue, t.span, "the pipeline name must be plain, non-empty text")
-                                .label("not a plain name")
-                                .help("write `pipeline \"chat\"`"),
+                            Diag::error(
+                                Code::BadValue,
+                                t.span,
+                                "the pipeline name must be plain, non-empty text",
+                            )
+                            .label("not a plain name")
+                            .help("write `pipeline \"chat\"`"),
                         ),
                     }
                 }
@@ -132,10 +140,14 @@ impl<'a> Resolver<'a> {
                     };
                     if let Some(prev) = self.secrets.get(&w.name) {
                         self.diags.push(
-                            Diag::error(Code::DuplicateName, w.span, format!("secret `{}` is declared twice", w.name))
-                                .label("declared again here")
-                                .with(*prev, "first declared here")
-                                .help("remove one of them"),
+                            Diag::error(
+                                Code::DuplicateName,
+                                w.span,
+                                format!("secret `{}` is declared twice", w.name),
+                            )
+                            .label("declared again here")
+                            .with(*prev, "first declared here")
+                            .help("remove one of them"),
                         );
                     } else {
                         self.secrets.insert(w.name.clone(), w.span);
@@ -152,16 +164,22 @@ impl<'a> Resolver<'a> {
                 let mut env = Env::new();
                 for inner in &block.settings {
                     match inner.key.name.as_str() {
-                        "env" => self.reader().env_block(inner, Context::Environment, &mut env),
+                        "env" => self
+                            .reader()
+                            .env_block(inner, Context::Environment, &mut env),
                         _ => unknown_setting(inner, Context::Environment, self.diags),
                     }
                 }
                 if let Some(prev) = self.environments.get(&name.name) {
                     self.diags.push(
-                        Diag::error(Code::DuplicateName, name.span, format!("environment `{}` is defined twice", name.name))
-                            .label("defined again here")
-                            .with(prev.span, "first defined here")
-                            .help("merge the two blocks"),
+                        Diag::error(
+                            Code::DuplicateName,
+                            name.span,
+                            format!("environment `{}` is defined twice", name.name),
+                        )
+                        .label("defined again here")
+                        .with(prev.span, "first defined here")
+                        .help("merge the two blocks"),
                     );
                     return;
                 }
@@ -184,10 +202,14 @@ impl<'a> Resolver<'a> {
                 let body = self.reader().body(block, Context::Template);
                 if let Some(prev) = self.templates.get(&name.name) {
                     self.diags.push(
-                        Diag::error(Code::DuplicateTemplate, name.span, format!("template `{}` is defined twice", name.name))
-                            .label("defined again here")
-                            .with(prev.span, "first defined here")
-                            .help("rename or remove one of them"),
+                        Diag::error(
+                            Code::DuplicateTemplate,
+                            name.span,
+                            format!("template `{}` is defined twice", name.name),
+                        )
+                        .label("defined again here")
+                        .with(prev.span, "first defined here")
+                        .help("rename or remove one of them"),
                     );
                     return;
                 }
@@ -210,14 +232,22 @@ impl<'a> Resolver<'a> {
         let mut finally: IndexMap<String, Stage> = IndexMap::new();
         let decls = std::mem::take(&mut self.decls);
         for decl in decls {
-            let Some(stage) = self.stage(decl) else { continue };
+            let Some(stage) = self.stage(decl) else {
+                continue;
+            };
             let prev = stages.get(&stage.name).or_else(|| finally.get(&stage.name));
             if let Some(prev) = prev {
                 self.diags.push(
-                    Diag::error(Code::DuplicateStage, stage.span, format!("stage `{}` is defined twice", stage.name))
-                        .label("defined again here")
-                        .with(prev.span, "first defined here")
-                        .help("stage names are unique across the pipeline and its includes; rename one"),
+                    Diag::error(
+                        Code::DuplicateStage,
+                        stage.span,
+                        format!("stage `{}` is defined twice", stage.name),
+                    )
+                    .label("defined again here")
+                    .with(prev.span, "first defined here")
+                    .help(
+                        "stage names are unique across the pipeline and its includes; rename one",
+                    ),
                 );
                 continue;
             }
@@ -242,14 +272,18 @@ impl<'a> Resolver<'a> {
             let kw = clause.keyword();
             if let Some(first) = seen.get(kw) {
                 self.diags.push(
-                    Diag::error(Code::DuplicateSetting, clause.span(), format!("`{kw}` is given twice"))
-                        .label("given again here")
-                        .with(*first, "first given here")
-                        .help(match kw {
-                            "after" => "list every dependency in one `after`: `after a, b`",
-                            "when" => "combine the conditions with `&&` or `||`",
-                            _ => "a stage uses one template",
-                        }),
+                    Diag::error(
+                        Code::DuplicateSetting,
+                        clause.span(),
+                        format!("`{kw}` is given twice"),
+                    )
+                    .label("given again here")
+                    .with(*first, "first given here")
+                    .help(match kw {
+                        "after" => "list every dependency in one `after`: `after a, b`",
+                        "when" => "combine the conditions with `&&` or `||`",
+                        _ => "a stage uses one template",
+                    }),
                 );
                 continue;
             }
@@ -258,9 +292,15 @@ impl<'a> Resolver<'a> {
                 Clause::After { names, span } => {
                     if decl.kind == StageKind::Finally {
                         self.diags.push(
-                            Diag::error(Code::MisplacedSetting, *span, "a `finally` stage cannot have `after`")
-                                .label("not allowed here")
-                                .help("`finally` stages run after every other stage, whatever happened"),
+                            Diag::error(
+                                Code::MisplacedSetting,
+                                *span,
+                                "a `finally` stage cannot have `after`",
+                            )
+                            .label("not allowed here")
+                            .help(
+                                "`finally` stages run after every other stage, whatever happened",
+                            ),
                         );
                         continue;
                     }
@@ -285,37 +325,52 @@ impl<'a> Resolver<'a> {
             Some((t, span)) => match self.templates.get(t) {
                 Some(tpl) => Some(tpl.body.clone()),
                 None => {
-                    let help = did_you_mean(t, self.templates.keys().map(String::as_str)).unwrap_or_else(|| {
-                        if self.templates.is_empty() {
-                            "define it with `template NAME { ... }`".into()
-                        } else {
-                            format!(
-                                "templates are {}",
-                                self.templates.keys().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
-                            )
-                        }
-                    });
+                    let help = did_you_mean(t, self.templates.keys().map(String::as_str))
+                        .unwrap_or_else(|| {
+                            if self.templates.is_empty() {
+                                "define it with `template NAME { ... }`".into()
+                            } else {
+                                format!(
+                                    "templates are {}",
+                                    self.templates
+                                        .keys()
+                                        .map(|k| format!("`{k}`"))
+                                        .collect::<Vec<_>>()
+                                        .join(", ")
+                                )
+                            }
+                        });
                     self.diags.push(
-                        Diag::error(Code::UnknownTemplate, *span, format!("unknown template `{t}`"))
-                            .label("no such template")
-                            .help(help),
+                        Diag::error(
+                            Code::UnknownTemplate,
+                            *span,
+                            format!("unknown template `{t}`"),
+                        )
+                        .label("no such template")
+                        .help(help),
                     );
                     None
                 }
             },
             None => None,
         };
+        // With an unknown template, what the template would give is unknown.
+        let template_known = template.is_none() || base.is_some();
         let merged = merge(base.unwrap_or_default(), own);
         let action = self.action(decl, &merged)?;
-        if matches!(action, Action::Run { .. }) && merged.image.is_none() {
+        if matches!(action, Action::Run { .. }) && merged.image.is_none() && template_known {
             self.diags.push(
-                Diag::error(Code::MissingImage, decl.name.span, format!("stage `{}` has no image", decl.name.name))
-                    .label("runs a script, but in which image?")
-                    .help(if template.is_some() {
-                        "add `image \"...\"` to the stage or to its template"
-                    } else {
-                        "add `image \"...\"`, or `uses` a template that has one"
-                    }),
+                Diag::error(
+                    Code::MissingImage,
+                    decl.name.span,
+                    format!("stage `{}` has no image", decl.name.name),
+                )
+                .label("runs a script, but in which image?")
+                .help(if template.is_some() {
+                    "add `image \"...\"` to the stage or to its template"
+                } else {
+                    "add `image \"...\"`, or `uses` a template that has one"
+                }),
             );
         }
         Some(Stage {
@@ -347,7 +402,13 @@ impl<'a> Resolver<'a> {
                 .map(|(s, _)| s.strip_suffix('\n').unwrap_or(s))
                 .collect::<Vec<_>>()
                 .join("\n");
-            actions.push(("run", Action::Run { script, span: *first }));
+            actions.push((
+                "run",
+                Action::Run {
+                    script,
+                    span: *first,
+                },
+            ));
         }
         if let Some(b) = &body.build {
             actions.push(("build", Action::Build(b.clone())));
@@ -375,9 +436,13 @@ impl<'a> Resolver<'a> {
             _ => {
                 let kinds: Vec<String> = actions.iter().map(|(k, _)| format!("`{k}`")).collect();
                 self.diags.push(
-                    Diag::error(Code::ManyActions, decl.name.span, format!("stage `{}` does more than one thing", decl.name.name))
-                        .label(format!("has {}", kinds.join(" and ")))
-                        .help("split it into one stage per action, joined with `after`"),
+                    Diag::error(
+                        Code::ManyActions,
+                        decl.name.span,
+                        format!("stage `{}` does more than one thing", decl.name.name),
+                    )
+                    .label(format!("has {}", kinds.join(" and ")))
+                    .help("split it into one stage per action, joined with `after`"),
                 );
                 actions.into_iter().next().map(|(_, a)| a)
             }
@@ -425,7 +490,10 @@ impl<'a> Resolver<'a> {
             .label(format!("`{}` runs after `{}`", first.name, next.name));
             for (i, s) in names.iter().enumerate().skip(1) {
                 let to = names.get(i + 1).copied().unwrap_or(first);
-                d = d.with(edge(s, to), format!("`{}` runs after `{}`", s.name, to.name));
+                d = d.with(
+                    edge(s, to),
+                    format!("`{}` runs after `{}`", s.name, to.name),
+                );
             }
             self.diags.push(d.help("each stage in the cycle waits for the next one, so none can start; remove one `after`"));
         }
@@ -440,22 +508,33 @@ impl<'a> Resolver<'a> {
     ) {
         if let Some(f) = finally.get(&dep.name) {
             self.diags.push(
-                Diag::error(Code::UnknownStage, dep.span, format!("`{}` is a `finally` stage", dep.name))
-                    .label("nothing can run after it")
-                    .with(f.span, "defined here")
-                    .help("`finally` stages run last; make it a `stage` to depend on it"),
+                Diag::error(
+                    Code::UnknownStage,
+                    dep.span,
+                    format!("`{}` is a `finally` stage", dep.name),
+                )
+                .label("nothing can run after it")
+                .with(f.span, "defined here")
+                .help("`finally` stages run last; make it a `stage` to depend on it"),
             );
             return;
         }
         let help = did_you_mean(
             &dep.name,
-            stages.keys().map(String::as_str).filter(|n| *n != stage.name),
+            stages
+                .keys()
+                .map(String::as_str)
+                .filter(|n| *n != stage.name),
         )
         .unwrap_or_else(|| "`after` names stages defined in this pipeline or its includes".into());
         self.diags.push(
-            Diag::error(Code::UnknownStage, dep.span, format!("unknown stage `{}`", dep.name))
-                .label("no such stage")
-                .help(help),
+            Diag::error(
+                Code::UnknownStage,
+                dep.span,
+                format!("unknown stage `{}`", dep.name),
+            )
+            .label("no such stage")
+            .help(help),
         );
     }
 
@@ -483,9 +562,13 @@ impl<'a> Resolver<'a> {
             for (k, _) in &stage.matrix {
                 if let Some(v) = stage.env.get(k).or_else(|| self.env.get(k)) {
                     self.diags.push(
-                        Diag::warning(Code::DuplicateName, v.span, format!("matrix `{k}` hides env `{k}`"))
-                            .label("this value is never used in the stage")
-                            .help("rename the env value or the matrix key"),
+                        Diag::warning(
+                            Code::DuplicateName,
+                            v.span,
+                            format!("matrix `{k}` hides env `{k}`"),
+                        )
+                        .label("this value is never used in the stage")
+                        .help("rename the env value or the matrix key"),
                     );
                 }
             }
@@ -511,7 +594,12 @@ impl<'a> Resolver<'a> {
             for text in body_texts(&t.body) {
                 self.check_text(text, &scope, false);
             }
-            for v in t.body.env.values().chain(t.body.services.iter().flat_map(|s| s.env.values())) {
+            for v in t
+                .body
+                .env
+                .values()
+                .chain(t.body.services.iter().flat_map(|s| s.env.values()))
+            {
                 self.check_text(&v.value, &scope, true);
             }
         }
@@ -532,7 +620,11 @@ impl<'a> Resolver<'a> {
         for t in texts {
             self.check_text(t, scope, false);
         }
-        for v in stage.env.values().chain(stage.services.iter().flat_map(|s| s.env.values())) {
+        for v in stage
+            .env
+            .values()
+            .chain(stage.services.iter().flat_map(|s| s.env.values()))
+        {
             self.check_text(&v.value, scope, true);
         }
         if let Some(when) = &stage.when {
@@ -540,7 +632,7 @@ impl<'a> Resolver<'a> {
             let mut texts = Vec::new();
             cond_refs(&when.expr, &mut names, &mut texts);
             for (name, span) in names {
-                if !self.env.contains_key(&name) && !self.environments.values().any(|e| e.env.contains_key(&name)) {
+                if !scope.contains(&name) {
                     self.undefined(&name, span, scope);
                 }
             }
@@ -567,11 +659,17 @@ impl<'a> Resolver<'a> {
                         );
                     } else if !self.secrets.contains_key(n) {
                         let help = did_you_mean(n, self.secrets.keys().map(String::as_str))
-                            .unwrap_or_else(|| format!("declare it at the top level: `secret {n}`"));
+                            .unwrap_or_else(|| {
+                                format!("declare it at the top level: `secret {n}`")
+                            });
                         self.diags.push(
-                            Diag::error(Code::UndeclaredSecret, r.span, format!("undeclared secret `{n}`"))
-                                .label("not declared")
-                                .help(help),
+                            Diag::error(
+                                Code::UndeclaredSecret,
+                                r.span,
+                                format!("undeclared secret `{n}`"),
+                            )
+                            .label("not declared")
+                            .help(help),
                         );
                     }
                 }
@@ -586,20 +684,34 @@ impl<'a> Resolver<'a> {
                 "`{name}` is a secret: stages get it as the environment variable `${name}`; in an `env` value write `${{secret.{name}}}`"
             )
         } else {
-            let builtins = ["environment", "git.sha", "git.short_sha", "git.branch", "git.tag"];
+            let builtins = [
+                "environment",
+                "git.sha",
+                "git.short_sha",
+                "git.branch",
+                "git.tag",
+            ];
             match closest(name, scope.iter().map(String::as_str).chain(builtins)) {
                 Some(c) => format!("did you mean `{c}`?"),
                 None => format!("define it in an `env` block: `env {{ {name} = \"...\" }}`"),
             }
         };
         self.diags.push(
-            Diag::error(Code::UndefinedVariable, span, format!("undefined variable `{name}`"))
-                .label("not defined")
-                .help(help),
+            Diag::error(
+                Code::UndefinedVariable,
+                span,
+                format!("undefined variable `{name}`"),
+            )
+            .label("not defined")
+            .help(help),
         );
     }
 
-    fn warn_unused_templates(&mut self, stages: &IndexMap<String, Stage>, finally: &IndexMap<String, Stage>) {
+    fn warn_unused_templates(
+        &mut self,
+        stages: &IndexMap<String, Stage>,
+        finally: &IndexMap<String, Stage>,
+    ) {
         let used: HashSet<&str> = stages
             .values()
             .chain(finally.values())
@@ -608,9 +720,16 @@ impl<'a> Resolver<'a> {
         for t in self.templates.values() {
             if !used.contains(t.name.as_str()) {
                 self.diags.push(
-                    Diag::warning(Code::UnusedTemplate, t.span, format!("template `{}` is never used", t.name))
-                        .label("no stage `uses` it")
-                        .help(format!("use it with `stage NAME uses {} {{ ... }}`, or remove it", t.name)),
+                    Diag::warning(
+                        Code::UnusedTemplate,
+                        t.span,
+                        format!("template `{}` is never used", t.name),
+                    )
+                    .label("no stage `uses` it")
+                    .help(format!(
+                        "use it with `stage NAME uses {} {{ ... }}`, or remove it",
+                        t.name
+                    )),
                 );
             }
         }
@@ -631,7 +750,8 @@ fn merge(base: Body, own: Body) -> Body {
             None => services.push(s),
         }
     }
-    let has_action = !own.run.is_empty() || own.build.is_some() || own.release.is_some() || own.manual.is_some();
+    let has_action =
+        !own.run.is_empty() || own.build.is_some() || own.release.is_some() || own.manual.is_some();
     let (run, build, release, manual) = if has_action {
         (own.run, own.build, own.release, own.manual)
     } else {
@@ -688,11 +808,12 @@ fn release_texts(r: &Release) -> Vec<&Text> {
 }
 
 fn cond_refs<'c>(e: &'c CondExpr, names: &mut Vec<(String, Span)>, texts: &mut Vec<&'c Text>) {
-    let operand = |o: &'c CondOperand, names: &mut Vec<(String, Span)>, texts: &mut Vec<&'c Text>| match o {
-        CondOperand::Env { name, span } => names.push((name.clone(), *span)),
-        CondOperand::Text(t) => texts.push(t),
-        _ => {}
-    };
+    let operand =
+        |o: &'c CondOperand, names: &mut Vec<(String, Span)>, texts: &mut Vec<&'c Text>| match o {
+            CondOperand::Env { name, span } => names.push((name.clone(), *span)),
+            CondOperand::Text(t) => texts.push(t),
+            _ => {}
+        };
     match e {
         CondExpr::And(l, r) | CondExpr::Or(l, r) => {
             cond_refs(l, names, texts);

@@ -168,7 +168,8 @@ fn parse_var(body: &str, span: Span) -> Result<Var, Diag> {
                 .label("not a git value")
                 .help(match crate::diagnostic::closest(field, names) {
                     Some(c) => format!("did you mean `git.{c}`?"),
-                    None => "git values are `git.sha`, `git.short_sha`, `git.branch` and `git.tag`".into(),
+                    None => "git values are `git.sha`, `git.short_sha`, `git.branch` and `git.tag`"
+                        .into(),
                 })
             });
     }

@@ -98,11 +98,16 @@ pub struct MatrixValue {
 #[serde(rename_all = "snake_case")]
 pub enum Action {
     /// `run` lines, joined into one `sh -e` script. Not interpolated.
-    Run { script: String, span: Span },
+    Run {
+        script: String,
+        span: Span,
+    },
     Build(Build),
     Release(Release),
     /// `manual "prompt"`.
-    Manual { prompt: Text },
+    Manual {
+        prompt: Text,
+    },
 }
 
 impl Action {

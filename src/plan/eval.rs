@@ -31,7 +31,12 @@ fn eval_expr(e: &CondExpr, env: &Env<'_>, notes: &mut Vec<String>) -> bool {
             CondOperand::Bool(b) => *b,
             other => !value(other, env, notes).is_empty(),
         },
-        CondExpr::Compare { lhs, op, rhs, regex } => {
+        CondExpr::Compare {
+            lhs,
+            op,
+            rhs,
+            regex,
+        } => {
             let l = value(lhs, env, notes);
             let r = value(rhs, env, notes);
             match op {
@@ -48,7 +53,10 @@ fn eval_expr(e: &CondExpr, env: &Env<'_>, notes: &mut Vec<String>) -> bool {
 
 fn value(o: &CondOperand, env: &Env<'_>, notes: &mut Vec<String>) -> String {
     let (name, v) = match o {
-        CondOperand::Branch => ("branch".to_string(), env.git.branch.clone().unwrap_or_default()),
+        CondOperand::Branch => (
+            "branch".to_string(),
+            env.git.branch.clone().unwrap_or_default(),
+        ),
         CondOperand::Tag => ("tag".to_string(), env.git.tag.clone().unwrap_or_default()),
         CondOperand::Environment => ("environment".to_string(), env.environment.to_string()),
         CondOperand::Git(f) => {
@@ -78,7 +86,11 @@ fn value(o: &CondOperand, env: &Env<'_>, notes: &mut Vec<String>) -> String {
     v
 }
 
-fn changed(globs: &[(String, globset::GlobMatcher)], env: &Env<'_>, notes: &mut Vec<String>) -> bool {
+fn changed(
+    globs: &[(String, globset::GlobMatcher)],
+    env: &Env<'_>,
+    notes: &mut Vec<String>,
+) -> bool {
     let Some(paths) = env.changed else {
         notes.push("changed files unknown, so `changed` is true".into());
         return true;
@@ -86,7 +98,11 @@ fn changed(globs: &[(String, globset::GlobMatcher)], env: &Env<'_>, notes: &mut 
     let hit = paths
         .iter()
         .find(|p| globs.iter().any(|(_, g)| g.is_match(p.as_str())));
-    let pattern = globs.iter().map(|(p, _)| format!("`{p}`")).collect::<Vec<_>>().join(", ");
+    let pattern = globs
+        .iter()
+        .map(|(p, _)| format!("`{p}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
     match hit {
         Some(p) => notes.push(format!("`{p}` matches {pattern}")),
         None => notes.push(format!("no changed file matches {pattern}")),

@@ -38,7 +38,10 @@ pub struct Options {
 #[derive(Debug)]
 pub enum PlanError {
     /// A choice on the command line does not fit the pipeline.
-    Usage { message: String, help: Option<String> },
+    Usage {
+        message: String,
+        help: Option<String>,
+    },
     /// Problems in the source found while planning (env cycles, secrets
     /// reaching a place they would leak from).
     Diagnostics(Vec<Diag>),
@@ -56,16 +59,22 @@ pub fn plan(pipeline: &Pipeline, opts: &Options) -> Result<Plan, PlanError> {
                 return Err(PlanError::Usage {
                     message: format!("unknown environment `{name}`"),
                     help: Some(
-                        did_you_mean(name, pipeline.environments.keys().map(String::as_str)).unwrap_or_else(|| {
-                            if pipeline.environments.is_empty() {
-                                "this pipeline declares no `environment` blocks".into()
-                            } else {
-                                format!(
-                                    "environments are {}",
-                                    pipeline.environments.keys().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
-                                )
-                            }
-                        }),
+                        did_you_mean(name, pipeline.environments.keys().map(String::as_str))
+                            .unwrap_or_else(|| {
+                                if pipeline.environments.is_empty() {
+                                    "this pipeline declares no `environment` blocks".into()
+                                } else {
+                                    format!(
+                                        "environments are {}",
+                                        pipeline
+                                            .environments
+                                            .keys()
+                                            .map(|k| format!("`{k}`"))
+                                            .collect::<Vec<_>>()
+                                            .join(", ")
+                                    )
+                                }
+                            }),
                     ),
                 });
             }
@@ -83,7 +92,10 @@ pub fn plan(pipeline: &Pipeline, opts: &Options) -> Result<Plan, PlanError> {
     let mut cells_of: HashMap<&str, Vec<usize>> = HashMap::new();
     for stage in pipeline.stages.values().chain(pipeline.finally.values()) {
         for values in matrix_cells(stage) {
-            cells_of.entry(stage.name.as_str()).or_default().push(cells.len());
+            cells_of
+                .entry(stage.name.as_str())
+                .or_default()
+                .push(cells.len());
             cells.push(Cell { stage, values });
         }
     }
@@ -111,9 +123,16 @@ pub fn plan(pipeline: &Pipeline, opts: &Options) -> Result<Plan, PlanError> {
         }
         let cell = &cells[i];
         let mut planned = plan_cell(pipeline, cell, &global, &ctx, &mut diags);
-        planned.after = deps[i].iter().filter(|&&d| selected[d]).map(|&d| cells[d].name()).collect();
+        planned.after = deps[i]
+            .iter()
+            .filter(|&&d| selected[d])
+            .map(|&d| cells[d].name())
+            .collect();
 
-        let reason = if let Some(&d) = deps[i].iter().find(|&&d| selected[d] && skipped[d].is_some()) {
+        let reason = if let Some(&d) = deps[i]
+            .iter()
+            .find(|&&d| selected[d] && skipped[d].is_some())
+        {
             Some(format!("needs `{}`, which is skipped", cells[d].name()))
         } else if let Some(when) = &cell.stage.when {
             let scope = global.stage_scope(cell.stage, &cell.values, &ctx, &mut Vec::new());
@@ -244,10 +263,16 @@ fn select(
                 .collect(),
         };
         if found.is_empty() {
-            let names = pipeline.stages.keys().chain(pipeline.finally.keys()).map(String::as_str);
+            let names = pipeline
+                .stages
+                .keys()
+                .chain(pipeline.finally.keys())
+                .map(String::as_str);
             return Err(PlanError::Usage {
                 message: format!("unknown stage `{t}`"),
-                help: Some(did_you_mean(t, names).unwrap_or_else(|| "name stages as they are declared, or a matrix cell as `test[NODE=18]`".into())),
+                help: Some(did_you_mean(t, names).unwrap_or_else(|| {
+                    "name stages as they are declared, or a matrix cell as `test[NODE=18]`".into()
+                })),
             });
         }
         stack.extend(found);
@@ -266,7 +291,13 @@ fn select(
     Ok(keep)
 }
 
-fn plan_cell(pipeline: &Pipeline, cell: &Cell<'_>, global: &Scope<'_>, ctx: &scope::Context, diags: &mut Vec<Diag>) -> PlannedStage {
+fn plan_cell(
+    pipeline: &Pipeline,
+    cell: &Cell<'_>,
+    global: &Scope<'_>,
+    ctx: &scope::Context,
+    diags: &mut Vec<Diag>,
+) -> PlannedStage {
     let stage = cell.stage;
     let scope = global.stage_scope(stage, &cell.values, ctx, diags);
     let (mut env, secret_env) = scope.stage_env(stage, &cell.values, diags);
@@ -318,7 +349,11 @@ fn plan_cell(pipeline: &Pipeline, cell: &Cell<'_>, global: &Scope<'_>, ctx: &sco
     match &stage.action {
         Action::Run { script, .. } => planned.run = Some(script.clone()),
         Action::Build(b) => {
-            let mut tags: Vec<String> = b.tags.iter().map(&mut text).collect();
+            let mut tags: Vec<String> = b
+                .tags
+                .iter()
+                .map(|t| sanitize_image_ref(&text(t)))
+                .collect();
             if tags.is_empty() {
                 tags.push(format!(
                     "{}:{}",
@@ -341,7 +376,11 @@ fn plan_cell(pipeline: &Pipeline, cell: &Cell<'_>, global: &Scope<'_>, ctx: &sco
                 name: r.name.clone(),
                 namespace: r.namespace.as_ref().map(&mut text),
                 manifests: r.manifests.iter().map(&mut text).collect(),
-                images: r.images.iter().map(|(k, v)| (k.clone(), text(v))).collect(),
+                images: r
+                    .images
+                    .iter()
+                    .map(|(k, v)| (k.clone(), sanitize_image_ref(&text(v))))
+                    .collect(),
                 wait_secs: r.wait.as_secs(),
                 rollback: r.rollback,
                 prune: r.prune,
@@ -364,7 +403,13 @@ pub fn default_tag(git: &GitContext) -> String {
 pub fn sanitize_tag(raw: &str) -> String {
     let mut t: String = raw
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') {
+                c
+            } else {
+                '-'
+            }
+        })
         .collect();
     while t.starts_with(['.', '-']) {
         t.remove(0);
@@ -373,11 +418,40 @@ pub fn sanitize_tag(raw: &str) -> String {
     if t.is_empty() { "latest".into() } else { t }
 }
 
+/// An image reference whose tag part is made valid (`chat:feature/x` →
+/// `chat:feature-x`), so `${git.branch}` can be used in tags. References
+/// with a digest are left alone.
+pub fn sanitize_image_ref(raw: &str) -> String {
+    if raw.contains('@') {
+        return raw.to_string();
+    }
+    // A first component with `.` or `:`, or `localhost`, is a registry host,
+    // whose `:` is a port, not a tag.
+    let (host, rest) = match raw.split_once('/') {
+        Some((h, r)) if h.contains(['.', ':']) || h == "localhost" => (Some(h), r),
+        _ => (None, raw),
+    };
+    let rest = match rest.split_once(':') {
+        Some((repo, tag)) => format!("{repo}:{}", sanitize_tag(tag)),
+        None => rest.to_string(),
+    };
+    match host {
+        Some(h) => format!("{h}/{rest}"),
+        None => rest,
+    }
+}
+
 fn sanitize_repository(raw: &str) -> String {
     let r: String = raw
         .to_ascii_lowercase()
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-' | '/') { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-' | '/') {
+                c
+            } else {
+                '-'
+            }
+        })
         .collect();
     let r = r.trim_matches(['.', '-', '_', '/']).to_string();
     if r.is_empty() { "pipeline".into() } else { r }
@@ -385,7 +459,11 @@ fn sanitize_repository(raw: &str) -> String {
 
 impl Resolved {
     pub(crate) fn shown(&self) -> String {
-        if self.secret { MASK.into() } else { self.value.clone() }
+        if self.secret {
+            MASK.into()
+        } else {
+            self.value.clone()
+        }
     }
 }
 
@@ -399,5 +477,12 @@ mod tests {
         assert_eq!(sanitize_tag("-.x"), "x");
         assert_eq!(sanitize_tag("///"), "latest");
         assert_eq!(sanitize_tag(&"a".repeat(200)).len(), 128);
+        assert_eq!(
+            sanitize_image_ref("localhost:5000/chat:feature/x-1a2b"),
+            "localhost:5000/chat:feature-x-1a2b"
+        );
+        assert_eq!(sanitize_image_ref("chat:main"), "chat:main");
+        assert_eq!(sanitize_image_ref("reg.io/team/chat"), "reg.io/team/chat");
+        assert_eq!(sanitize_image_ref("chat@sha256:abc"), "chat@sha256:abc");
     }
 }

@@ -129,17 +129,30 @@ impl<'a> Scope<'a> {
 
     /// The value of `name` as seen from below layer `below` (`usize::MAX`:
     /// the top of this scope).
-    fn lookup(&self, name: &str, below: usize, at: Span, diags: &mut Vec<Diag>) -> Option<Resolved> {
+    fn lookup(
+        &self,
+        name: &str,
+        below: usize,
+        at: Span,
+        diags: &mut Vec<Diag>,
+    ) -> Option<Resolved> {
         let top = below.min(self.layers.len());
         for i in (0..top).rev() {
             if self.layers[i].contains(name) {
                 return self.resolve_in(i, name, at, diags);
             }
         }
-        self.parent.and_then(|p| p.lookup(name, usize::MAX, at, diags))
+        self.parent
+            .and_then(|p| p.lookup(name, usize::MAX, at, diags))
     }
 
-    fn resolve_in(&self, layer: usize, name: &str, at: Span, diags: &mut Vec<Diag>) -> Option<Resolved> {
+    fn resolve_in(
+        &self,
+        layer: usize,
+        name: &str,
+        at: Span,
+        diags: &mut Vec<Diag>,
+    ) -> Option<Resolved> {
         let key = (layer, name.to_string());
         if let Some(r) = self.memo.borrow().get(&key) {
             return Some(r.clone());
@@ -150,7 +163,7 @@ impl<'a> Scope<'a> {
                 secret: false,
             },
             Layer::Env(env) => {
-                let Some(def) = env.get(name) else { return None };
+                let def = env.get(name)?;
                 if !self.visiting.borrow_mut().insert(key.clone()) {
                     diags.push(
                         Diag::error(Code::EnvCycle, at, format!("env `{name}` refers to itself"))
@@ -252,7 +265,11 @@ impl<'a> Scope<'a> {
     }
 
     /// A service's own env, resolved in this scope.
-    pub fn env_map(&self, e: &Env, diags: &mut Vec<Diag>) -> (IndexMap<String, String>, IndexMap<String, String>) {
+    pub fn env_map(
+        &self,
+        e: &Env,
+        diags: &mut Vec<Diag>,
+    ) -> (IndexMap<String, String>, IndexMap<String, String>) {
         let mut env = IndexMap::new();
         let mut secret_env = IndexMap::new();
         for (name, v) in e {

@@ -123,8 +123,12 @@ impl<'a> Rendered<'a> {
             let span = (l.span.start as usize, l.span.len());
             if l.span.file == file {
                 labels.push(LabeledSpan::new_with_span(non_empty(&l.message), span));
-            } else if let Some(r) = related.iter_mut().find(|r| std::ptr::eq(r.source, &named[l.span.file.0 as usize])) {
-                r.labels.push(LabeledSpan::new_with_span(non_empty(&l.message), span));
+            } else if let Some(r) = related
+                .iter_mut()
+                .find(|r| std::ptr::eq(r.source, &named[l.span.file.0 as usize]))
+            {
+                r.labels
+                    .push(LabeledSpan::new_with_span(non_empty(&l.message), span));
             } else {
                 related.push(Rendered {
                     message: format!("see also `{}`", named[l.span.file.0 as usize].name()),
@@ -184,7 +188,9 @@ impl miette::Diagnostic for Rendered<'_> {
     }
 
     fn help<'b>(&'b self) -> Option<Box<dyn std::fmt::Display + 'b>> {
-        self.help.as_ref().map(|h| Box::new(h) as Box<dyn std::fmt::Display>)
+        self.help
+            .as_ref()
+            .map(|h| Box::new(h) as Box<dyn std::fmt::Display>)
     }
 
     fn source_code(&self) -> Option<&dyn miette::SourceCode> {
@@ -199,7 +205,9 @@ impl miette::Diagnostic for Rendered<'_> {
         if self.related.is_empty() {
             return None;
         }
-        Some(Box::new(self.related.iter().map(|r| r as &dyn miette::Diagnostic)))
+        Some(Box::new(
+            self.related.iter().map(|r| r as &dyn miette::Diagnostic),
+        ))
     }
 }
 
@@ -282,7 +290,9 @@ fn github(d: &Diag, sources: &SourceMap) -> String {
 }
 
 fn escape_data(s: &str) -> String {
-    s.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A")
+    s.replace('%', "%25")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
 }
 
 fn escape_property(s: &str) -> String {
@@ -315,7 +325,10 @@ fn gitlab(diags: &[Diag], sources: &SourceMap) -> String {
             Entry {
                 description: &d.message,
                 check_name: d.code.as_str(),
-                fingerprint: fingerprint(&format!("{}:{}:{}:{}", d.code, j.file, j.line, d.message)),
+                fingerprint: fingerprint(&format!(
+                    "{}:{}:{}:{}",
+                    d.code, j.file, j.line, d.message
+                )),
                 severity: match d.severity {
                     Severity::Error => "major",
                     Severity::Warning => "minor",

@@ -25,7 +25,10 @@ fn quote(s: &str) -> String {
 }
 
 fn dot(plan: &Plan) -> String {
-    let mut out = format!("digraph {} {{\n  rankdir=LR;\n  node [shape=box, fontname=\"sans-serif\"];\n", quote(&plan.pipeline));
+    let mut out = format!(
+        "digraph {} {{\n  rankdir=LR;\n  node [shape=box, fontname=\"sans-serif\"];\n",
+        quote(&plan.pipeline)
+    );
     for s in &plan.stages {
         let mut attrs = Vec::new();
         if s.skipped {
@@ -44,7 +47,11 @@ fn dot(plan: &Plan) -> String {
     }
     for s in &plan.stages {
         for d in &s.after {
-            let style = if s.skipped { " [style=dashed, color=gray50]" } else { "" };
+            let style = if s.skipped {
+                " [style=dashed, color=gray50]"
+            } else {
+                ""
+            };
             let _ = writeln!(out, "  {} -> {}{style};", quote(d), quote(&s.name));
         }
     }
@@ -53,7 +60,12 @@ fn dot(plan: &Plan) -> String {
 }
 
 fn mermaid(plan: &Plan) -> String {
-    let id = |name: &str| plan.stages.iter().position(|s| s.name == name).map_or_else(|| "x".into(), |i| format!("s{i}"));
+    let id = |name: &str| {
+        plan.stages
+            .iter()
+            .position(|s| s.name == name)
+            .map_or_else(|| "x".into(), |i| format!("s{i}"))
+    };
     let mut out = String::from("flowchart LR\n");
     for (i, s) in plan.stages.iter().enumerate() {
         let label = s.name.replace('"', "#quot;");
@@ -69,7 +81,13 @@ fn mermaid(plan: &Plan) -> String {
             let _ = writeln!(out, "  {} {arrow} {}", id(d), id(&s.name));
         }
     }
-    let skipped: Vec<String> = plan.stages.iter().enumerate().filter(|(_, s)| s.skipped).map(|(i, _)| format!("s{i}")).collect();
+    let skipped: Vec<String> = plan
+        .stages
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.skipped)
+        .map(|(i, _)| format!("s{i}"))
+        .collect();
     if !skipped.is_empty() {
         out.push_str("  classDef skipped stroke-dasharray: 5 5,color:#888,stroke:#888\n");
         let _ = writeln!(out, "  class {} skipped", skipped.join(","));
@@ -81,14 +99,30 @@ fn text(plan: &Plan) -> String {
     let width = plan.stages.iter().map(|s| s.name.len()).max().unwrap_or(0);
     let mut out = String::new();
     let mut row = |tag: &str, s: &crate::plan::PlannedStage| {
-        let after = if s.after.is_empty() { String::new() } else { format!("  ← {}", s.after.join(", ")) };
-        let why = s.reason.as_deref().map(|r| format!("  ({r})")).unwrap_or_default();
-        let _ = writeln!(out, "{tag:<9}{:<width$}{after}{why}", s.name);
+        let after = if s.after.is_empty() {
+            String::new()
+        } else {
+            format!("  ← {}", s.after.join(", "))
+        };
+        let why = s
+            .reason
+            .as_deref()
+            .map(|r| format!("  ({r})"))
+            .unwrap_or_default();
+        let line = format!("{tag:<9}{:<width$}{after}{why}", s.name);
+        let _ = writeln!(out, "{}", line.trim_end());
     };
     for (i, wave) in plan.waves.iter().enumerate() {
         for (j, name) in wave.iter().enumerate() {
             if let Some(s) = plan.stage(name) {
-                row(&if j == 0 { format!("wave {}", i + 1) } else { String::new() }, s);
+                row(
+                    &if j == 0 {
+                        format!("wave {}", i + 1)
+                    } else {
+                        String::new()
+                    },
+                    s,
+                );
             }
         }
     }

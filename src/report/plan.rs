@@ -5,8 +5,20 @@ use std::fmt::Write as _;
 use crate::plan::{Plan, PlannedStage};
 
 pub fn text(plan: &Plan, color: bool) -> String {
-    let bold = |s: &str| if color { format!("\x1b[1m{s}\x1b[0m") } else { s.to_string() };
-    let dim = |s: &str| if color { format!("\x1b[2m{s}\x1b[0m") } else { s.to_string() };
+    let bold = |s: &str| {
+        if color {
+            format!("\x1b[1m{s}\x1b[0m")
+        } else {
+            s.to_string()
+        }
+    };
+    let dim = |s: &str| {
+        if color {
+            format!("\x1b[2m{s}\x1b[0m")
+        } else {
+            s.to_string()
+        }
+    };
     let mut out = String::new();
     let git = &plan.git;
     let _ = writeln!(
@@ -16,7 +28,10 @@ pub fn text(plan: &Plan, color: bool) -> String {
         plan.pipeline,
         git.branch.as_deref().unwrap_or("-"),
         git.short_sha.as_deref().unwrap_or("-"),
-        git.tag.as_deref().map(|t| format!(" (tag {t})")).unwrap_or_default(),
+        git.tag
+            .as_deref()
+            .map(|t| format!(" (tag {t})"))
+            .unwrap_or_default(),
         plan.environment.as_deref().unwrap_or("-"),
     );
 
@@ -37,7 +52,12 @@ pub fn text(plan: &Plan, color: bool) -> String {
         let _ = writeln!(out, "{}", bold("skipped"));
         let width = skipped.iter().map(|s| s.name.len()).max().unwrap_or(0);
         for s in skipped {
-            let _ = writeln!(out, "  {:<width$}  {}", s.name, s.reason.as_deref().unwrap_or(""));
+            let _ = writeln!(
+                out,
+                "  {:<width$}  {}",
+                s.name,
+                s.reason.as_deref().unwrap_or("")
+            );
         }
     }
     for s in &plan.stages {
@@ -47,7 +67,12 @@ pub fn text(plan: &Plan, color: bool) -> String {
     out
 }
 
-fn stage(out: &mut String, s: &PlannedStage, bold: &dyn Fn(&str) -> String, dim: &dyn Fn(&str) -> String) {
+fn stage(
+    out: &mut String,
+    s: &PlannedStage,
+    bold: &dyn Fn(&str) -> String,
+    dim: &dyn Fn(&str) -> String,
+) {
     let mut tags = Vec::new();
     match s.wave {
         Some(w) => tags.push(format!("wave {w}")),
@@ -58,7 +83,12 @@ fn stage(out: &mut String, s: &PlannedStage, bold: &dyn Fn(&str) -> String, dim:
     if let Some(t) = &s.template {
         tags.push(format!("uses {t}"));
     }
-    let _ = writeln!(out, "{} {}", bold(&s.name), dim(&format!("({})", tags.join(", "))));
+    let _ = writeln!(
+        out,
+        "{} {}",
+        bold(&s.name),
+        dim(&format!("({})", tags.join(", ")))
+    );
     let mut row = |k: &str, v: &str| {
         let mut lines = v.lines();
         let _ = writeln!(out, "  {k:<11}{}", lines.next().unwrap_or(""));
@@ -126,7 +156,11 @@ fn stage(out: &mut String, s: &PlannedStage, bold: &dyn Fn(&str) -> String, dim:
     }
     if !s.env.is_empty() {
         let width = s.env.keys().map(String::len).max().unwrap_or(0);
-        let lines: Vec<String> = s.env.iter().map(|(k, v)| format!("{k:<width$} = {v}")).collect();
+        let lines: Vec<String> = s
+            .env
+            .iter()
+            .map(|(k, v)| format!("{k:<width$} = {v}"))
+            .collect();
         row("env", &lines.join("\n"));
     }
     for svc in &s.services {
@@ -146,7 +180,10 @@ fn stage(out: &mut String, s: &PlannedStage, bold: &dyn Fn(&str) -> String, dim:
         row("retry", &s.retry.to_string());
     }
     if let Some(t) = s.timeout_secs {
-        row("timeout", &humantime::format_duration(std::time::Duration::from_secs(t)).to_string());
+        row(
+            "timeout",
+            &humantime::format_duration(std::time::Duration::from_secs(t)).to_string(),
+        );
     }
     if s.allow_failure {
         row("failure", "allowed");

@@ -115,13 +115,25 @@ pub struct Ident {
 pub enum Value {
     Str(Str),
     /// An integer, as written.
-    Number { value: i64, span: Span },
+    Number {
+        value: i64,
+        span: Span,
+    },
     /// Digits and units as written (`1h30m`); units are checked by the model.
-    Duration { text: String, span: Span },
-    Bool { value: bool, span: Span },
+    Duration {
+        text: String,
+        span: Span,
+    },
+    Bool {
+        value: bool,
+        span: Span,
+    },
     /// A bare word: a name (`service db`), an option (`rollback on-failure`).
     Word(Ident),
-    List { items: Vec<Value>, span: Span },
+    List {
+        items: Vec<Value>,
+        span: Span,
+    },
 }
 
 impl Value {
@@ -173,8 +185,14 @@ pub enum StrPart {
 pub enum Expr {
     Or(Box<Expr>, Box<Expr>),
     And(Box<Expr>, Box<Expr>),
-    Not { expr: Box<Expr>, span: Span },
-    Group { expr: Box<Expr>, span: Span },
+    Not {
+        expr: Box<Expr>,
+        span: Span,
+    },
+    Group {
+        expr: Box<Expr>,
+        span: Span,
+    },
     Compare {
         lhs: Operand,
         op: CmpOp,
@@ -214,9 +232,15 @@ impl CmpOp {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub enum Operand {
     /// `branch`, `env.NAME`, `git.sha`.
-    Path { path: String, span: Span },
+    Path {
+        path: String,
+        span: Span,
+    },
     Str(Str),
-    Bool { value: bool, span: Span },
+    Bool {
+        value: bool,
+        span: Span,
+    },
     /// `changed("docs/**")`.
     Call {
         name: Ident,
@@ -229,9 +253,9 @@ impl Operand {
     pub fn span(&self) -> Span {
         match self {
             Operand::Str(s) => s.span,
-            Operand::Path { span, .. } | Operand::Bool { span, .. } | Operand::Call { span, .. } => {
-                *span
-            }
+            Operand::Path { span, .. }
+            | Operand::Bool { span, .. }
+            | Operand::Call { span, .. } => *span,
         }
     }
 }

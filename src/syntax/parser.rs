@@ -16,6 +16,10 @@ pub(crate) struct PestParser;
 /// rejected before pest sees it, so nothing recurses without bound.
 const MAX_NESTING: usize = 64;
 
+/// Most `&&`, `||` and `!` one item may have: a condition's tree is as deep
+/// as it is long, and dropping or serialising it recurses.
+const MAX_OPERATORS: usize = 256;
+
 /// Parses one file. Always returns a tree: items that fail to parse are left
 /// out and reported, and parsing resumes at the next top-level line.
 pub fn parse(file: FileId, text: &str) -> (Ast, Vec<Diag>) {
@@ -24,16 +28,20 @@ pub fn parse(file: FileId, text: &str) -> (Ast, Vec<Diag>) {
     let mut diags = Vec::new();
     let mut pos = 0;
     loop {
-        pos = skip_trivia(file, text, pos, &mut comments);
+        pos = skip_trivia(text, pos);
         if pos >= text.len() {
             break;
         }
         let rest = &text[pos..];
-        if let Some(offset) = too_deep(rest) {
+        if let Some((offset, why)) = too_complex(rest) {
             diags.push(
-                Diag::error(Code::Syntax, Span::new(file, pos + offset, pos + offset + 1), "too deeply nested")
-                    .label(format!("more than {MAX_NESTING} levels of brackets"))
-                    .help("split the expression or list into smaller parts"),
+                Diag::error(
+                    Code::Syntax,
+                    Span::new(file, pos + offset, pos + offset + 1),
+                    "too deeply nested",
+                )
+                .label(why)
+                .help("split the condition or list into smaller parts"),
             );
             pos = recover(text, pos);
             continue;
@@ -42,16 +50,10 @@ pub fn parse(file: FileId, text: &str) -> (Ast, Vec<Diag>) {
             Ok(mut pairs) => {
                 let Some(line) = pairs.next() else { break };
                 let consumed = line.as_span().end();
-                let mut b = Builder {
-                    file,
-                    base: pos,
-                    comments: &mut comments,
-                };
+                let mut b = Builder { file, base: pos };
                 for pair in line.into_inner() {
-                    match pair.as_rule() {
-                        Rule::item => items.push(b.item(pair)),
-                        Rule::COMMENT => b.comment(&pair),
-                        _ => {}
+                    if pair.as_rule() == Rule::item {
+                        items.push(b.item(pair));
                     }
                 }
                 // `line_item` always consumes at least one character.
@@ -63,7 +65,7 @@ pub fn parse(file: FileId, text: &str) -> (Ast, Vec<Diag>) {
             }
         }
     }
-    comments.sort_by_key(|c: &Comment| c.span.start);
+    scan_comments(file, text, &mut comments);
     (
         Ast {
             file,
@@ -74,25 +76,54 @@ pub fn parse(file: FileId, text: &str) -> (Ast, Vec<Diag>) {
     )
 }
 
-/// Skips blank space, newlines and comments, recording the comments.
-fn skip_trivia(file: FileId, text: &str, mut pos: usize, comments: &mut Vec<Comment>) -> usize {
+/// Skips blank space, newlines and comments between items.
+fn skip_trivia(text: &str, mut pos: usize) -> usize {
     let bytes = text.as_bytes();
     while pos < bytes.len() {
         match bytes[pos] {
             b' ' | b'\t' | b'\r' | b'\n' => pos += 1,
-            b'#' => {
-                let end = text[pos..].find('\n').map_or(text.len(), |i| pos + i);
-                let end = if text[..end].ends_with('\r') { end - 1 } else { end };
-                comments.push(Comment {
-                    text: text[pos + 1..end].to_string(),
-                    span: Span::new(file, pos, end),
-                });
-                pos = end;
-            }
+            b'#' => pos = text[pos..].find('\n').map_or(text.len(), |i| pos + i),
             _ => break,
         }
     }
     pos
+}
+
+/// Every comment in the text: a `#` outside strings, to the end of its line.
+/// The grammar treats comments as silent trivia; the formatter needs them.
+fn scan_comments(file: FileId, text: &str, out: &mut Vec<Comment>) {
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' if text[i..].starts_with("\"\"\"") => {
+                i = text[i + 3..]
+                    .find("\"\"\"")
+                    .map_or(bytes.len(), |n| i + 3 + n + 3);
+            }
+            b'"' => {
+                i += 1;
+                while i < bytes.len() && !matches!(bytes[i], b'"' | b'\n') {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+                i += 1;
+            }
+            b'#' => {
+                let end = text[i..].find('\n').map_or(text.len(), |n| i + n);
+                let end = if text[..end].ends_with('\r') {
+                    end - 1
+                } else {
+                    end
+                };
+                out.push(Comment {
+                    text: text[i + 1..end].to_string(),
+                    span: Span::new(file, i, end),
+                });
+                i = end;
+            }
+            _ => i += 1,
+        }
+    }
 }
 
 /// After a syntax error in the item starting at `start`: the start of the
@@ -108,11 +139,13 @@ fn recover(text: &str, start: usize) -> usize {
     text.len()
 }
 
-/// Offset of the first bracket nested deeper than [`MAX_NESTING`] in the item
-/// at the start of `text`, skipping strings and comments.
-fn too_deep(text: &str) -> Option<usize> {
+/// Where the item at the start of `text` nests brackets deeper than
+/// [`MAX_NESTING`] or chains more than [`MAX_OPERATORS`] operators, skipping
+/// strings and comments.
+fn too_complex(text: &str) -> Option<(usize, String)> {
     let bytes = text.as_bytes();
     let mut depth = 0usize;
+    let mut operators = 0usize;
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
@@ -121,7 +154,9 @@ fn too_deep(text: &str) -> Option<usize> {
                 continue;
             }
             b'"' if text[i..].starts_with("\"\"\"") => {
-                i = text[i + 3..].find("\"\"\"").map_or(bytes.len(), |n| i + 3 + n + 3);
+                i = text[i + 3..]
+                    .find("\"\"\"")
+                    .map_or(bytes.len(), |n| i + 3 + n + 3);
                 continue;
             }
             b'"' => {
@@ -133,7 +168,21 @@ fn too_deep(text: &str) -> Option<usize> {
             b'(' | b'[' | b'{' => {
                 depth += 1;
                 if depth > MAX_NESTING {
-                    return Some(i);
+                    return Some((i, format!("more than {MAX_NESTING} levels of brackets")));
+                }
+            }
+            b'&' | b'|' | b'!' if bytes.get(i + 1) != Some(&b'=') => {
+                if bytes[i] == b'!' || bytes.get(i + 1) == Some(&bytes[i]) {
+                    operators += 1;
+                    if bytes[i] != b'!' {
+                        i += 1;
+                    }
+                }
+                if operators > MAX_OPERATORS {
+                    return Some((
+                        i,
+                        format!("more than {MAX_OPERATORS} `&&`, `||` and `!` operators"),
+                    ));
                 }
             }
             b')' | b']' | b'}' => {
@@ -188,10 +237,19 @@ fn syntax_help(found: &str, expected: &[String]) -> Option<String> {
         return Some("strings use double quotes: \"...\"".into());
     }
     if found.starts_with(':') {
-        return Some("settings are written `key value`, or `KEY = value` inside `env` and `matrix`".into());
+        return Some(
+            "settings are written `key value`, or `KEY = value` inside `env` and `matrix`".into(),
+        );
     }
     if expected.iter().any(|e| e.contains("`{`")) && word.is_empty() && found.starts_with('\n') {
         return Some("a stage's body is a block: `stage NAME { ... }`".into());
+    }
+    if expected.iter().any(|e| e == "text") && (found.is_empty() || found.starts_with(['\n', '\r']))
+    {
+        return Some(
+            "a \"...\" string ends on its line: close it, or use \"\"\"...\"\"\" for several lines"
+                .into(),
+        );
     }
     if found.is_empty() {
         return Some("a `{` or a string may be missing its closing `}` or `\"`".into());
@@ -227,11 +285,12 @@ fn expected_words(rules: &[Rule]) -> Vec<String> {
     for rule in rules {
         let word = match rule {
             Rule::item | Rule::line_item | Rule::file => "a stage or a setting",
-            Rule::stage_decl | Rule::stage_keyword | Rule::kw_stage | Rule::kw_finally => "`stage`",
+            Rule::stage_decl | Rule::stage_keyword => "`stage`",
             Rule::setting | Rule::key => "a setting",
             Rule::block => "`{`",
             Rule::assign => "`=`",
-            Rule::name | Rule::word | Rule::ident => "a name",
+            Rule::name => "a name",
+            Rule::word => "a value",
             Rule::string | Rule::plain_string | Rule::triple_string => "a string",
             Rule::list => "a list",
             Rule::number => "a number",
@@ -248,8 +307,6 @@ fn expected_words(rules: &[Rule]) -> Vec<String> {
             | Rule::comparison
             | Rule::call
             | Rule::path => "a condition",
-            Rule::or_op => "`||`",
-            Rule::and_op => "`&&`",
             Rule::not_op => "`!`",
             Rule::cmp_op => "`==`, `!=` or `=~`",
             Rule::interp | Rule::interp_raw => "`${`",
@@ -257,7 +314,6 @@ fn expected_words(rules: &[Rule]) -> Vec<String> {
             Rule::escape => "an escape",
             Rule::plain_text | Rule::triple_text => "text",
             Rule::EOI => "end of file",
-            Rule::COMMENT => "a comment",
             Rule::nl => "end of line",
             _ => continue,
         };
@@ -276,37 +332,20 @@ fn join_or(words: &[String]) -> String {
     }
 }
 
-struct Builder<'a> {
+struct Builder {
     file: FileId,
     base: usize,
-    comments: &'a mut Vec<Comment>,
 }
 
-impl Builder<'_> {
+impl Builder {
     fn span(&self, pair: &Pair<'_, Rule>) -> Span {
         let s = pair.as_span();
         Span::new(self.file, self.base + s.start(), self.base + s.end())
     }
 
-    fn comment(&mut self, pair: &Pair<'_, Rule>) {
-        let text = pair.as_str();
-        self.comments.push(Comment {
-            text: text.strip_prefix('#').unwrap_or(text).trim_end_matches('\r').to_string(),
-            span: self.span(pair),
-        });
-    }
-
-    /// Children, with comments taken out and recorded.
+    /// Children of a pair, collected.
     fn children<'i>(&mut self, pair: Pair<'i, Rule>) -> Vec<Pair<'i, Rule>> {
-        let mut out = Vec::new();
-        for p in pair.into_inner() {
-            if p.as_rule() == Rule::COMMENT {
-                self.comment(&p);
-            } else {
-                out.push(p);
-            }
-        }
-        out
+        pair.into_inner().collect()
     }
 
     fn item(&mut self, pair: Pair<'_, Rule>) -> Item {
@@ -333,10 +372,8 @@ impl Builder<'_> {
         let mut span = self.span(&pair);
         for p in self.children(pair) {
             match p.as_rule() {
-                Rule::stage_keyword => {
-                    if p.as_str() == "finally" {
-                        kind = StageKind::Finally;
-                    }
+                Rule::stage_keyword if p.as_str().starts_with("finally") => {
+                    kind = StageKind::Finally
                 }
                 Rule::name => name = Some(self.ident(&p)),
                 Rule::after_clause => {
@@ -487,7 +524,9 @@ impl Builder<'_> {
         for p in inner.into_inner() {
             let pspan = self.span(&p);
             match p.as_rule() {
-                Rule::plain_text | Rule::triple_text => parts.push(StrPart::Text(p.as_str().to_string())),
+                Rule::plain_text | Rule::triple_text => {
+                    parts.push(StrPart::Text(p.as_str().to_string()))
+                }
                 Rule::escape => parts.push(StrPart::Escape {
                     ch: p.as_str().chars().nth(1).unwrap_or('\\'),
                     span: pspan,
@@ -499,27 +538,28 @@ impl Builder<'_> {
                 _ => {}
             }
         }
-        Str { parts, triple, span }
+        Str {
+            parts,
+            triple,
+            span,
+        }
     }
 
     fn expr(&mut self, pair: Pair<'_, Rule>) -> Expr {
         match pair.as_rule() {
             Rule::expr => {
                 let inner = self.children(pair);
-                inner
-                    .into_iter()
-                    .next()
-                    .map_or(Expr::Operand(Operand::Bool { value: true, span: Span::default() }), |p| {
-                        self.expr(p)
-                    })
+                inner.into_iter().next().map_or(
+                    Expr::Operand(Operand::Bool {
+                        value: true,
+                        span: Span::default(),
+                    }),
+                    |p| self.expr(p),
+                )
             }
             Rule::or_expr | Rule::and_expr => {
                 let is_or = pair.as_rule() == Rule::or_expr;
-                let mut operands = self
-                    .children(pair)
-                    .into_iter()
-                    .filter(|p| !matches!(p.as_rule(), Rule::or_op | Rule::and_op))
-                    .map(|p| self.expr(p));
+                let mut operands = self.children(pair).into_iter().map(|p| self.expr(p));
                 let first = operands.next().unwrap_or(Expr::Operand(Operand::Bool {
                     value: true,
                     span: Span::default(),
@@ -543,9 +583,13 @@ impl Builder<'_> {
                 let mut expr = children
                     .into_iter()
                     .find(|p| p.as_rule() != Rule::not_op)
-                    .map_or(Expr::Operand(Operand::Bool { value: true, span: whole }), |p| {
-                        self.expr(p)
-                    });
+                    .map_or(
+                        Expr::Operand(Operand::Bool {
+                            value: true,
+                            span: whole,
+                        }),
+                        |p| self.expr(p),
+                    );
                 for not in nots.into_iter().rev() {
                     let span = not.to(expr.span());
                     expr = Expr::Not {
@@ -561,7 +605,9 @@ impl Builder<'_> {
                 let expr = inner
                     .into_iter()
                     .next()
-                    .map_or(Expr::Operand(Operand::Bool { value: true, span }), |p| self.expr(p));
+                    .map_or(Expr::Operand(Operand::Bool { value: true, span }), |p| {
+                        self.expr(p)
+                    });
                 Expr::Group {
                     expr: Box::new(expr),
                     span,

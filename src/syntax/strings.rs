@@ -10,7 +10,10 @@ use crate::source::Span;
 pub enum Piece {
     Lit(String),
     /// `${body}`, with the span of the whole `${...}`.
-    Var { body: String, span: Span },
+    Var {
+        body: String,
+        span: Span,
+    },
 }
 
 /// The string's value with `${...}` kept as written: what `run` scripts get,
@@ -159,7 +162,10 @@ mod tests {
 
     #[test]
     fn dedent_removes_shared_indentation_and_the_quote_lines() {
-        assert_eq!(dedent("\n    npm run setup\n      npm test\n  "), "npm run setup\n  npm test\n");
+        assert_eq!(
+            dedent("\n    npm run setup\n      npm test\n  "),
+            "npm run setup\n  npm test\n"
+        );
         assert_eq!(dedent("one line"), "one line");
         assert_eq!(dedent("\n  a\n\n  b\n"), "a\n\nb\n");
     }
