@@ -34,6 +34,19 @@ pub fn check_file(path: &Path) -> Checked {
     check(load(path))
 }
 
+/// Checks `text` as if it were the file at `path`; includes are read from
+/// disk relative to it. For editors and fuzzers.
+pub fn check_text(path: &Path, text: &str) -> Checked {
+    let mut read = |p: &Path| {
+        if p == path {
+            Ok(text.to_string())
+        } else {
+            std::fs::read_to_string(p)
+        }
+    };
+    check(load_with(path, &mut read))
+}
+
 /// Checks loaded files.
 pub fn check(loaded: Loaded) -> Checked {
     let Loaded {
