@@ -459,8 +459,8 @@ impl Reader<'_> {
                 "allow-failure" => body.allow_failure = self.flag(s, ctx),
                 "artifact" => body.artifacts.extend(self.text(s, ctx)),
                 "cache" => body.caches.extend(self.text(s, ctx)),
-                "build" => body.build = self.build(s, ctx),
-                "release" => body.release = self.release(s, ctx),
+                "build" => body.build = self.build(s, ctx).map(Box::new),
+                "release" => body.release = self.release(s, ctx).map(Box::new),
                 "manual" => body.manual = self.text(s, ctx),
                 _ => unknown_setting(s, ctx, self.diags),
             }

@@ -1,5 +1,8 @@
 //! `when` conditions, checked: names known, regexes and globs compiled.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use globset::{Glob, GlobMatcher};
 use regex::Regex;
 use serde::Serialize;
@@ -53,7 +56,7 @@ pub enum CondOperand {
     Text(Text),
     Bool(bool),
     /// `changed("glob", ...)`: true when any changed path matches any glob.
-    Changed(Vec<(String, GlobMatcher)>),
+    Changed(Vec<(String, Arc<GlobMatcher>)>),
 }
 
 const PATHS: [&str; 8] = [
@@ -67,76 +70,112 @@ const PATHS: [&str; 8] = [
     "git.tag",
 ];
 
-pub(super) fn check(expr: &Expr, text: &str, diags: &mut Vec<Diag>) -> Cond {
+/// Globs and regexes compiled once per pipeline: the same pattern is often
+/// written on many stages, and compiling one costs as much as checking a
+/// hundred stages.
+#[derive(Default)]
+pub(super) struct Compiled {
+    globs: HashMap<String, Result<Arc<GlobMatcher>, String>>,
+    regexes: HashMap<String, Result<Regex, String>>,
+}
+
+impl Compiled {
+    fn glob(&mut self, pattern: &str) -> Result<Arc<GlobMatcher>, String> {
+        self.globs
+            .entry(pattern.to_string())
+            .or_insert_with(|| {
+                Glob::new(pattern)
+                    .map(|g| Arc::new(g.compile_matcher()))
+                    .map_err(|e| e.kind().to_string())
+            })
+            .clone()
+    }
+
+    fn regex(&mut self, pattern: &str) -> Result<Regex, String> {
+        self.regexes
+            .entry(pattern.to_string())
+            .or_insert_with(|| Regex::new(pattern).map_err(|e| first_line(&e.to_string())))
+            .clone()
+    }
+}
+
+pub(super) fn check(
+    expr: &Expr,
+    text: &str,
+    compiled: &mut Compiled,
+    diags: &mut Vec<Diag>,
+) -> Cond {
+    let mut c = Checker { compiled, diags };
     Cond {
-        expr: check_expr(expr, diags),
+        expr: c.expr(expr),
         text: text.split_whitespace().collect::<Vec<_>>().join(" "),
         span: expr.span(),
     }
 }
 
-fn check_expr(expr: &Expr, diags: &mut Vec<Diag>) -> CondExpr {
-    match expr {
-        Expr::Or(l, r) => CondExpr::Or(
-            Box::new(check_expr(l, diags)),
-            Box::new(check_expr(r, diags)),
-        ),
-        Expr::And(l, r) => CondExpr::And(
-            Box::new(check_expr(l, diags)),
-            Box::new(check_expr(r, diags)),
-        ),
-        Expr::Not { expr, .. } => CondExpr::Not(Box::new(check_expr(expr, diags))),
-        Expr::Group { expr, .. } => check_expr(expr, diags),
-        Expr::Compare { lhs, op, rhs } => {
-            let l = operand(lhs, diags);
-            let r = operand(rhs, diags);
-            let mut regex = None;
-            if *op == CmpOp::Match {
-                match &r {
-                    CondOperand::Text(t) => {
-                        if let Some(pattern) = t.as_literal() {
-                            match Regex::new(&pattern) {
+struct Checker<'a> {
+    compiled: &'a mut Compiled,
+    diags: &'a mut Vec<Diag>,
+}
+
+impl Checker<'_> {
+    fn expr(&mut self, expr: &Expr) -> CondExpr {
+        match expr {
+            Expr::Or(l, r) => CondExpr::Or(Box::new(self.expr(l)), Box::new(self.expr(r))),
+            Expr::And(l, r) => CondExpr::And(Box::new(self.expr(l)), Box::new(self.expr(r))),
+            Expr::Not { expr, .. } => CondExpr::Not(Box::new(self.expr(expr))),
+            Expr::Group { expr, .. } => self.expr(expr),
+            Expr::Compare { lhs, op, rhs } => {
+                let l = self.operand(lhs);
+                let r = self.operand(rhs);
+                let mut regex = None;
+                if *op == CmpOp::Match {
+                    match &r {
+                        CondOperand::Text(t) => {
+                            if let Some(pattern) = t.as_literal() {
+                                match self.compiled.regex(&pattern) {
                                 Ok(re) => regex = Some(re),
-                                Err(e) => diags.push(
+                                Err(e) => self.diags.push(
                                     Diag::error(Code::BadRegex, rhs.span(), "invalid regular expression")
-                                        .label(first_line(&e.to_string()))
+                                        .label(e)
                                         .help("the right side of `=~` is a regular expression (Rust `regex` syntax)"),
                                 ),
                             }
+                            }
                         }
+                        _ => self.diags.push(
+                            Diag::error(
+                                Code::BadExpression,
+                                rhs.span(),
+                                "`=~` needs a string pattern on its right",
+                            )
+                            .label("not a string")
+                            .help(r#"write `branch =~ "^release/"`"#),
+                        ),
                     }
-                    _ => diags.push(
-                        Diag::error(
-                            Code::BadExpression,
-                            rhs.span(),
-                            "`=~` needs a string pattern on its right",
-                        )
-                        .label("not a string")
-                        .help(r#"write `branch =~ "^release/"`"#),
-                    ),
+                }
+                for (side, o) in [(lhs, &l), (rhs, &r)] {
+                    if matches!(o, CondOperand::Changed(_)) {
+                        self.diags.push(
+                            Diag::error(
+                                Code::BadExpression,
+                                side.span(),
+                                "`changed(...)` is true or false; it cannot be compared",
+                            )
+                            .label("a condition, not a value")
+                            .help(r#"use it alone: `changed("src/**")` or `!changed("docs/**")`"#),
+                        );
+                    }
+                }
+                CondExpr::Compare {
+                    lhs: l,
+                    op: *op,
+                    rhs: r,
+                    regex,
                 }
             }
-            for (side, o) in [(lhs, &l), (rhs, &r)] {
-                if matches!(o, CondOperand::Changed(_)) {
-                    diags.push(
-                        Diag::error(
-                            Code::BadExpression,
-                            side.span(),
-                            "`changed(...)` is true or false; it cannot be compared",
-                        )
-                        .label("a condition, not a value")
-                        .help(r#"use it alone: `changed("src/**")` or `!changed("docs/**")`"#),
-                    );
-                }
-            }
-            CondExpr::Compare {
-                lhs: l,
-                op: *op,
-                rhs: r,
-                regex,
-            }
+            Expr::Operand(o) => CondExpr::Truthy(self.operand(o)),
         }
-        Expr::Operand(o) => CondExpr::Truthy(operand(o, diags)),
     }
 }
 
@@ -144,103 +183,109 @@ fn first_line(s: &str) -> String {
     s.lines().last().unwrap_or(s).trim().to_string()
 }
 
-fn operand(o: &Operand, diags: &mut Vec<Diag>) -> CondOperand {
-    match o {
-        Operand::Bool { value, .. } => CondOperand::Bool(*value),
-        Operand::Str(s) => CondOperand::Text(Text::from_str(s, diags)),
-        Operand::Path { path, span } => match path.as_str() {
-            "branch" => CondOperand::Branch,
-            "tag" => CondOperand::Tag,
-            "environment" => CondOperand::Environment,
-            p => {
-                if let Some(name) = p.strip_prefix("env.") {
-                    if !name.contains('.') {
-                        return CondOperand::Env {
-                            name: name.to_string(),
-                            span: *span,
-                        };
+impl Checker<'_> {
+    fn operand(&mut self, o: &Operand) -> CondOperand {
+        match o {
+            Operand::Bool { value, .. } => CondOperand::Bool(*value),
+            Operand::Str(s) => CondOperand::Text(Text::from_str(s, self.diags)),
+            Operand::Path { path, span } => match path.as_str() {
+                "branch" => CondOperand::Branch,
+                "tag" => CondOperand::Tag,
+                "environment" => CondOperand::Environment,
+                p => {
+                    if let Some(name) = p.strip_prefix("env.") {
+                        if !name.contains('.') {
+                            return CondOperand::Env {
+                                name: name.to_string(),
+                                span: *span,
+                            };
+                        }
                     }
-                }
-                if let Some(field) = p.strip_prefix("git.") {
-                    if let Some((_, g)) = GitField::ALL.iter().find(|(n, _)| *n == field) {
-                        return CondOperand::Git(*g);
+                    if let Some(field) = p.strip_prefix("git.") {
+                        if let Some((_, g)) = GitField::ALL.iter().find(|(n, _)| *n == field) {
+                            return CondOperand::Git(*g);
+                        }
                     }
-                }
-                let help = match closest(p, PATHS) {
-                    Some(c) => format!("did you mean `{c}`?"),
-                    None => format!(
-                        "conditions can use {}, strings and `changed(\"glob\")`",
-                        PATHS.map(|p| format!("`{p}`")).join(", ")
-                    ),
-                };
-                diags.push(
-                    Diag::error(
-                        Code::BadExpression,
-                        *span,
-                        format!("unknown name `{p}` in condition"),
-                    )
-                    .label("unknown name")
-                    .help(help),
-                );
-                CondOperand::Bool(false)
-            }
-        },
-        Operand::Call { name, args, span } => {
-            if name.name != "changed" {
-                diags.push(
-                    Diag::error(
-                        Code::BadExpression,
-                        name.span,
-                        format!("unknown function `{}`", name.name),
-                    )
-                    .label("unknown function")
-                    .help(r#"the only function is `changed("glob", ...)`"#),
-                );
-                return CondOperand::Bool(false);
-            }
-            if args.is_empty() {
-                diags.push(
-                    Diag::error(
-                        Code::BadExpression,
-                        *span,
-                        "`changed` needs at least one glob",
-                    )
-                    .label("no glob")
-                    .help(r#"write `changed("src/**")`"#),
-                );
-            }
-            let mut globs = Vec::new();
-            for a in args {
-                let Value::Str(s) = a else {
-                    diags.push(
+                    let help = match closest(p, PATHS) {
+                        Some(c) => format!("did you mean `{c}`?"),
+                        None => format!(
+                            "conditions can use {}, strings and `changed(\"glob\")`",
+                            PATHS.map(|p| format!("`{p}`")).join(", ")
+                        ),
+                    };
+                    self.diags.push(
                         Diag::error(
                             Code::BadExpression,
-                            a.span(),
-                            "`changed` takes glob strings",
+                            *span,
+                            format!("unknown name `{p}` in condition"),
                         )
-                        .label(format!("found {}", a.describe()))
-                        .help(r#"write `changed("docs/**")`"#),
+                        .label("unknown name")
+                        .help(help),
                     );
-                    continue;
-                };
-                let text = Text::from_str(s, diags);
-                let Some(pattern) = text.as_literal() else {
-                    diags.push(
-                        Diag::error(Code::BadGlob, s.span, "`changed` globs cannot use `${...}`")
-                            .label("interpolated"),
-                    );
-                    continue;
-                };
-                match Glob::new(&pattern) {
-                    Ok(g) => globs.push((pattern, g.compile_matcher())),
-                    Err(e) => diags.push(
-                        Diag::error(Code::BadGlob, s.span, format!("invalid glob `{pattern}`"))
-                            .label(e.kind().to_string())
-                            .help("globs use `*`, `**`, `?`, `[abc]` and `{a,b}`"),
-                    ),
+                    CondOperand::Bool(false)
                 }
+            },
+            Operand::Call { name, args, span } => {
+                if name.name != "changed" {
+                    self.diags.push(
+                        Diag::error(
+                            Code::BadExpression,
+                            name.span,
+                            format!("unknown function `{}`", name.name),
+                        )
+                        .label("unknown function")
+                        .help(r#"the only function is `changed("glob", ...)`"#),
+                    );
+                    return CondOperand::Bool(false);
+                }
+                if args.is_empty() {
+                    self.diags.push(
+                        Diag::error(
+                            Code::BadExpression,
+                            *span,
+                            "`changed` needs at least one glob",
+                        )
+                        .label("no glob")
+                        .help(r#"write `changed("src/**")`"#),
+                    );
+                }
+                let mut globs = Vec::new();
+                for a in args {
+                    let Value::Str(s) = a else {
+                        self.diags.push(
+                            Diag::error(
+                                Code::BadExpression,
+                                a.span(),
+                                "`changed` takes glob strings",
+                            )
+                            .label(format!("found {}", a.describe()))
+                            .help(r#"write `changed("docs/**")`"#),
+                        );
+                        continue;
+                    };
+                    let text = Text::from_str(s, self.diags);
+                    let Some(pattern) = text.as_literal() else {
+                        self.diags.push(
+                            Diag::error(
+                                Code::BadGlob,
+                                s.span,
+                                "`changed` globs cannot use `${...}`",
+                            )
+                            .label("interpolated"),
+                        );
+                        continue;
+                    };
+                    match self.compiled.glob(&pattern) {
+                        Ok(g) => globs.push((pattern, g)),
+                        Err(e) => self.diags.push(
+                            Diag::error(Code::BadGlob, s.span, format!("invalid glob `{pattern}`"))
+                                .label(e)
+                                .help("globs use `*`, `**`, `?`, `[abc]` and `{a,b}`"),
+                        ),
+                    }
+                }
+                CondOperand::Changed(globs)
             }
-            CondOperand::Changed(globs)
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Reading a pipeline file and its `include`s into one list of items.
 
+use std::collections::HashSet;
 use std::io;
 use std::path::{Component, Path, PathBuf};
 
@@ -21,18 +22,28 @@ pub struct Loaded {
 /// Loads `path` and its includes from disk. Unreadable includes are
 /// diagnostics; an unreadable main file is an error.
 pub fn load(path: &Path) -> Loaded {
-    load_with(path, &mut |p: &Path| read_capped(p))
+    load_with(path, &mut |p: &Path| read_source(p))
 }
 
-fn read_capped(path: &Path) -> io::Result<String> {
-    let meta = std::fs::metadata(path)?;
-    if meta.len() > MAX_FILE_SIZE as u64 {
+/// Reads a source file: a regular file, at most [`MAX_FILE_SIZE`] bytes.
+/// Devices and pipes (`include "/dev/zero"`) would never end.
+pub fn read_source(path: &Path) -> io::Result<String> {
+    use std::io::Read as _;
+    let file = std::fs::File::open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(io::Error::other("not a regular file"));
+    }
+    let mut text = String::new();
+    file.take(MAX_FILE_SIZE as u64 + 1)
+        .read_to_string(&mut text)?;
+    if text.len() > MAX_FILE_SIZE {
         return Err(io::Error::other(format!(
             "file is larger than {} MiB",
             MAX_FILE_SIZE >> 20
         )));
     }
-    std::fs::read_to_string(path)
+    Ok(text)
 }
 
 /// Loads with a custom reader (the language server reads unsaved buffers).
@@ -43,6 +54,7 @@ pub fn load_with(path: &Path, read: &mut dyn FnMut(&Path) -> io::Result<String>)
         items: Vec::new(),
         diagnostics: Vec::new(),
         stack: Vec::new(),
+        loaded: HashSet::new(),
         read,
     };
     let name = display_name(path);
@@ -73,9 +85,20 @@ struct Loader<'r> {
     sources: SourceMap,
     items: Vec<(FileId, Item)>,
     diagnostics: Vec<Diag>,
-    /// Files being loaded, outermost first, with the include that led to each.
-    stack: Vec<(PathBuf, Option<Span>)>,
+    /// Files being loaded, outermost first, with the include that led to
+    /// each and the items still to take from it. A stack, not recursion, so
+    /// that deep include chains cannot overflow.
+    stack: Vec<Frame>,
+    /// The identity of every loaded file.
+    loaded: HashSet<PathBuf>,
     read: &'r mut dyn FnMut(&Path) -> io::Result<String>,
+}
+
+struct Frame {
+    id: FileId,
+    key: PathBuf,
+    via: Option<Span>,
+    items: std::vec::IntoIter<Item>,
 }
 
 impl Loader<'_> {
@@ -88,22 +111,39 @@ impl Loader<'_> {
         }
     }
 
-    /// Adds a file and its items; `via` is the include that led to it.
+    /// Adds a file, then takes items depth-first: each include's items go
+    /// where the include is.
     fn add_file(&mut self, path: &Path, name: String, text: String, via: Option<Span>) -> FileId {
+        let root = self.push_file(path, name, text, via);
+        while let Some(frame) = self.stack.last_mut() {
+            let id = frame.id;
+            match frame.items.next() {
+                None => {
+                    self.stack.pop();
+                }
+                Some(item) => match include_target(&item) {
+                    Some(target) => self.include(id, target),
+                    None => self.items.push((id, item)),
+                },
+            }
+        }
+        root
+    }
+
+    fn push_file(&mut self, path: &Path, name: String, text: String, via: Option<Span>) -> FileId {
         let key = identity(path);
         let id = self
             .sources
             .add(SourceFile::new(path.to_path_buf(), name, text));
+        self.loaded.insert(key.clone());
         let (ast, diags) = syntax::parse(id, &self.sources.get(id).text);
         self.diagnostics.extend(diags);
-        self.stack.push((key, via));
-        for item in ast.items {
-            match include_target(&item) {
-                Some(target) => self.include(id, target),
-                None => self.items.push((id, item)),
-            }
-        }
-        self.stack.pop();
+        self.stack.push(Frame {
+            id,
+            key,
+            via,
+            items: ast.items.into_iter(),
+        });
         id
     }
 
@@ -133,10 +173,10 @@ impl Loader<'_> {
         let name = normalize(&shown_dir.join(&rel)).display().to_string();
         let key = identity(&path);
 
-        if let Some(pos) = self.stack.iter().position(|(p, _)| *p == key) {
+        if let Some(pos) = self.stack.iter().position(|f| f.key == key) {
             let chain: Vec<String> = self.stack[pos..]
                 .iter()
-                .map(|(p, _)| format!("`{}`", shown(&self.sources, p)))
+                .map(|f| format!("`{}`", self.sources.get(f.id).name))
                 .chain(std::iter::once(format!("`{name}`")))
                 .collect();
             let mut d = Diag::error(
@@ -150,21 +190,19 @@ impl Loader<'_> {
             )
             .label("included again here")
             .help("remove one of these includes");
-            for (_, at) in &self.stack[pos + 1..] {
-                if let Some(at) = at {
-                    d = d.with(*at, "included here");
-                }
+            for at in self.stack[pos + 1..].iter().filter_map(|f| f.via) {
+                d = d.with(at, "included here");
             }
             self.diagnostics.push(d);
             return;
         }
         // Included twice along different paths: its items are already in.
-        if self.sources.files().any(|(_, f)| identity(&f.path) == key) {
+        if self.loaded.contains(&key) {
             return;
         }
         match (self.read)(&path) {
             Ok(text) => {
-                self.add_file(&path, name, text, Some(span));
+                self.push_file(&path, name, text, Some(span));
             }
             Err(e) => {
                 let why = if e.kind() == io::ErrorKind::NotFound {
@@ -191,13 +229,6 @@ impl Loader<'_> {
             }
         }
     }
-}
-
-fn shown(sources: &SourceMap, key: &Path) -> String {
-    sources
-        .files()
-        .find(|(_, f)| identity(&f.path) == key)
-        .map_or_else(|| key.display().to_string(), |(_, f)| f.name.clone())
 }
 
 /// `Some` for an `include` item: its path, or the span to blame.

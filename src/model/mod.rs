@@ -14,7 +14,7 @@ use std::path::Path;
 
 pub use cond::{Cond, CondExpr, CondOperand};
 pub use dag::topo_order;
-pub use load::{Loaded, load, load_with};
+pub use load::{Loaded, load, load_with, read_source};
 pub use text::{GitField, Text, TextPiece, Var, VarRef};
 pub use types::*;
 
@@ -41,7 +41,7 @@ pub fn check_text(path: &Path, text: &str) -> Checked {
         if p == path {
             Ok(text.to_string())
         } else {
-            std::fs::read_to_string(p)
+            load::read_source(p)
         }
     };
     check(load_with(path, &mut read))
@@ -55,7 +55,7 @@ pub fn check(loaded: Loaded) -> Checked {
         mut diagnostics,
         root,
     } = loaded;
-    let pipeline = resolve::resolve(&sources, root, &items, &mut diagnostics);
+    let pipeline = resolve::resolve(&sources, root, items, &mut diagnostics);
     crate::diagnostic::sort(&mut diagnostics, &sources);
     diagnostics.dedup();
     let failed = diagnostics.iter().any(Diag::is_error);

@@ -14,10 +14,12 @@ use crate::diagnostic::{Code, Diag, closest, did_you_mean};
 use crate::source::{FileId, SourceMap, Span};
 use crate::syntax::{Clause, Item, Setting, StageDecl, StageKind, Value};
 
+/// Consumes the items, so each stage's syntax is freed once it is checked:
+/// the peak memory of a large file is then its Ast or its model, not both.
 pub(super) fn resolve(
     sources: &SourceMap,
     root: FileId,
-    items: &[(FileId, Item)],
+    items: Vec<(FileId, Item)>,
     diags: &mut Vec<Diag>,
 ) -> Pipeline {
     let mut r = Resolver {
@@ -30,10 +32,11 @@ pub(super) fn resolve(
         environments: IndexMap::new(),
         templates: IndexMap::new(),
         decls: Vec::new(),
+        compiled: cond::Compiled::default(),
     };
     for (file, item) in items {
         match item {
-            Item::Setting(s) => r.top_setting(*file, s),
+            Item::Setting(s) => r.top_setting(file, &s),
             Item::Stage(decl) => r.decls.push(decl),
         }
     }
@@ -66,7 +69,8 @@ struct Resolver<'a> {
     secrets: IndexMap<String, Span>,
     environments: IndexMap<String, Environment>,
     templates: IndexMap<String, Template>,
-    decls: Vec<&'a StageDecl>,
+    decls: Vec<StageDecl>,
+    compiled: cond::Compiled,
 }
 
 impl<'a> Resolver<'a> {
@@ -228,11 +232,13 @@ impl<'a> Resolver<'a> {
 
     /// Reads every stage declaration and applies its template.
     fn stages(&mut self) -> (IndexMap<String, Stage>, IndexMap<String, Stage>) {
-        let mut stages: IndexMap<String, Stage> = IndexMap::new();
-        let mut finally: IndexMap<String, Stage> = IndexMap::new();
         let decls = std::mem::take(&mut self.decls);
+        let mut stages: IndexMap<String, Stage> = IndexMap::with_capacity(decls.len());
+        let mut finally: IndexMap<String, Stage> = IndexMap::new();
         for decl in decls {
-            let Some(stage) = self.stage(decl) else {
+            let stage = self.stage(&decl);
+            drop(decl);
+            let Some(stage) = stage else {
                 continue;
             };
             let prev = stages.get(&stage.name).or_else(|| finally.get(&stage.name));
@@ -316,7 +322,12 @@ impl<'a> Resolver<'a> {
                 Clause::Uses { template: t, .. } => template = Some((t.name.clone(), t.span)),
                 Clause::When { expr, .. } => {
                     let text = self.sources.slice(expr.span()).to_string();
-                    when = Some(cond::check(expr, &text, self.diags));
+                    when = Some(Box::new(cond::check(
+                        expr,
+                        &text,
+                        &mut self.compiled,
+                        self.diags,
+                    )));
                 }
             }
         }

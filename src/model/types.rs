@@ -66,7 +66,7 @@ pub struct Stage {
     pub finally: bool,
     pub after: Vec<Dep>,
     pub template: Option<String>,
-    pub when: Option<Cond>,
+    pub when: Option<Box<Cond>>,
     pub image: Option<Text>,
     pub action: Action,
     /// Template env, then the stage's own.
@@ -102,8 +102,9 @@ pub enum Action {
         script: String,
         span: Span,
     },
-    Build(Build),
-    Release(Release),
+    // Boxed: a stage is kept per stage, and most stages only run a script.
+    Build(Box<Build>),
+    Release(Box<Release>),
     /// `manual "prompt"`.
     Manual {
         prompt: Text,
@@ -176,8 +177,8 @@ impl Release {
 pub struct Body {
     pub image: Option<Text>,
     pub run: Vec<(String, Span)>,
-    pub build: Option<Build>,
-    pub release: Option<Release>,
+    pub build: Option<Box<Build>>,
+    pub release: Option<Box<Release>>,
     pub manual: Option<Text>,
     pub env: Env,
     pub matrix: Option<IndexMap<String, Vec<MatrixValue>>>,

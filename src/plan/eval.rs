@@ -72,7 +72,7 @@ fn value(o: &CondOperand, env: &Env<'_>, notes: &mut Vec<String>) -> String {
             let r = env.scope.get(name);
             let shown = r.as_ref().map(|r| r.shown()).unwrap_or_default();
             notes.push(format!("env.{name} is `{shown}`"));
-            return r.map(|r| r.value).unwrap_or_default();
+            return r.map(|r| r.value.to_string()).unwrap_or_default();
         }
         CondOperand::Text(t) => return env.scope.interpolate(t, &mut Vec::new()),
         CondOperand::Bool(b) => return b.to_string(),
@@ -87,7 +87,7 @@ fn value(o: &CondOperand, env: &Env<'_>, notes: &mut Vec<String>) -> String {
 }
 
 fn changed(
-    globs: &[(String, globset::GlobMatcher)],
+    globs: &[(String, std::sync::Arc<globset::GlobMatcher>)],
     env: &Env<'_>,
     notes: &mut Vec<String>,
 ) -> bool {

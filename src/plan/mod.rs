@@ -17,7 +17,7 @@ pub use types::*;
 
 use crate::diagnostic::{Diag, did_you_mean};
 use crate::model::{Action, Pipeline, Stage};
-use scope::{Resolved, Scope};
+use scope::Scope;
 
 /// What the command line decides.
 #[derive(Debug, Clone, Default)]
@@ -96,7 +96,12 @@ pub fn plan(pipeline: &Pipeline, opts: &Options) -> Result<Plan, PlanError> {
                 .entry(stage.name.as_str())
                 .or_default()
                 .push(cells.len());
-            cells.push(Cell { stage, values });
+            let name = Shared::from(cell_name(&stage.name, &values));
+            cells.push(Cell {
+                stage,
+                values,
+                name,
+            });
         }
     }
 
@@ -122,20 +127,20 @@ pub fn plan(pipeline: &Pipeline, opts: &Options) -> Result<Plan, PlanError> {
             continue;
         }
         let cell = &cells[i];
-        let mut planned = plan_cell(pipeline, cell, &global, &ctx, &mut diags);
+        let scope = global.stage_scope(cell.stage, &cell.values, &ctx);
+        let mut planned = plan_cell(pipeline, cell, &scope, &ctx, &mut diags);
         planned.after = deps[i]
             .iter()
             .filter(|&&d| selected[d])
-            .map(|&d| cells[d].name())
+            .map(|&d| cells[d].name.clone())
             .collect();
 
         let reason = if let Some(&d) = deps[i]
             .iter()
             .find(|&&d| selected[d] && skipped[d].is_some())
         {
-            Some(format!("needs `{}`, which is skipped", cells[d].name()))
+            Some(format!("needs `{}`, which is skipped", cells[d].name))
         } else if let Some(when) = &cell.stage.when {
-            let scope = global.stage_scope(cell.stage, &cell.values, &ctx, &mut Vec::new());
             let env = eval::Env {
                 git: &opts.git,
                 environment: &ctx.environment,
@@ -179,14 +184,14 @@ pub fn plan(pipeline: &Pipeline, opts: &Options) -> Result<Plan, PlanError> {
             if waves.len() <= w {
                 waves.resize(w + 1, Vec::new());
             }
-            waves[w].push(cells[i].name());
+            waves[w].push(cells[i].name.to_string());
         }
     }
     let finally = cells
         .iter()
         .enumerate()
         .filter(|(i, c)| c.stage.finally && selected[*i] && skipped[*i].is_none())
-        .map(|(_, c)| c.name())
+        .map(|(_, c)| c.name.to_string())
         .collect();
     Ok(Plan {
         version: PLAN_VERSION,
@@ -203,13 +208,8 @@ pub fn plan(pipeline: &Pipeline, opts: &Options) -> Result<Plan, PlanError> {
 struct Cell<'p> {
     stage: &'p Stage,
     values: IndexMap<String, String>,
-}
-
-impl Cell<'_> {
     /// `test[NODE=18,OS=linux]`, keys in declaration order.
-    fn name(&self) -> String {
-        cell_name(&self.stage.name, &self.values)
-    }
+    name: Shared,
 }
 
 pub fn cell_name(stage: &str, values: &IndexMap<String, String>) -> String {
@@ -258,7 +258,7 @@ fn select(
             None => cells
                 .iter()
                 .enumerate()
-                .filter(|(_, c)| c.name() == *t)
+                .filter(|(_, c)| *c.name == **t)
                 .map(|(i, _)| i)
                 .collect(),
         };
@@ -294,16 +294,15 @@ fn select(
 fn plan_cell(
     pipeline: &Pipeline,
     cell: &Cell<'_>,
-    global: &Scope<'_>,
+    scope: &Scope<'_>,
     ctx: &scope::Context,
     diags: &mut Vec<Diag>,
 ) -> PlannedStage {
     let stage = cell.stage;
-    let scope = global.stage_scope(stage, &cell.values, ctx, diags);
-    let (mut env, secret_env) = scope.stage_env(stage, &cell.values, diags);
+    let (mut env, secret_env) = scope.stage_env(diags);
     // Every declared secret is exported under its own name.
     for name in pipeline.secrets.keys() {
-        env.insert(name.clone(), MASK.into());
+        env.insert(Shared::from(name.as_str()), Shared::from(MASK));
     }
     let services = stage
         .services
@@ -320,7 +319,7 @@ fn plan_cell(
         .collect();
     let mut text = |t: &crate::model::Text| scope.interpolate(t, diags);
     let mut planned = PlannedStage {
-        name: cell.name(),
+        name: cell.name.to_string(),
         stage: stage.name.clone(),
         matrix: cell.values.clone(),
         after: Vec::new(),
@@ -330,7 +329,11 @@ fn plan_cell(
         image: stage.image.as_ref().map(&mut text),
         run: None,
         env,
-        secrets: pipeline.secrets.keys().cloned().collect(),
+        secrets: pipeline
+            .secrets
+            .keys()
+            .map(|s| Shared::from(s.as_str()))
+            .collect(),
         secret_env,
         services,
         artifacts: stage.artifacts.iter().map(&mut text).collect(),
@@ -361,7 +364,7 @@ fn plan_cell(
                     default_tag(&ctx.git)
                 ));
             }
-            planned.build = Some(PlannedBuild {
+            planned.build = Some(Box::new(PlannedBuild {
                 context: text(&b.context),
                 dockerfile: b.dockerfile.as_ref().map(&mut text),
                 target: b.target.as_ref().map(&mut text),
@@ -369,10 +372,10 @@ fn plan_cell(
                 labels: b.labels.iter().map(|(k, v)| (k.clone(), text(v))).collect(),
                 args: b.args.iter().map(|(k, v)| (k.clone(), text(v))).collect(),
                 push: b.push,
-            });
+            }));
         }
         Action::Release(r) => {
-            planned.release = Some(PlannedRelease {
+            planned.release = Some(Box::new(PlannedRelease {
                 name: r.name.clone(),
                 namespace: r.namespace.as_ref().map(&mut text),
                 manifests: r.manifests.iter().map(&mut text).collect(),
@@ -385,7 +388,7 @@ fn plan_cell(
                 rollback: r.rollback,
                 prune: r.prune,
                 history: r.history,
-            });
+            }));
         }
         Action::Manual { prompt } => planned.manual = Some(text(prompt)),
     }
@@ -455,16 +458,6 @@ fn sanitize_repository(raw: &str) -> String {
         .collect();
     let r = r.trim_matches(['.', '-', '_', '/']).to_string();
     if r.is_empty() { "pipeline".into() } else { r }
-}
-
-impl Resolved {
-    pub(crate) fn shown(&self) -> String {
-        if self.secret {
-            MASK.into()
-        } else {
-            self.value.clone()
-        }
-    }
 }
 
 #[cfg(test)]

@@ -12,10 +12,18 @@ use std::collections::{HashMap, HashSet};
 
 use indexmap::IndexMap;
 
-use super::GitContext;
+use super::{GitContext, Shared};
 use crate::diagnostic::{Code, Diag};
 use crate::model::{Env, Environment, GitField, Pipeline, Stage, Text, TextPiece, Var};
 use crate::source::Span;
+
+/// How many env values may refer through each other; deeper chains are
+/// reported rather than followed, since resolution recurses.
+const MAX_DEPTH: usize = 64;
+
+/// The longest an expanded value may get: `B = "${A}${A}"` doubles, and a
+/// few dozen such lines would otherwise fill memory.
+const MAX_VALUE_BYTES: usize = 1 << 20;
 
 pub(crate) struct Context {
     pub environment: String,
@@ -37,8 +45,21 @@ impl Context {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Resolved {
     /// With `${secret.NAME}` placeholders where secrets go.
-    pub value: String,
+    pub value: Shared,
     pub secret: bool,
+}
+
+/// What a secret's value shows as, shared.
+static MASKED: std::sync::LazyLock<Shared> = std::sync::LazyLock::new(|| Shared::from(super::MASK));
+
+impl Resolved {
+    pub(crate) fn shown(&self) -> Shared {
+        if self.secret {
+            MASKED.clone()
+        } else {
+            self.value.clone()
+        }
+    }
 }
 
 enum Layer<'a> {
@@ -61,6 +82,9 @@ pub(crate) struct Scope<'a> {
     ctx: &'a Context,
     memo: RefCell<HashMap<(usize, String), Resolved>>,
     visiting: RefCell<HashSet<(usize, String)>>,
+    /// The global scope's every name, resolved once, in declaration order:
+    /// what stage scopes fall back to.
+    resolved: IndexMap<Shared, Resolved>,
 }
 
 impl<'a> Scope<'a> {
@@ -76,18 +100,23 @@ impl<'a> Scope<'a> {
             layers.push(Layer::Env(&e.env));
         }
         layers.push(Layer::Literal(set));
-        let scope = Scope {
+        let mut scope = Scope {
             parent: None,
             layers,
             ctx,
             memo: RefCell::default(),
             visiting: RefCell::default(),
+            resolved: IndexMap::new(),
         };
         // Resolve everything once, so stage scopes share the work and env
         // cycles are reported once.
-        for name in scope.names() {
-            scope.lookup(&name, usize::MAX, Span::default(), diags);
+        let mut resolved = IndexMap::new();
+        for name in scope.own_names() {
+            if let Some(r) = scope.lookup(&name, usize::MAX, Span::default(), diags) {
+                resolved.insert(Shared::from(name), r);
+            }
         }
+        scope.resolved = resolved;
         scope
     }
 
@@ -97,7 +126,6 @@ impl<'a> Scope<'a> {
         stage: &'a Stage,
         matrix: &'a IndexMap<String, String>,
         ctx: &'a Context,
-        _diags: &mut Vec<Diag>,
     ) -> Scope<'a> {
         let mut layers = vec![Layer::Env(&stage.env), Layer::Literal(matrix)];
         if let Some(Layer::Literal(set)) = self.layers.last() {
@@ -109,22 +137,20 @@ impl<'a> Scope<'a> {
             ctx,
             memo: RefCell::default(),
             visiting: RefCell::default(),
+            resolved: IndexMap::new(),
         }
     }
 
-    /// Every name visible here, in the order they were declared.
-    fn names(&self) -> Vec<String> {
-        let mut out: IndexMap<String, ()> = self
-            .parent
-            .map(|p| p.names().into_iter().map(|n| (n, ())).collect())
-            .unwrap_or_default();
+    /// The names this scope's own layers define, in declaration order.
+    fn own_names(&self) -> Vec<String> {
+        let mut out: IndexMap<&str, ()> = IndexMap::new();
         for l in &self.layers {
             match l {
-                Layer::Env(e) => out.extend(e.keys().map(|k| (k.clone(), ()))),
-                Layer::Literal(m) => out.extend(m.keys().map(|k| (k.clone(), ()))),
+                Layer::Env(e) => out.extend(e.keys().map(|k| (k.as_str(), ()))),
+                Layer::Literal(m) => out.extend(m.keys().map(|k| (k.as_str(), ()))),
             }
         }
-        out.into_keys().collect()
+        out.into_keys().map(str::to_string).collect()
     }
 
     /// The value of `name` as seen from below layer `below` (`usize::MAX`:
@@ -159,11 +185,26 @@ impl<'a> Scope<'a> {
         }
         let resolved = match &self.layers[layer] {
             Layer::Literal(m) => Resolved {
-                value: m.get(name).cloned().unwrap_or_default(),
+                value: Shared::from(m.get(name).map_or("", String::as_str)),
                 secret: false,
             },
             Layer::Env(env) => {
                 let def = env.get(name)?;
+                if self.visiting.borrow().len() >= MAX_DEPTH {
+                    diags.push(
+                        Diag::error(
+                            Code::EnvCycle,
+                            at,
+                            format!("env `{name}` is nested too deeply"),
+                        )
+                        .label(format!(
+                            "more than {MAX_DEPTH} env values refer through each other here"
+                        ))
+                        .with(def.span, "defined here")
+                        .help("refer to the final value directly"),
+                    );
+                    return None;
+                }
                 if !self.visiting.borrow_mut().insert(key.clone()) {
                     diags.push(
                         Diag::error(Code::EnvCycle, at, format!("env `{name}` refers to itself"))
@@ -199,6 +240,14 @@ impl<'a> Scope<'a> {
                         // An unresolvable name was reported by the checker
                         // (or is an environment-only value with no `--env`).
                         if let Some(res) = self.lookup(n, below, r.span, diags) {
+                            if value.len() + res.value.len() > MAX_VALUE_BYTES {
+                                diags.push(
+                                    Diag::error(Code::BadValue, r.span, "this value expands to more than 1 MiB")
+                                        .label(format!("`{n}` is {} bytes long", res.value.len()))
+                                        .help("env values that repeat each other grow exponentially; simplify them"),
+                                );
+                                break;
+                            }
                             value.push_str(&res.value);
                             secret |= res.secret;
                         }
@@ -214,7 +263,10 @@ impl<'a> Scope<'a> {
                 },
             }
         }
-        Resolved { value, secret }
+        Resolved {
+            value: Shared::from(value),
+            secret,
+        }
     }
 
     /// A text outside `env`: a secret here would leak, so it is an error.
@@ -235,7 +287,7 @@ impl<'a> Scope<'a> {
             );
             return super::MASK.into();
         }
-        r.value
+        r.value.to_string()
     }
 
     /// The value of a name at the top of this scope.
@@ -247,18 +299,24 @@ impl<'a> Scope<'a> {
     /// values (shown, secrets masked), and the secret templates.
     pub fn stage_env(
         &self,
-        _stage: &Stage,
-        _matrix: &IndexMap<String, String>,
         diags: &mut Vec<Diag>,
-    ) -> (IndexMap<String, String>, IndexMap<String, String>) {
+    ) -> (IndexMap<Shared, Shared>, IndexMap<Shared, Shared>) {
         let mut env = IndexMap::new();
         let mut secret_env = IndexMap::new();
-        for name in self.names() {
+        let mut add = |name: Shared, r: &Resolved| {
+            if r.secret {
+                secret_env.insert(name.clone(), r.value.clone());
+            }
+            env.insert(name, r.shown());
+        };
+        if let Some(parent) = self.parent {
+            for (name, r) in &parent.resolved {
+                add(name.clone(), r);
+            }
+        }
+        for name in self.own_names() {
             if let Some(r) = self.lookup(&name, usize::MAX, Span::default(), diags) {
-                env.insert(name.clone(), r.shown());
-                if r.secret {
-                    secret_env.insert(name, r.value);
-                }
+                add(Shared::from(name), &r);
             }
         }
         (env, secret_env)
@@ -269,15 +327,16 @@ impl<'a> Scope<'a> {
         &self,
         e: &Env,
         diags: &mut Vec<Diag>,
-    ) -> (IndexMap<String, String>, IndexMap<String, String>) {
+    ) -> (IndexMap<Shared, Shared>, IndexMap<Shared, Shared>) {
         let mut env = IndexMap::new();
         let mut secret_env = IndexMap::new();
         for (name, v) in e {
             let r = self.expand(&v.value, None, diags);
-            env.insert(name.clone(), r.shown());
+            let name = Shared::from(name.as_str());
             if r.secret {
-                secret_env.insert(name.clone(), r.value);
+                secret_env.insert(name.clone(), r.value.clone());
             }
+            env.insert(name, r.shown());
         }
         (env, secret_env)
     }

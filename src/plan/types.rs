@@ -9,6 +9,10 @@ use crate::model::Rollback;
 
 pub const PLAN_VERSION: u32 = 1;
 
+/// A string shared between stages: every stage carries the pipeline's env,
+/// and sharing it keeps a 10,000-stage plan small. Serialises as a string.
+pub type Shared = std::sync::Arc<str>;
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Plan {
     pub version: u32,
@@ -48,7 +52,7 @@ pub struct PlannedStage {
     /// This cell's matrix values, in key declaration order.
     pub matrix: IndexMap<String, String>,
     /// Names of the planned stages this one waits for.
-    pub after: Vec<String>,
+    pub after: Vec<Shared>,
     /// `run`, `build`, `release` or `manual`.
     pub kind: String,
     pub template: Option<String>,
@@ -58,13 +62,13 @@ pub struct PlannedStage {
     /// The script, not interpolated: the shell expands `${NAME}`.
     pub run: Option<String>,
     /// Exported to the stage. Secret values are shown as `***`.
-    pub env: IndexMap<String, String>,
+    pub env: IndexMap<Shared, Shared>,
     /// Secrets exported under their own names, from the environment or
     /// `--secrets-file` at run time.
-    pub secrets: Vec<String>,
+    pub secrets: Vec<Shared>,
     /// Env values built from secrets, with `${secret.NAME}` left for `run`
     /// to fill in; `env` shows them as `***`.
-    pub secret_env: IndexMap<String, String>,
+    pub secret_env: IndexMap<Shared, Shared>,
     pub services: Vec<PlannedService>,
     pub artifacts: Vec<String>,
     pub caches: Vec<String>,
@@ -72,8 +76,8 @@ pub struct PlannedStage {
     pub timeout_secs: Option<u64>,
     pub allow_failure: bool,
     pub finally: bool,
-    pub build: Option<PlannedBuild>,
-    pub release: Option<PlannedRelease>,
+    pub build: Option<Box<PlannedBuild>>,
+    pub release: Option<Box<PlannedRelease>>,
     /// The question a `manual` stage asks.
     pub manual: Option<String>,
     pub skipped: bool,
@@ -87,8 +91,8 @@ pub struct PlannedStage {
 pub struct PlannedService {
     pub name: String,
     pub image: String,
-    pub env: IndexMap<String, String>,
-    pub secret_env: IndexMap<String, String>,
+    pub env: IndexMap<Shared, Shared>,
+    pub secret_env: IndexMap<Shared, Shared>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -74,6 +74,10 @@ fn severity_word(s: Severity) -> &'static str {
     }
 }
 
+/// Past this column (in characters), a diagnostic is not drawn with its
+/// source, since miette cannot lay it out (a tab may count four columns).
+const MAX_RENDERED_COLUMN: usize = 10_000;
+
 fn human(diags: &[Diag], sources: &SourceMap, color: bool) -> String {
     let theme = if color {
         GraphicalTheme::unicode()
@@ -90,6 +94,19 @@ fn human(diags: &[Diag], sources: &SourceMap, color: bool) -> String {
         .collect();
     let mut out = String::new();
     for d in diags {
+        // miette pads with `{:width$}`, which panics past column 65,535 (a
+        // tab counts four); such places are shown one line each instead.
+        let too_wide = std::iter::once(&d.primary).chain(&d.secondary).any(|l| {
+            let file = sources.get(l.span.file);
+            let (_, start) = file.line_col(l.span.start);
+            let (_, end) = file.line_col(l.span.end);
+            start.max(end) > MAX_RENDERED_COLUMN
+        });
+        if too_wide {
+            out.push_str(&concise(d, sources));
+            out.push('\n');
+            continue;
+        }
         let r = Rendered::new(d, &named);
         if handler.render_report(&mut out, &r).is_err() {
             out.push_str(&concise(d, sources));

@@ -155,7 +155,7 @@ fn stage(
         row("asks", m);
     }
     if !s.env.is_empty() {
-        let width = s.env.keys().map(String::len).max().unwrap_or(0);
+        let width = s.env.keys().map(|k| k.len()).max().unwrap_or(0);
         let lines: Vec<String> = s
             .env
             .iter()

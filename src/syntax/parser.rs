@@ -17,30 +17,106 @@ pub(crate) struct PestParser;
 const MAX_NESTING: usize = 64;
 
 /// Most `&&`, `||` and `!` one item may have: a condition's tree is as deep
-/// as it is long, and dropping or serialising it recurses.
+/// as it is long, and dropping, checking or serialising it recurses.
 const MAX_OPERATORS: usize = 256;
+
+/// Files at least this large are parsed on several threads.
+const PARALLEL_MIN_BYTES: usize = 256 * 1024;
 
 /// Parses one file. Always returns a tree: items that fail to parse are left
 /// out and reported, and parsing resumes at the next top-level line.
 pub fn parse(file: FileId, text: &str) -> (Ast, Vec<Diag>) {
-    let mut items = Vec::new();
+    let (items, diags) = parse_parallel(file, text).unwrap_or_else(|| parse_range(file, text, 0));
     let mut comments = Vec::new();
+    scan_comments(file, text, &mut comments);
+    (
+        Ast {
+            file,
+            items,
+            comments,
+        },
+        diags,
+    )
+}
+
+/// Large files: split at top-level lines into one chunk per core and parse
+/// the chunks at once. `None` when the file is small, or when any chunk has
+/// an error: a split inside an item always leaves that item unfinished at
+/// the chunk's end, so clean chunks parse exactly as the whole file does, and
+/// errors are reported by one sequential parse.
+fn parse_parallel(file: FileId, text: &str) -> Option<(Vec<Item>, Vec<Diag>)> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(8);
+    if text.len() < PARALLEL_MIN_BYTES || threads < 2 {
+        return None;
+    }
+    let mut bounds = vec![0];
+    for i in 1..threads {
+        let target = text.len() * i / threads;
+        let split = top_level_line_after(text, target.max(*bounds.last()?));
+        if split < text.len() && split > *bounds.last()? {
+            bounds.push(split);
+        }
+    }
+    bounds.push(text.len());
+    if bounds.len() < 3 {
+        return None;
+    }
+    let chunks: Vec<(Vec<Item>, Vec<Diag>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = bounds
+            .windows(2)
+            .map(|w| {
+                let (start, end) = (w[0], w[1]);
+                scope.spawn(move || parse_range(file, &text[..end], start))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().ok())
+            .collect::<Option<Vec<_>>>()
+    })?;
+    if chunks.iter().any(|(_, d)| !d.is_empty()) {
+        return None;
+    }
+    Some((
+        chunks.into_iter().flat_map(|(items, _)| items).collect(),
+        Vec::new(),
+    ))
+}
+
+/// The start of the first line at or after `from` that begins, unindented,
+/// with a letter.
+fn top_level_line_after(text: &str, from: usize) -> usize {
+    let mut pos = from;
+    while let Some(i) = text.get(pos..).and_then(|t| t.find('\n')) {
+        pos += i + 1;
+        if text[pos..].starts_with(|c: char| c.is_ascii_alphabetic()) {
+            return pos;
+        }
+    }
+    text.len()
+}
+
+/// Parses the items of `text` from `start` to its end.
+fn parse_range(file: FileId, text: &str, start: usize) -> (Vec<Item>, Vec<Diag>) {
+    let mut items = Vec::new();
     let mut diags = Vec::new();
-    let mut pos = 0;
+    let mut pos = start;
     loop {
         pos = skip_trivia(text, pos);
         if pos >= text.len() {
             break;
         }
         let rest = &text[pos..];
-        if let Some((offset, why)) = too_complex(rest) {
+        if let Some(offset) = too_deep(rest) {
             diags.push(
                 Diag::error(
                     Code::Syntax,
                     Span::new(file, pos + offset, pos + offset + 1),
                     "too deeply nested",
                 )
-                .label(why)
+                .label(format!("more than {MAX_NESTING} levels of brackets"))
                 .help("split the condition or list into smaller parts"),
             );
             pos = recover(text, pos);
@@ -50,10 +126,25 @@ pub fn parse(file: FileId, text: &str) -> (Ast, Vec<Diag>) {
             Ok(mut pairs) => {
                 let Some(line) = pairs.next() else { break };
                 let consumed = line.as_span().end();
-                let mut b = Builder { file, base: pos };
+                let mut b = Builder {
+                    file,
+                    base: pos,
+                    operators: 0,
+                    too_many: None,
+                };
                 for pair in line.into_inner() {
                     if pair.as_rule() == Rule::item {
-                        items.push(b.item(pair));
+                        let item = b.item(pair);
+                        match b.too_many {
+                            None => items.push(item),
+                            Some(at) => diags.push(
+                                Diag::error(Code::Syntax, at, "condition too long")
+                                    .label(format!(
+                                        "more than {MAX_OPERATORS} `&&`, `||` and `!` operators"
+                                    ))
+                                    .help("split the condition, or the stage, into smaller parts"),
+                            ),
+                        }
                     }
                 }
                 // `line_item` always consumes at least one character.
@@ -65,15 +156,7 @@ pub fn parse(file: FileId, text: &str) -> (Ast, Vec<Diag>) {
             }
         }
     }
-    scan_comments(file, text, &mut comments);
-    (
-        Ast {
-            file,
-            items,
-            comments,
-        },
-        diags,
-    )
+    (items, diags)
 }
 
 /// Skips blank space, newlines and comments between items.
@@ -140,12 +223,11 @@ fn recover(text: &str, start: usize) -> usize {
 }
 
 /// Where the item at the start of `text` nests brackets deeper than
-/// [`MAX_NESTING`] or chains more than [`MAX_OPERATORS`] operators, skipping
-/// strings and comments.
-fn too_complex(text: &str) -> Option<(usize, String)> {
+/// [`MAX_NESTING`], skipping strings and comments. Checked before pest runs,
+/// since pest recurses once per level.
+fn too_deep(text: &str) -> Option<usize> {
     let bytes = text.as_bytes();
     let mut depth = 0usize;
-    let mut operators = 0usize;
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
@@ -168,22 +250,12 @@ fn too_complex(text: &str) -> Option<(usize, String)> {
             b'(' | b'[' | b'{' => {
                 depth += 1;
                 if depth > MAX_NESTING {
-                    return Some((i, format!("more than {MAX_NESTING} levels of brackets")));
+                    return Some(i);
                 }
             }
-            b'&' | b'|' | b'!' if bytes.get(i + 1) != Some(&b'=') => {
-                if bytes[i] == b'!' || bytes.get(i + 1) == Some(&bytes[i]) {
-                    operators += 1;
-                    if bytes[i] != b'!' {
-                        i += 1;
-                    }
-                }
-                if operators > MAX_OPERATORS {
-                    return Some((
-                        i,
-                        format!("more than {MAX_OPERATORS} `&&`, `||` and `!` operators"),
-                    ));
-                }
+            // At top level, a line starting with a letter is the next item.
+            b'\n' if depth == 0 && bytes.get(i + 1).is_some_and(u8::is_ascii_alphabetic) => {
+                return None;
             }
             b')' | b']' | b'}' => {
                 depth = depth.saturating_sub(1);
@@ -335,6 +407,10 @@ fn join_or(words: &[String]) -> String {
 struct Builder {
     file: FileId,
     base: usize,
+    /// `&&`, `||` and `!` seen in this item: a condition's tree is as deep as
+    /// it is long, so past [`MAX_OPERATORS`] no tree is built.
+    operators: usize,
+    too_many: Option<Span>,
 }
 
 impl Builder {
@@ -355,6 +431,16 @@ impl Builder {
             Rule::stage_decl => Item::Stage(self.stage(first)),
             _ => Item::Setting(self.setting(first)),
         }
+    }
+
+    /// Adds `n` operators to the item's count; false once over the limit.
+    fn count_operators(&mut self, n: usize, at: Span) -> bool {
+        self.operators += n;
+        if self.operators > MAX_OPERATORS {
+            self.too_many.get_or_insert(at);
+            return false;
+        }
+        true
     }
 
     fn ident(&self, pair: &Pair<'_, Rule>) -> Ident {
@@ -418,6 +504,7 @@ impl Builder {
             name: String::new(),
             span,
         });
+        clauses.shrink_to_fit();
         StageDecl {
             kind,
             name,
@@ -432,12 +519,13 @@ impl Builder {
 
     fn block(&mut self, pair: Pair<'_, Rule>) -> Block {
         let span = self.span(&pair);
-        let settings = self
+        let mut settings: Vec<Setting> = self
             .children(pair)
             .into_iter()
             .filter(|p| p.as_rule() == Rule::setting)
             .map(|p| self.setting(p))
             .collect();
+        settings.shrink_to_fit();
         Block { settings, span }
     }
 
@@ -458,6 +546,8 @@ impl Builder {
             }
         }
         let key = key.unwrap_or_default();
+        // Most settings have one argument: keep the Ast as small as the file.
+        args.shrink_to_fit();
         // The span ends at the last part, not at trailing comments.
         let mut span = key.span;
         if let Some(a) = args.last() {
@@ -538,6 +628,7 @@ impl Builder {
                 _ => {}
             }
         }
+        parts.shrink_to_fit();
         Str {
             parts,
             triple,
@@ -559,7 +650,12 @@ impl Builder {
             }
             Rule::or_expr | Rule::and_expr => {
                 let is_or = pair.as_rule() == Rule::or_expr;
-                let mut operands = self.children(pair).into_iter().map(|p| self.expr(p));
+                let span = self.span(&pair);
+                let children = self.children(pair);
+                if !self.count_operators(children.len().saturating_sub(1), span) {
+                    return Expr::Operand(Operand::Bool { value: true, span });
+                }
+                let mut operands = children.into_iter().map(|p| self.expr(p));
                 let first = operands.next().unwrap_or(Expr::Operand(Operand::Bool {
                     value: true,
                     span: Span::default(),
@@ -580,6 +676,12 @@ impl Builder {
                     .filter(|p| p.as_rule() == Rule::not_op)
                     .map(|p| self.span(p))
                     .collect();
+                if !self.count_operators(nots.len(), whole) {
+                    return Expr::Operand(Operand::Bool {
+                        value: true,
+                        span: whole,
+                    });
+                }
                 let mut expr = children
                     .into_iter()
                     .find(|p| p.as_rule() != Rule::not_op)

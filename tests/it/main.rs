@@ -1,7 +1,9 @@
 //! The integration tests: one binary, so it links once.
 
 mod cli;
+mod doc_contracts;
 mod docs;
 mod examples;
 mod fixtures;
+mod robustness;
 mod support;
