@@ -33,7 +33,16 @@ pub(crate) fn run(args: &CheckArgs, global: &Global) -> u8 {
         );
         return exit::INVALID;
     }
-    let checked = crate::model::check_file(&path);
+    let mut checked = crate::model::check_file(&path);
+    if let Some(pipeline) = &checked.pipeline {
+        // What only planning finds, for every environment: env cycles,
+        // values that grow too large, secrets that would leak.
+        let found = crate::plan::validate(pipeline);
+        if !found.is_empty() {
+            checked.diagnostics.extend(found);
+            checked.pipeline = None;
+        }
+    }
     super::print_diagnostics(&checked, global);
     let errors = checked.diagnostics.iter().filter(|d| d.is_error()).count();
     let warnings = checked.diagnostics.len() - errors;

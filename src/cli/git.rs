@@ -39,6 +39,16 @@ impl Repo {
             .filter(|s| !s.is_empty())
     }
 
+    pub(crate) fn has_revision(&self, rev: &str) -> bool {
+        self.git(&[
+            "rev-parse",
+            "--verify",
+            "--quiet",
+            &format!("{rev}^{{commit}}"),
+        ])
+        .is_some()
+    }
+
     pub(crate) fn context(&self) -> GitContext {
         let sha = self.line(&["rev-parse", "HEAD"]);
         let short_sha = self.line(&["rev-parse", "--short=7", "HEAD"]);
@@ -94,6 +104,27 @@ impl Repo {
         paths.sort();
         paths.dedup();
         Some(paths)
+    }
+}
+
+/// The context CI systems give in their environment, for builds outside a
+/// git checkout (an exported tarball, a container without `.git`).
+pub(crate) fn ci_context() -> GitContext {
+    let var = |names: &[&str]| {
+        names
+            .iter()
+            .find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
+    };
+    let sha = var(&["GITHUB_SHA", "CI_COMMIT_SHA", "GIT_COMMIT"]);
+    let github_tag = (var(&["GITHUB_REF_TYPE"]).as_deref() == Some("tag"))
+        .then(|| var(&["GITHUB_REF_NAME"]))
+        .flatten();
+    let tag = var(&["CI_COMMIT_TAG"]).or(github_tag);
+    GitContext {
+        short_sha: sha.as_ref().map(|s| s.chars().take(7).collect()),
+        sha,
+        branch: if tag.is_some() { None } else { ci_branch() },
+        tag,
     }
 }
 

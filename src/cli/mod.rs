@@ -109,16 +109,40 @@ pub fn main() -> ExitCode {
     ExitCode::from(code)
 }
 
-/// Prints a usage-level error (no source span) the way diagnostics look.
+/// Prints an error that has no place in a file (a flag, a missing file),
+/// in the `--diagnostics` format, with the code `slipway::usage`.
 pub(crate) fn error(global: &Global, message: &str, help: Option<&str>) {
-    let prefix = if global.color {
-        "\x1b[1;31merror\x1b[0m"
-    } else {
-        "error"
-    };
-    eprintln!("{prefix}: {message}");
-    if let Some(h) = help {
-        eprintln!("  help: {h}");
+    match global.diagnostics {
+        DiagFormat::Json => {
+            let line = serde_json::json!({
+                "code": "slipway::usage",
+                "severity": "error",
+                "message": message,
+                "help": help,
+            });
+            eprintln!("{line}");
+        }
+        DiagFormat::Github => {
+            let text = match help {
+                Some(h) => format!("{message}\n{h}"),
+                None => message.to_string(),
+            };
+            eprintln!(
+                "::error title=slipway::usage::{}",
+                text.replace('%', "%25").replace('\n', "%0A")
+            );
+        }
+        DiagFormat::Human | DiagFormat::Concise | DiagFormat::Gitlab => {
+            let prefix = if global.color {
+                "\x1b[1;31merror\x1b[0m"
+            } else {
+                "error"
+            };
+            eprintln!("{prefix}[slipway::usage]: {message}");
+            if let Some(h) = help {
+                eprintln!("  help: {h}");
+            }
+        }
     }
 }
 
@@ -174,24 +198,33 @@ pub(crate) fn load_checked(path: &Path, global: &Global) -> Result<(Pipeline, Ch
         return Err(exit::INVALID);
     }
     let mut checked = crate::model::check_file(path);
-    print_diagnostics(&checked, global);
     match checked.pipeline.take() {
         Some(p) => Ok((p, checked)),
-        None => Err(exit::INVALID),
+        None => {
+            print_diagnostics(&checked, global);
+            Err(exit::INVALID)
+        }
     }
 }
 
 pub(crate) fn print_diagnostics(checked: &Checked, global: &Global) {
-    if checked.diagnostics.is_empty() {
+    print_diags(&checked.diagnostics, &checked.sources, global);
+}
+
+/// Prints diagnostics as one report (a GitLab report is one JSON array,
+/// empty when there is nothing to say).
+pub(crate) fn print_diags(
+    diags: &[crate::diagnostic::Diag],
+    sources: &crate::source::SourceMap,
+    global: &Global,
+) {
+    if diags.is_empty() && global.diagnostics != DiagFormat::Gitlab {
         return;
     }
-    let out = render(
-        &checked.diagnostics,
-        &checked.sources,
-        global.diagnostics,
-        global.color,
+    eprint!(
+        "{}",
+        render(diags, sources, global.diagnostics, global.color)
     );
-    eprint!("{out}");
 }
 
 /// `[FILE] [STAGE...]` and the flags that choose what runs: shared by
@@ -216,8 +249,9 @@ pub(crate) struct Selection {
     #[arg(long, value_name = "SHA")]
     sha: Option<String>,
 
-    /// The changed paths `changed("glob")` looks at, instead of asking git.
-    #[arg(long, value_name = "PATH", num_args = 1..)]
+    /// A changed path `changed("glob")` looks at, instead of asking git.
+    /// Repeat it, or separate paths with commas.
+    #[arg(long, value_name = "PATH", value_delimiter = ',')]
     changed: Vec<String>,
 
     /// Take changed paths from `git diff REF...HEAD` (plus uncommitted changes).
@@ -228,7 +262,8 @@ pub(crate) struct Selection {
     #[arg(long = "env", value_name = "NAME")]
     environment: Option<String>,
 
-    /// Override an env value, everywhere it is defined.
+    /// Set an env value: it overrides the value of that name wherever it is
+    /// defined, and is exported to every stage.
     #[arg(long, value_name = "K=V", value_parser = parse_set)]
     set: Vec<(String, String)>,
 }
@@ -252,13 +287,18 @@ impl Selection {
     }
 
     /// The plan options, with git's answers where no flag overrides them.
-    pub(crate) fn options(&self, pipeline_file: &Path) -> crate::plan::Options {
+    pub(crate) fn options(
+        &self,
+        pipeline_file: &Path,
+    ) -> Result<crate::plan::Options, (String, String)> {
         let dir = pipeline_file
             .parent()
             .filter(|d| !d.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
         let repo = git::Repo::at(dir);
-        let mut ctx = repo.as_ref().map(git::Repo::context).unwrap_or_default();
+        let mut ctx = repo
+            .as_ref()
+            .map_or_else(git::ci_context, git::Repo::context);
         if let Some(b) = &self.branch {
             ctx.branch = Some(b.clone());
         }
@@ -269,6 +309,15 @@ impl Selection {
             ctx.short_sha = Some(s.chars().take(7).collect());
             ctx.sha = Some(s.clone());
         }
+        if let Some(base) = &self.changed_since {
+            if !repo.as_ref().is_some_and(|r| r.has_revision(base)) {
+                return Err((
+                    format!("`--changed-since {base}`: no such revision"),
+                    "name a branch, tag or commit of the repository around the pipeline file"
+                        .into(),
+                ));
+            }
+        }
         let changed = if !self.changed.is_empty() {
             Some(self.changed.clone())
         } else {
@@ -276,17 +325,18 @@ impl Selection {
                 .and_then(|r| r.changed(self.changed_since.as_deref()))
         };
         let (_, targets) = self.file_and_targets();
-        crate::plan::Options {
+        Ok(crate::plan::Options {
             targets,
             environment: self.environment.clone(),
             git: ctx,
             changed,
             set: self.set.iter().cloned().collect(),
-        }
+        })
     }
 }
 
 /// Loads, checks and plans: what `plan`, `graph` and `run` start with.
+/// Warnings and plan errors are printed together, as one report.
 pub(crate) fn make_plan(sel: &Selection, global: &Global) -> Result<crate::plan::Plan, u8> {
     let (file, _) = sel.file_and_targets();
     let path = find_pipeline(file.as_deref()).map_err(|(m, h)| {
@@ -294,21 +344,25 @@ pub(crate) fn make_plan(sel: &Selection, global: &Global) -> Result<crate::plan:
         exit::INVALID
     })?;
     let (pipeline, checked) = load_checked(&path, global)?;
-    let options = sel.options(&path);
-    crate::plan::plan(&pipeline, &options).map_err(|e| {
-        match e {
-            crate::plan::PlanError::Usage { message, help } => {
-                error(global, &message, help.as_deref())
-            }
-            crate::plan::PlanError::Diagnostics(diags) => {
-                eprint!(
-                    "{}",
-                    render(&diags, &checked.sources, global.diagnostics, global.color)
-                );
-            }
-        }
+    let options = sel.options(&path).map_err(|(m, h)| {
+        error(global, &m, Some(&h));
         exit::INVALID
-    })
+    })?;
+    let mut diags = checked.diagnostics;
+    let result = crate::plan::plan(&pipeline, &options);
+    let plan = match result {
+        Ok(plan) => Some(plan),
+        Err(crate::plan::PlanError::Usage { message, help }) => {
+            error(global, &message, help.as_deref());
+            None
+        }
+        Err(crate::plan::PlanError::Diagnostics(found)) => {
+            diags.extend(found);
+            None
+        }
+    };
+    print_diags(&diags, &checked.sources, global);
+    plan.ok_or(exit::INVALID)
 }
 
 /// Writes to stdout; a closed pipe (`slipway plan | head`) is not an error.

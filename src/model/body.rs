@@ -339,6 +339,11 @@ impl Reader<'_> {
             }
         };
         match humantime::parse_duration(&text) {
+            Ok(d) if d.subsec_nanos() != 0 => {
+                self.diags
+                    .push(bad_duration(span, key, "durations are whole seconds"));
+                None
+            }
             Ok(d) if !d.is_zero() => Some(d),
             Ok(_) => {
                 self.diags.push(bad_duration(

@@ -17,6 +17,8 @@ pub struct Loaded {
     pub items: Vec<(FileId, Item)>,
     pub diagnostics: Vec<Diag>,
     pub root: FileId,
+    /// Stages and templates that failed to parse, by name.
+    pub unparsed: HashSet<String>,
 }
 
 /// Loads `path` and its includes from disk. Unreadable includes are
@@ -55,6 +57,7 @@ pub fn load_with(path: &Path, read: &mut dyn FnMut(&Path) -> io::Result<String>)
         diagnostics: Vec::new(),
         stack: Vec::new(),
         loaded: HashSet::new(),
+        unparsed: HashSet::new(),
         read,
     };
     let name = display_name(path);
@@ -91,6 +94,7 @@ struct Loader<'r> {
     stack: Vec<Frame>,
     /// The identity of every loaded file.
     loaded: HashSet<PathBuf>,
+    unparsed: HashSet<String>,
     read: &'r mut dyn FnMut(&Path) -> io::Result<String>,
 }
 
@@ -108,6 +112,7 @@ impl Loader<'_> {
             items: self.items,
             diagnostics: self.diagnostics,
             root,
+            unparsed: self.unparsed,
         }
     }
 
@@ -138,6 +143,7 @@ impl Loader<'_> {
         self.loaded.insert(key.clone());
         let (ast, diags) = syntax::parse(id, &self.sources.get(id).text);
         self.diagnostics.extend(diags);
+        self.unparsed.extend(ast.unparsed);
         self.stack.push(Frame {
             id,
             key,

@@ -54,8 +54,9 @@ pub fn check(loaded: Loaded) -> Checked {
         items,
         mut diagnostics,
         root,
+        unparsed,
     } = loaded;
-    let pipeline = resolve::resolve(&sources, root, items, &mut diagnostics);
+    let pipeline = resolve::resolve(&sources, root, items, &unparsed, &mut diagnostics);
     crate::diagnostic::sort(&mut diagnostics, &sources);
     diagnostics.dedup();
     let failed = diagnostics.iter().any(Diag::is_error);

@@ -20,10 +20,12 @@ pub(super) fn resolve(
     sources: &SourceMap,
     root: FileId,
     items: Vec<(FileId, Item)>,
+    unparsed: &HashSet<String>,
     diags: &mut Vec<Diag>,
 ) -> Pipeline {
     let mut r = Resolver {
         sources,
+        unparsed,
         root,
         diags,
         name: None,
@@ -62,6 +64,9 @@ pub(super) fn resolve(
 
 struct Resolver<'a> {
     sources: &'a SourceMap,
+    /// Names of declarations that failed to parse: a reference to one is not
+    /// a second problem, the syntax error already says what is wrong.
+    unparsed: &'a HashSet<String>,
     root: FileId,
     diags: &'a mut Vec<Diag>,
     name: Option<(String, Span)>,
@@ -335,6 +340,7 @@ impl<'a> Resolver<'a> {
         let base = match &template {
             Some((t, span)) => match self.templates.get(t) {
                 Some(tpl) => Some(tpl.body.clone()),
+                None if self.unparsed.contains(t) => None,
                 None => {
                     let help = did_you_mean(t, self.templates.keys().map(String::as_str))
                         .unwrap_or_else(|| {
@@ -517,6 +523,9 @@ impl<'a> Resolver<'a> {
         stages: &IndexMap<String, Stage>,
         finally: &IndexMap<String, Stage>,
     ) {
+        if self.unparsed.contains(&dep.name) {
+            return;
+        }
         if let Some(f) = finally.get(&dep.name) {
             self.diags.push(
                 Diag::error(

@@ -47,6 +47,29 @@ pub enum PlanError {
     Diagnostics(Vec<Diag>),
 }
 
+/// Problems only planning finds (env cycles, values that grow too large,
+/// secrets reaching places they would leak from), for every environment the
+/// pipeline can run in: what `slipway check` adds to the model's checks.
+pub fn validate(pipeline: &Pipeline) -> Vec<Diag> {
+    let choices =
+        std::iter::once(None).chain(pipeline.environments.keys().map(|e| Some(e.clone())));
+    let mut diags: Vec<Diag> = Vec::new();
+    for environment in choices {
+        let opts = Options {
+            environment,
+            ..Options::default()
+        };
+        if let Err(PlanError::Diagnostics(found)) = plan(pipeline, &opts) {
+            for d in found {
+                if !diags.contains(&d) {
+                    diags.push(d);
+                }
+            }
+        }
+    }
+    diags
+}
+
 /// The secret placeholder shown wherever a secret's value would be.
 pub const MASK: &str = "***";
 

@@ -19,7 +19,8 @@ pub struct Plan {
     pub pipeline: String,
     pub environment: Option<String>,
     pub git: GitContext,
-    /// Every selected stage (matrix cells expanded), in dependency order.
+    /// Every selected stage, matrix cells expanded, in declaration order
+    /// (includes where they are included), `finally` stages last.
     pub stages: Vec<PlannedStage>,
     /// Stages that can run together, in order; skipped and `finally` stages
     /// are in none.

@@ -11,6 +11,10 @@ pub struct Ast {
     pub items: Vec<Item>,
     /// Every comment, in source order, for the formatter.
     pub comments: Vec<Comment>,
+    /// Names of stages and templates whose declarations failed to parse:
+    /// references to them are not reported again as unknown.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unparsed: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

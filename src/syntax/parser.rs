@@ -26,7 +26,8 @@ const PARALLEL_MIN_BYTES: usize = 256 * 1024;
 /// Parses one file. Always returns a tree: items that fail to parse are left
 /// out and reported, and parsing resumes at the next top-level line.
 pub fn parse(file: FileId, text: &str) -> (Ast, Vec<Diag>) {
-    let (items, diags) = parse_parallel(file, text).unwrap_or_else(|| parse_range(file, text, 0));
+    let (items, diags, unparsed) =
+        parse_parallel(file, text).unwrap_or_else(|| parse_range(file, text, 0));
     let mut comments = Vec::new();
     scan_comments(file, text, &mut comments);
     (
@@ -34,6 +35,7 @@ pub fn parse(file: FileId, text: &str) -> (Ast, Vec<Diag>) {
             file,
             items,
             comments,
+            unparsed,
         },
         diags,
     )
@@ -44,7 +46,7 @@ pub fn parse(file: FileId, text: &str) -> (Ast, Vec<Diag>) {
 /// an error: a split inside an item always leaves that item unfinished at
 /// the chunk's end, so clean chunks parse exactly as the whole file does, and
 /// errors are reported by one sequential parse.
-fn parse_parallel(file: FileId, text: &str) -> Option<(Vec<Item>, Vec<Diag>)> {
+fn parse_parallel(file: FileId, text: &str) -> Option<Parsed> {
     let threads = std::thread::available_parallelism()
         .map_or(1, usize::from)
         .min(8);
@@ -63,7 +65,7 @@ fn parse_parallel(file: FileId, text: &str) -> Option<(Vec<Item>, Vec<Diag>)> {
     if bounds.len() < 3 {
         return None;
     }
-    let chunks: Vec<(Vec<Item>, Vec<Diag>)> = std::thread::scope(|scope| {
+    let chunks: Vec<Parsed> = std::thread::scope(|scope| {
         let handles: Vec<_> = bounds
             .windows(2)
             .map(|w| {
@@ -76,11 +78,12 @@ fn parse_parallel(file: FileId, text: &str) -> Option<(Vec<Item>, Vec<Diag>)> {
             .map(|h| h.join().ok())
             .collect::<Option<Vec<_>>>()
     })?;
-    if chunks.iter().any(|(_, d)| !d.is_empty()) {
+    if chunks.iter().any(|(_, d, _)| !d.is_empty()) {
         return None;
     }
     Some((
-        chunks.into_iter().flat_map(|(items, _)| items).collect(),
+        chunks.into_iter().flat_map(|(items, _, _)| items).collect(),
+        Vec::new(),
         Vec::new(),
     ))
 }
@@ -98,10 +101,14 @@ fn top_level_line_after(text: &str, from: usize) -> usize {
     text.len()
 }
 
+/// Items, syntax errors, and the names of declarations that failed.
+type Parsed = (Vec<Item>, Vec<Diag>, Vec<String>);
+
 /// Parses the items of `text` from `start` to its end.
-fn parse_range(file: FileId, text: &str, start: usize) -> (Vec<Item>, Vec<Diag>) {
+fn parse_range(file: FileId, text: &str, start: usize) -> Parsed {
     let mut items = Vec::new();
     let mut diags = Vec::new();
+    let mut unparsed = Vec::new();
     let mut pos = start;
     loop {
         pos = skip_trivia(text, pos);
@@ -152,11 +159,27 @@ fn parse_range(file: FileId, text: &str, start: usize) -> (Vec<Item>, Vec<Diag>)
             }
             Err(err) => {
                 diags.push(syntax_error(file, pos, rest, &err));
+                unparsed.extend(declared_name(rest));
                 pos = recover(text, pos);
             }
         }
     }
-    (items, diags)
+    (items, diags, unparsed)
+}
+
+/// `NAME` of a `stage NAME`, `finally NAME` or `template NAME` line.
+fn declared_name(item: &str) -> Option<String> {
+    let mut words = item.split_whitespace();
+    let keyword = words.next()?;
+    if !matches!(keyword, "stage" | "finally" | "template") {
+        return None;
+    }
+    let name: String = words
+        .next()?
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
+        .collect();
+    (!name.is_empty()).then_some(name)
 }
 
 /// Skips blank space, newlines and comments between items.
