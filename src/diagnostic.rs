@@ -136,6 +136,14 @@ impl Diag {
         }
     }
 
+    /// "`thing` is `verb` twice", pointing at both places.
+    pub fn twice(code: Code, span: Span, first: Span, thing: &str, verb: &str, help: &str) -> Self {
+        Self::error(code, span, format!("{thing} is {verb} twice"))
+            .label(format!("{verb} again here"))
+            .with(first, format!("first {verb} here"))
+            .help(help)
+    }
+
     #[must_use]
     pub fn label(mut self, message: impl Into<String>) -> Self {
         self.primary.message = message.into();

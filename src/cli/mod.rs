@@ -362,6 +362,9 @@ pub(crate) fn make_plan(sel: &Selection, global: &Global) -> Result<crate::plan:
         }
     };
     print_diags(&diags, &checked.sources, global);
+    // The process ends soon after: freeing a large model piece by piece
+    // would only delay the exit.
+    std::mem::forget(pipeline);
     plan.ok_or(exit::INVALID)
 }
 

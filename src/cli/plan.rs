@@ -25,10 +25,13 @@ pub(crate) fn run(args: &PlanArgs, global: &Global) -> u8 {
         Ok(p) => p,
         Err(code) => return code,
     };
-    match args.format {
+    let code = match args.format {
         PlanFormat::Json => write_json(&plan, global),
         PlanFormat::Text => super::write_stdout(&crate::report::plan::text(&plan, global.color)),
-    }
+    };
+    // Exiting next: no need to free the plan piece by piece.
+    std::mem::forget(plan);
+    code
 }
 
 /// Streams the plan as JSON: indented on a terminal, one line otherwise

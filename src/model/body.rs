@@ -444,16 +444,14 @@ impl Reader<'_> {
                 "service" => {
                     if let Some(svc) = self.service(s, ctx) {
                         if let Some(prev) = body.services.iter().find(|p| p.name == svc.name) {
-                            self.diags.push(
-                                Diag::error(
-                                    Code::DuplicateName,
-                                    svc.span,
-                                    format!("service `{}` is defined twice", svc.name),
-                                )
-                                .label("defined again here")
-                                .with(prev.span, "first defined here")
-                                .help("give each service its own name"),
-                            );
+                            self.diags.push(Diag::twice(
+                                Code::DuplicateName,
+                                svc.span,
+                                prev.span,
+                                &format!("service `{}`", svc.name),
+                                "defined",
+                                "give each service its own name",
+                            ));
                         } else {
                             body.services.push(svc);
                         }
@@ -491,16 +489,14 @@ impl Reader<'_> {
                 continue;
             };
             if let Some(prev) = spans.get(&entry.key.name) {
-                self.diags.push(
-                    Diag::error(
-                        Code::DuplicateName,
-                        entry.key.span,
-                        format!("matrix `{}` is set twice", entry.key.name),
-                    )
-                    .label("set again here")
-                    .with(*prev, "first set here")
-                    .help("put all values in one list"),
-                );
+                self.diags.push(Diag::twice(
+                    Code::DuplicateName,
+                    entry.key.span,
+                    *prev,
+                    &format!("matrix `{}`", entry.key.name),
+                    "set",
+                    "put all values in one list",
+                ));
                 continue;
             }
             if items.is_empty() {
@@ -810,14 +806,14 @@ impl Reader<'_> {
 }
 
 pub(super) fn duplicate_setting(s: &Setting, first: Span) -> Diag {
-    Diag::error(
+    Diag::twice(
         Code::DuplicateSetting,
         s.key.span,
-        format!("`{}` is set twice", s.key.name),
+        first,
+        &format!("`{}`", s.key.name),
+        "set",
+        "remove one of them",
     )
-    .label("set again here")
-    .with(first, "first set here")
-    .help("remove one of them")
 }
 
 fn bad_duration(span: Span, key: &str, why: &str) -> Diag {

@@ -123,10 +123,7 @@ impl<'a> Resolver<'a> {
                 for (k, v) in block_env {
                     if let Some(prev) = self.env.get(&k) {
                         self.diags.push(
-                            Diag::error(Code::DuplicateName, v.span, format!("env `{k}` is set twice"))
-                                .label("set again here")
-                                .with(prev.span, "first set here")
-                                .help("pipeline env is one namespace across files; remove one, or override it in an `environment`"),
+                            Diag::twice(Code::DuplicateName, v.span, prev.span, &format!("env `{k}`"), "set", "pipeline env is one namespace across files; remove one, or override it in an `environment`"),
                         );
                     } else {
                         self.env.insert(k, v);
@@ -148,16 +145,14 @@ impl<'a> Resolver<'a> {
                         continue;
                     };
                     if let Some(prev) = self.secrets.get(&w.name) {
-                        self.diags.push(
-                            Diag::error(
-                                Code::DuplicateName,
-                                w.span,
-                                format!("secret `{}` is declared twice", w.name),
-                            )
-                            .label("declared again here")
-                            .with(*prev, "first declared here")
-                            .help("remove one of them"),
-                        );
+                        self.diags.push(Diag::twice(
+                            Code::DuplicateName,
+                            w.span,
+                            *prev,
+                            &format!("secret `{}`", w.name),
+                            "declared",
+                            "remove one of them",
+                        ));
                     } else {
                         self.secrets.insert(w.name.clone(), w.span);
                     }
@@ -180,16 +175,14 @@ impl<'a> Resolver<'a> {
                     }
                 }
                 if let Some(prev) = self.environments.get(&name.name) {
-                    self.diags.push(
-                        Diag::error(
-                            Code::DuplicateName,
-                            name.span,
-                            format!("environment `{}` is defined twice", name.name),
-                        )
-                        .label("defined again here")
-                        .with(prev.span, "first defined here")
-                        .help("merge the two blocks"),
-                    );
+                    self.diags.push(Diag::twice(
+                        Code::DuplicateName,
+                        name.span,
+                        prev.span,
+                        &format!("environment `{}`", name.name),
+                        "defined",
+                        "merge the two blocks",
+                    ));
                     return;
                 }
                 self.environments.insert(
@@ -210,16 +203,14 @@ impl<'a> Resolver<'a> {
                 };
                 let body = self.reader().body(block, Context::Template);
                 if let Some(prev) = self.templates.get(&name.name) {
-                    self.diags.push(
-                        Diag::error(
-                            Code::DuplicateTemplate,
-                            name.span,
-                            format!("template `{}` is defined twice", name.name),
-                        )
-                        .label("defined again here")
-                        .with(prev.span, "first defined here")
-                        .help("rename or remove one of them"),
-                    );
+                    self.diags.push(Diag::twice(
+                        Code::DuplicateTemplate,
+                        name.span,
+                        prev.span,
+                        &format!("template `{}`", name.name),
+                        "defined",
+                        "rename or remove one of them",
+                    ));
                     return;
                 }
                 self.templates.insert(

@@ -435,21 +435,36 @@ fn check_reports_what_only_planning_finds() {
 fn changed_takes_commas_and_repeats_without_swallowing_the_file() {
     for args in [
         vec!["--changed", "a.js,docs/x.md", "examples/chat/chat.pipeline"],
-        vec!["--changed", "a.js", "--changed", "docs/x.md", "examples/chat/chat.pipeline"],
+        vec![
+            "--changed",
+            "a.js",
+            "--changed",
+            "docs/x.md",
+            "examples/chat/chat.pipeline",
+        ],
     ] {
         let mut full = vec!["--branch", "main"];
         full.extend(args);
         let plan = plan_json(&full);
         let deploy = stage(&plan, "deploy");
         assert_eq!(deploy["skipped"], true, "{full:?}");
-        assert!(deploy["reason"].as_str().is_some_and(|r| r.contains("docs/x.md")));
+        assert!(
+            deploy["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("docs/x.md"))
+        );
     }
 }
 
 #[test]
 fn unknown_changed_since_revision_is_a_usage_error() {
     slipway()
-        .args(["plan", "examples/chat/chat.pipeline", "--changed-since", "no-such-ref-anywhere"])
+        .args([
+            "plan",
+            "examples/chat/chat.pipeline",
+            "--changed-since",
+            "no-such-ref-anywhere",
+        ])
         .assert()
         .code(2)
         .stderr(predicate::str::contains("no such revision"));
@@ -458,7 +473,14 @@ fn unknown_changed_since_revision_is_a_usage_error() {
 #[test]
 fn usage_errors_follow_the_diagnostics_format() {
     let out = slipway()
-        .args(["--diagnostics", "json", "plan", "examples/chat/chat.pipeline", "--env", "prod"])
+        .args([
+            "--diagnostics",
+            "json",
+            "plan",
+            "examples/chat/chat.pipeline",
+            "--env",
+            "prod",
+        ])
         .output()
         .expect("runs");
     assert_eq!(out.status.code(), Some(2));
@@ -470,8 +492,11 @@ fn usage_errors_follow_the_diagnostics_format() {
 #[test]
 fn ci_variables_give_the_context_outside_git() {
     let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(dir.path().join("app.pipeline"), "stage a {\n  image \"x:${git.branch}-${git.short_sha}\"\n  run \"true\"\n}\n")
-        .expect("write");
+    std::fs::write(
+        dir.path().join("app.pipeline"),
+        "stage a {\n  image \"x:${git.branch}-${git.short_sha}\"\n  run \"true\"\n}\n",
+    )
+    .expect("write");
     let out = slipway()
         .current_dir(dir.path())
         .env("GITHUB_REF_NAME", "release/2")
@@ -480,7 +505,11 @@ fn ci_variables_give_the_context_outside_git() {
         .args(["plan", "--format", "json"])
         .output()
         .expect("runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let plan: Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert_eq!(plan["git"]["branch"], "release/2");
     assert_eq!(stage(&plan, "a")["image"], "x:release/2-abcdef0");
@@ -489,7 +518,12 @@ fn ci_variables_give_the_context_outside_git() {
 #[test]
 fn gitlab_report_is_one_array_even_when_empty() {
     let out = slipway()
-        .args(["check", "--diagnostics", "gitlab", "examples/fanout/fanout.pipeline"])
+        .args([
+            "check",
+            "--diagnostics",
+            "gitlab",
+            "examples/fanout/fanout.pipeline",
+        ])
         .output()
         .expect("runs");
     assert!(out.status.success());
