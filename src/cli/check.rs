@@ -71,6 +71,8 @@ pub(crate) fn run(args: &CheckArgs, global: &Global) -> u8 {
         };
         eprintln!("{summary}{warn}");
     }
+    // Exiting next: no need to free the model piece by piece.
+    std::mem::forget(checked);
     if errors > 0 || (args.deny_warnings && warnings > 0) {
         exit::INVALID
     } else {

@@ -50,21 +50,47 @@ pub enum PlanError {
 /// Problems only planning finds (env cycles, values that grow too large,
 /// secrets reaching places they would leak from), for every environment the
 /// pipeline can run in: what `slipway check` adds to the model's checks.
+///
+/// Stages are planned once, with no environment. An environment changes
+/// only the values it defines: those are resolved on their own, and the
+/// stages planned again only when the environment brings secrets, the one
+/// way its values can leak into a stage.
 pub fn validate(pipeline: &Pipeline) -> Vec<Diag> {
-    let choices =
-        std::iter::once(None).chain(pipeline.environments.keys().map(|e| Some(e.clone())));
-    let mut diags: Vec<Diag> = Vec::new();
-    for environment in choices {
+    fn add(found: Vec<Diag>, diags: &mut Vec<Diag>) {
+        for d in found {
+            if !diags.contains(&d) {
+                diags.push(d);
+            }
+        }
+    }
+    let planned = |environment: Option<String>| {
         let opts = Options {
             environment,
             ..Options::default()
         };
-        if let Err(PlanError::Diagnostics(found)) = plan(pipeline, &opts) {
-            for d in found {
-                if !diags.contains(&d) {
-                    diags.push(d);
-                }
-            }
+        match plan(pipeline, &opts) {
+            Err(PlanError::Diagnostics(found)) => found,
+            _ => Vec::new(),
+        }
+    };
+    let mut diags: Vec<Diag> = Vec::new();
+    add(planned(None), &mut diags);
+    for (name, environment) in &pipeline.environments {
+        if environment
+            .env
+            .values()
+            .any(crate::model::EnvValue::is_secret)
+        {
+            add(planned(Some(name.clone())), &mut diags);
+        } else {
+            let ctx = scope::Context {
+                environment: name.clone(),
+                git: GitContext::default(),
+            };
+            let set = IndexMap::new();
+            let mut found = Vec::new();
+            Scope::global(pipeline, Some(environment), &set, &ctx, &mut found);
+            add(found, &mut diags);
         }
     }
     diags

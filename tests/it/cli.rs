@@ -530,3 +530,21 @@ fn gitlab_report_is_one_array_even_when_empty() {
     let report: Value = serde_json::from_slice(&out.stderr).expect("JSON");
     assert_eq!(report, serde_json::json!([]));
 }
+
+#[test]
+fn check_finds_a_secret_that_only_one_environment_leaks() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("leak.pipeline"),
+        "secret TOKEN\n\nenv { TAG = \"dev\" }\n\nenvironment production {\n  env { TAG = \"${secret.TOKEN}\" }\n}\n\nstage a {\n  image \"x:${TAG}\"\n  run \"true\"\n}\n",
+    )
+    .expect("write");
+    slipway()
+        .current_dir(dir.path())
+        .args(["check", "--diagnostics", "concise", "leak.pipeline"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "error[slipway::secret-outside-env]",
+        ));
+}
