@@ -86,6 +86,10 @@ impl Serialize for Code {
     }
 }
 
+/// The code of errors that have no place in a file: a flag that does not
+/// fit the pipeline, a missing pipeline file.
+pub const USAGE_CODE: &str = "slipway::usage";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {

@@ -13,6 +13,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::diagnostic::USAGE_CODE;
 use crate::model::{Checked, Pipeline};
 use crate::report::diagnostics::{DiagFormat, render};
 
@@ -115,7 +116,7 @@ pub(crate) fn error(global: &Global, message: &str, help: Option<&str>) {
     match global.diagnostics {
         DiagFormat::Json => {
             let line = serde_json::json!({
-                "code": "slipway::usage",
+                "code": USAGE_CODE,
                 "severity": "error",
                 "message": message,
                 "help": help,
@@ -128,17 +129,30 @@ pub(crate) fn error(global: &Global, message: &str, help: Option<&str>) {
                 None => message.to_string(),
             };
             eprintln!(
-                "::error title=slipway::usage::{}",
-                text.replace('%', "%25").replace('\n', "%0A")
+                "::error title=slipway%3A%3Ausage::{}",
+                text.replace('%', "%25")
+                    .replace('\r', "%0D")
+                    .replace('\n', "%0A")
             );
         }
-        DiagFormat::Human | DiagFormat::Concise | DiagFormat::Gitlab => {
+        DiagFormat::Gitlab => {
+            // A code quality report must stay one JSON array.
+            let report = serde_json::json!([{
+                "description": message,
+                "check_name": USAGE_CODE,
+                "fingerprint": "slipway-usage",
+                "severity": "major",
+                "location": { "path": ".", "lines": { "begin": 1 } },
+            }]);
+            eprintln!("{report}");
+        }
+        DiagFormat::Human | DiagFormat::Concise => {
             let prefix = if global.color {
                 "\x1b[1;31merror\x1b[0m"
             } else {
                 "error"
             };
-            eprintln!("{prefix}[slipway::usage]: {message}");
+            eprintln!("{prefix}[{USAGE_CODE}]: {message}");
             if let Some(h) = help {
                 eprintln!("  help: {h}");
             }
@@ -349,11 +363,12 @@ pub(crate) fn make_plan(sel: &Selection, global: &Global) -> Result<crate::plan:
         exit::INVALID
     })?;
     let mut diags = checked.diagnostics;
-    let result = crate::plan::plan(&pipeline, &options);
-    let plan = match result {
+    let mut usage = false;
+    let plan = match crate::plan::plan(&pipeline, &options) {
         Ok(plan) => Some(plan),
         Err(crate::plan::PlanError::Usage { message, help }) => {
             error(global, &message, help.as_deref());
+            usage = true;
             None
         }
         Err(crate::plan::PlanError::Diagnostics(found)) => {
@@ -361,7 +376,11 @@ pub(crate) fn make_plan(sel: &Selection, global: &Global) -> Result<crate::plan:
             None
         }
     };
-    print_diags(&diags, &checked.sources, global);
+    crate::diagnostic::sort(&mut diags, &checked.sources);
+    // A usage error already made the one report there is room for.
+    if !(usage && diags.is_empty()) {
+        print_diags(&diags, &checked.sources, global);
+    }
     // The process ends soon after: freeing a large model piece by piece
     // would only delay the exit.
     std::mem::forget(pipeline);

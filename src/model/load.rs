@@ -31,11 +31,11 @@ pub fn load(path: &Path) -> Loaded {
 /// Devices and pipes (`include "/dev/zero"`) would never end.
 pub fn read_source(path: &Path) -> io::Result<String> {
     use std::io::Read as _;
-    let file = std::fs::File::open(path)?;
-    let meta = file.metadata()?;
-    if !meta.is_file() {
+    // Looked at before opening: opening a FIFO blocks until a writer comes.
+    if !std::fs::metadata(path)?.is_file() {
         return Err(io::Error::other("not a regular file"));
     }
+    let file = std::fs::File::open(path)?;
     let mut text = String::new();
     file.take(MAX_FILE_SIZE as u64 + 1)
         .read_to_string(&mut text)?;
@@ -276,6 +276,9 @@ fn normalize(path: &Path) -> PathBuf {
             }
             other => out.push(other),
         }
+    }
+    if out.as_os_str().is_empty() {
+        out.push(".");
     }
     out
 }

@@ -47,8 +47,12 @@ pub fn parse(file: FileId, text: &str) -> (Ast, Vec<Diag>) {
 /// the chunk's end, so clean chunks parse exactly as the whole file does, and
 /// errors are reported by one sequential parse.
 fn parse_parallel(file: FileId, text: &str) -> Option<Parsed> {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, usize::from)
+    // `SLIPWAY_THREADS=1` parses on one thread (for measurements, and for
+    // hosts that count cores they do not give).
+    let threads = std::env::var("SLIPWAY_THREADS")
+        .ok()
+        .and_then(|t| t.parse::<usize>().ok())
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
         .min(8);
     if text.len() < PARALLEL_MIN_BYTES || threads < 2 {
         return None;
@@ -182,8 +186,12 @@ fn declared_name(item: &str) -> Option<String> {
     (!name.is_empty()).then_some(name)
 }
 
-/// Skips blank space, newlines and comments between items.
+/// Skips blank space, newlines and comments between items, and a byte order
+/// mark at the start of the file (Windows editors write one).
 fn skip_trivia(text: &str, mut pos: usize) -> usize {
+    if pos == 0 && text.starts_with('\u{feff}') {
+        pos = '\u{feff}'.len_utf8();
+    }
     let bytes = text.as_bytes();
     while pos < bytes.len() {
         match bytes[pos] {
@@ -362,6 +370,9 @@ fn describe_found(rest: &str) -> String {
     };
     if c == '\n' || c == '\r' {
         return "end of line".into();
+    }
+    if c.is_control() || c == '\u{feff}' || c == '\u{200b}' {
+        return format!("`{}`", c.escape_unicode());
     }
     if c.is_alphanumeric() || c == '_' {
         let word: String = rest

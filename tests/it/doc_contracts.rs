@@ -168,6 +168,16 @@ fn each_example_in_diagnostics_md_triggers_its_code() {
         let Some(code) = heading_code(&heading) else {
             continue;
         };
+        // Usage errors come from the command line, not from a file:
+        // `cli::usage_errors_follow_the_diagnostics_format` covers them.
+        if code == slipway::diagnostic::USAGE_CODE {
+            assert!(
+                body.contains(&format!("[{code}]")),
+                "the section `{code}` shows no output"
+            );
+            checked += 1;
+            continue;
+        }
         let example = fenced(&body)
             .into_iter()
             .find(|(info, _)| info == "text")

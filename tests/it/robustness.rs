@@ -238,7 +238,7 @@ fn malformed_files_report_errors_without_panicking() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
-/// Hostile but valid: empty files, BOM-less oddities, limits just reached.
+/// Hostile but valid: empty files, CRLF, keywords as names, limits just reached.
 #[test]
 fn edge_case_files_check_plan_and_format() {
     let paths = pipelines_in(&malformed_dir().join("edge"));
