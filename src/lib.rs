@@ -28,5 +28,6 @@ pub mod format;
 pub mod model;
 pub mod plan;
 pub mod report;
+pub mod run;
 pub mod source;
 pub mod syntax;

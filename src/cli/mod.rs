@@ -6,6 +6,7 @@ mod fmt;
 mod git;
 mod graph;
 mod plan;
+mod run;
 
 use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
@@ -27,6 +28,8 @@ pub mod exit {
     pub const INVALID: u8 = 2;
     /// Infrastructure or internal error.
     pub const INTERNAL: u8 = 3;
+    /// Stopped by Ctrl-C or SIGTERM.
+    pub const CANCELLED: u8 = 130;
 }
 
 #[derive(Parser, Debug)]
@@ -62,6 +65,8 @@ enum Command {
     Graph(graph::GraphArgs),
     /// Format pipeline files in the canonical layout.
     Fmt(fmt::FmtArgs),
+    /// Run the plan's stages (the local backend; Docker comes next).
+    Run(run::RunArgs),
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -106,6 +111,7 @@ pub fn main() -> ExitCode {
         Command::Plan(a) => plan::run(&a, &global),
         Command::Graph(a) => graph::run(&a, &global),
         Command::Fmt(a) => fmt::run(&a, &global),
+        Command::Run(a) => run::run(&a, &global),
     };
     ExitCode::from(code)
 }

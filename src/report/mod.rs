@@ -3,3 +3,4 @@
 pub mod diagnostics;
 pub mod graph;
 pub mod plan;
+pub mod run;

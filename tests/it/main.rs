@@ -6,4 +6,5 @@ mod docs;
 mod examples;
 mod fixtures;
 mod robustness;
+mod run;
 mod support;

@@ -1,0 +1,209 @@
+//! `slipway run [FILE] [STAGE...] [selection flags] [-j N] [--keep-going]
+//! [--backend local] [--output human|json] [--approve STAGE...]
+//! [--secrets-file FILE]`
+
+use std::io::{IsTerminal as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use clap::Args;
+use indexmap::IndexMap;
+use tokio_util::sync::CancellationToken;
+
+use super::{Global, Selection, exit};
+use crate::report::run::{Human, json_line};
+use crate::run::backend::Backend;
+use crate::run::{RunOptions, RunStatus};
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum BackendKind {
+    /// Run scripts as host processes (`sh -e`); images are not used.
+    Local,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum OutputFormat {
+    /// Stage-prefixed logs and a final table.
+    Human,
+    /// One JSON event per line (docs/events.md).
+    Json,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct RunArgs {
+    #[command(flatten)]
+    selection: Selection,
+
+    /// Stages running at once (default: the number of cores).
+    #[arg(short = 'j', long = "jobs", value_name = "N")]
+    jobs: Option<usize>,
+
+    /// After a failure, still run every stage that does not depend on it.
+    #[arg(long)]
+    keep_going: bool,
+
+    /// Where stages run.
+    #[arg(long, value_enum, default_value_t = BackendKind::Local)]
+    backend: BackendKind,
+
+    #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+    output: OutputFormat,
+
+    /// Approve a `manual` stage in advance (a stage or matrix cell name).
+    #[arg(long, value_name = "STAGE", value_delimiter = ',')]
+    approve: Vec<String>,
+
+    /// A file of `NAME=VALUE` lines with secret values; the environment is
+    /// used for secrets it does not name.
+    #[arg(long, value_name = "FILE")]
+    secrets_file: Option<PathBuf>,
+}
+
+pub(crate) fn run(args: &RunArgs, global: &Global) -> u8 {
+    let plan = match super::make_plan(&args.selection, global) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let (file, _) = args.selection.file_and_targets();
+    let workspace = match super::find_pipeline(file.as_deref()) {
+        Ok(p) => p
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf),
+        Err((m, h)) => {
+            super::error(global, &m, Some(&h));
+            return exit::INVALID;
+        }
+    };
+    let secrets = match secrets(&plan, args.secrets_file.as_deref()) {
+        Ok(s) => s,
+        Err((m, h)) => {
+            super::error(global, &m, Some(&h));
+            return exit::INVALID;
+        }
+    };
+    let opts = RunOptions {
+        jobs: args
+            .jobs
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from)),
+        keep_going: args.keep_going,
+        approve: args.approve.clone(),
+        interactive: std::io::stdin().is_terminal() && std::io::stderr().is_terminal(),
+        workspace,
+        secrets,
+    };
+    let backend: Arc<dyn Backend> = match args.backend {
+        BackendKind::Local => Arc::new(crate::run::local::LocalBackend),
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            super::error(global, &format!("cannot start the runtime: {e}"), None);
+            return exit::INTERNAL;
+        }
+    };
+    let human = Human::new(&plan, global.color);
+    let format = args.output;
+    let summary = runtime.block_on(async {
+        let cancel = CancellationToken::new();
+        tokio::spawn(on_signals(cancel.clone()));
+        let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
+        let printer = tokio::spawn(async move {
+            let mut out = std::io::stdout();
+            while let Some(event) = rx.recv().await {
+                let text = match format {
+                    OutputFormat::Json => json_line(&event) + "\n",
+                    OutputFormat::Human => human.event(&event),
+                };
+                // Live output: flush each event (a closed pipe stops printing, not the run).
+                let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+            }
+            human
+        });
+        let summary = crate::run::run(&plan, &opts, backend, tx, cancel).await;
+        let human = printer.await.ok();
+        (summary, human)
+    });
+    let (summary, human) = summary;
+    if format == OutputFormat::Human {
+        if let Some(h) = human {
+            let _ = std::io::stdout().write_all(h.summary(&plan, &summary).as_bytes());
+        }
+    }
+    match summary.status {
+        RunStatus::Succeeded => exit::OK,
+        RunStatus::Failed => exit::FAILED,
+        RunStatus::Cancelled => exit::CANCELLED,
+    }
+}
+
+/// Ctrl-C or SIGTERM: stop the run (once; the scheduler cleans up).
+async fn on_signals(cancel: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        return;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    cancel.cancel();
+}
+
+/// Every secret the plan's stages need, from `--secrets-file` or the
+/// environment. A missing one stops the run before anything starts.
+fn secrets(
+    plan: &crate::plan::Plan,
+    file: Option<&Path>,
+) -> Result<IndexMap<String, String>, (String, String)> {
+    let mut from_file: IndexMap<String, String> = IndexMap::new();
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            (
+                format!("cannot read `{}`: {e}", path.display()),
+                "pass a file of NAME=VALUE lines".into(),
+            )
+        })?;
+        for line in text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        {
+            if let Some((k, v)) = line.split_once('=') {
+                from_file.insert(k.trim().to_string(), v.to_string());
+            }
+        }
+    }
+    let mut out = IndexMap::new();
+    for name in plan
+        .stages
+        .iter()
+        .filter(|s| !s.skipped)
+        .flat_map(|s| s.secrets.iter())
+    {
+        if out.contains_key(&**name) {
+            continue;
+        }
+        let value = from_file
+            .get(&**name)
+            .cloned()
+            .or_else(|| std::env::var(&**name).ok());
+        match value {
+            Some(v) => {
+                out.insert(name.to_string(), v);
+            }
+            None => {
+                return Err((
+                    format!("secret `{name}` is not set"),
+                    format!(
+                        "export {name}=... or add `{name}=...` to a file given with --secrets-file"
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(out)
+}

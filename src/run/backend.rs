@@ -1,0 +1,80 @@
+//! What a backend is given and what it reports. Backends only execute: the
+//! scheduler owns the run's state. Docker specifics (mounts, networks,
+//! volumes) stay inside their backend, so that another backend can run a
+//! stage as a Pod.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::time::Duration;
+
+use indexmap::IndexMap;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::events::{Event, Stream};
+use super::mask::Masker;
+use crate::plan::PlannedStage;
+
+/// One attempt of one stage.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub stage: PlannedStage,
+    pub attempt: u32,
+    /// The stage's environment with secrets filled in and the `SLIPWAY_*`
+    /// context added. Never printed.
+    pub env: IndexMap<String, String>,
+    /// The project directory (the pipeline file's folder).
+    pub workspace: PathBuf,
+    pub timeout: Option<Duration>,
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Exited(i32),
+    TimedOut,
+    Cancelled,
+    /// The backend could not run the stage at all.
+    Error(String),
+}
+
+/// Where a backend sends a stage's output.
+#[derive(Clone)]
+pub struct Output {
+    stage: String,
+    events: mpsc::Sender<Event>,
+    masker: Masker,
+}
+
+impl Output {
+    pub fn new(stage: String, events: mpsc::Sender<Event>, masker: Masker) -> Self {
+        Self {
+            stage,
+            events,
+            masker,
+        }
+    }
+
+    /// Sends one line, secrets masked.
+    pub async fn line(&self, stream: Stream, line: &str) {
+        let _ = self
+            .events
+            .send(Event::Log {
+                stage: self.stage.clone(),
+                stream,
+                line: self.masker.mask(line.trim_end_matches(['\n', '\r'])),
+            })
+            .await;
+    }
+}
+
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+pub trait Backend: Send + Sync {
+    /// Runs one attempt until it ends, is cancelled or times out.
+    fn execute(&self, job: Job, output: Output, cancel: CancellationToken) -> BoxFuture<Outcome>;
+
+    /// A short name for messages.
+    fn name(&self) -> &'static str;
+}

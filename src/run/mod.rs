@@ -1,0 +1,12 @@
+//! Plan → [`RunSummary`]: the scheduler runs the plan's stages on a backend
+//! and reports a stream of [`Event`]s. Only this module (and the backends
+//! below it) is async.
+
+pub mod backend;
+pub mod events;
+pub mod local;
+pub mod mask;
+pub mod scheduler;
+
+pub use events::{Event, RunStatus, StageStatus};
+pub use scheduler::{RunOptions, RunSummary, StageResult, run};

@@ -1,0 +1,530 @@
+//! The scheduler: the one owner of a run's state. It starts each stage the
+//! moment its dependencies have succeeded, within the `-j` limit, retries,
+//! fails fast (or keeps going), skips what can no longer run, answers
+//! Ctrl-C, and runs `finally` stages last. Backends only execute.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use indexmap::IndexMap;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::backend::{Backend, Job, Outcome, Output};
+use super::events::{Event, RunStatus, StageStatus, now};
+use super::mask::Masker;
+use crate::plan::{Plan, PlannedStage};
+
+/// What the command line decides about a run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Stages running at once.
+    pub jobs: usize,
+    /// After a failure, still run everything that does not depend on it.
+    pub keep_going: bool,
+    /// `manual` stages approved in advance, by stage or cell name.
+    pub approve: Vec<String>,
+    /// Whether to ask on the terminal for `manual` stages not approved.
+    pub interactive: bool,
+    /// The project directory.
+    pub workspace: PathBuf,
+    /// Secret values by name. Never printed.
+    pub secrets: IndexMap<String, String>,
+}
+
+/// How one stage ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StageResult {
+    pub name: String,
+    pub status: Result<StageStatus, String>,
+    pub attempts: u32,
+    pub duration: Duration,
+    /// When the stage started and ended, from the run's start.
+    pub span: Option<(Duration, Duration)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    pub status: RunStatus,
+    /// In plan order; `Err(reason)` for skipped stages.
+    pub stages: Vec<StageResult>,
+    pub duration: Duration,
+}
+
+#[derive(Debug, Clone)]
+enum State {
+    Pending,
+    Running,
+    Done(StageStatus),
+    /// Skipped; the reason is in the stage's result.
+    Skipped,
+}
+
+struct Finished {
+    index: usize,
+    attempt: u32,
+    outcome: Outcome,
+    started: Instant,
+}
+
+/// Runs the plan to the end. `cancel` is Ctrl-C: running stages are stopped
+/// and the rest skipped, then `finally` stages run.
+pub async fn run(
+    plan: &Plan,
+    opts: &RunOptions,
+    backend: Arc<dyn Backend>,
+    events: mpsc::Sender<Event>,
+    cancel: CancellationToken,
+) -> RunSummary {
+    let start = Instant::now();
+    let masker = Masker::new(opts.secrets.values().cloned());
+    let index: HashMap<&str, usize> = plan
+        .stages
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.name.as_str(), i))
+        .collect();
+    let deps: Vec<Vec<usize>> = plan
+        .stages
+        .iter()
+        .map(|s| {
+            s.after
+                .iter()
+                .filter_map(|a| index.get(&**a).copied())
+                .collect()
+        })
+        .collect();
+    let mut state: Vec<State> = vec![State::Pending; plan.stages.len()];
+    let mut results: Vec<StageResult> = plan
+        .stages
+        .iter()
+        .map(|s| StageResult {
+            name: s.name.clone(),
+            status: Err(String::new()),
+            attempts: 0,
+            duration: Duration::ZERO,
+            span: None,
+        })
+        .collect();
+    let emit = |e: Event| {
+        let events = events.clone();
+        async move {
+            let _ = events.send(e).await;
+        }
+    };
+    emit(Event::RunStarted {
+        pipeline: plan.pipeline.clone(),
+        stages: plan.stages.len(),
+        time: now(),
+    })
+    .await;
+
+    for (i, s) in plan.stages.iter().enumerate() {
+        if s.skipped {
+            let reason = s
+                .reason
+                .clone()
+                .unwrap_or_else(|| "skipped by the plan".into());
+            state[i] = State::Skipped;
+            results[i].status = Err(reason.clone());
+            emit(Event::StageSkipped {
+                stage: s.name.clone(),
+                reason,
+            })
+            .await;
+        }
+    }
+
+    let stop = cancel.child_token();
+    let mut running: JoinSet<Finished> = JoinSet::new();
+    let mut failed = false;
+    loop {
+        // Skip what can no longer run, start what can.
+        let mut changed = true;
+        while changed {
+            changed = false;
+            for i in 0..plan.stages.len() {
+                let s = &plan.stages[i];
+                if !matches!(state[i], State::Pending) || s.finally {
+                    continue;
+                }
+                let blocked = deps[i].iter().find_map(|&d| match &state[d] {
+                    State::Done(st) if !st.lets_dependents_run() => Some(format!(
+                        "needs `{}`, which {}",
+                        plan.stages[d].name,
+                        describe(*st)
+                    )),
+                    State::Skipped => Some(format!(
+                        "needs `{}`, which was skipped",
+                        plan.stages[d].name
+                    )),
+                    _ => None,
+                });
+                let stopping = (failed && !opts.keep_going) || stop.is_cancelled();
+                if let Some(reason) = blocked
+                    .or_else(|| stopping.then(|| "not started: the run is stopping".to_string()))
+                {
+                    state[i] = State::Skipped;
+                    results[i].status = Err(reason.clone());
+                    emit(Event::StageSkipped {
+                        stage: s.name.clone(),
+                        reason,
+                    })
+                    .await;
+                    changed = true;
+                    continue;
+                }
+                let ready = deps[i]
+                    .iter()
+                    .all(|&d| matches!(state[d], State::Done(st) if st.lets_dependents_run()));
+                if !ready {
+                    continue;
+                }
+                if s.kind == "manual" {
+                    let status = approve(s, opts).await;
+                    state[i] = State::Done(status);
+                    results[i].status = Ok(status);
+                    emit(Event::StageFinished {
+                        stage: s.name.clone(),
+                        status,
+                        attempt: 1,
+                        duration_ms: 0,
+                        exit_code: None,
+                        message: (status == StageStatus::WaitingForApproval).then(|| {
+                            format!(
+                                "waiting for approval: run again with `--approve {}`",
+                                s.name
+                            )
+                        }),
+                        time: now(),
+                    })
+                    .await;
+                    changed = true;
+                    continue;
+                }
+                if running.len() >= opts.jobs.max(1) {
+                    continue;
+                }
+                state[i] = State::Running;
+                spawn(
+                    &mut running,
+                    i,
+                    1,
+                    s,
+                    plan,
+                    opts,
+                    &backend,
+                    &events,
+                    &masker,
+                    &stop,
+                    RunStatus::Succeeded,
+                )
+                .await;
+                changed = true;
+            }
+        }
+        let Some(joined) = running.join_next().await else {
+            break;
+        };
+        let Ok(done) = joined else { continue };
+        let i = done.index;
+        let s = &plan.stages[i];
+        let elapsed = done.started.elapsed();
+        let (mut status, exit_code, message) = match &done.outcome {
+            Outcome::Exited(0) => (StageStatus::Succeeded, Some(0), None),
+            Outcome::Exited(c) => (
+                StageStatus::Failed,
+                Some(*c),
+                Some(format!("exited with {c}")),
+            ),
+            Outcome::TimedOut => (
+                StageStatus::TimedOut,
+                None,
+                s.timeout_secs.map(|t| {
+                    format!(
+                        "killed after its timeout of {}",
+                        humantime::format_duration(Duration::from_secs(t))
+                    )
+                }),
+            ),
+            Outcome::Cancelled => (StageStatus::Cancelled, None, Some("cancelled".into())),
+            Outcome::Error(e) => (StageStatus::Failed, None, Some(masker.mask(e))),
+        };
+        let retry = status.fails_pipeline() && done.attempt <= s.retry && !stop.is_cancelled();
+        if !retry && s.allow_failure && status.fails_pipeline() {
+            status = StageStatus::FailedAllowed;
+        }
+        emit(Event::StageFinished {
+            stage: s.name.clone(),
+            status,
+            attempt: done.attempt,
+            duration_ms: millis(elapsed),
+            exit_code,
+            message,
+            time: now(),
+        })
+        .await;
+        results[i].attempts = done.attempt;
+        results[i].duration += elapsed;
+        let begun = done.started.duration_since(start);
+        results[i].span = Some((results[i].span.map_or(begun, |(b, _)| b), begun + elapsed));
+        if retry {
+            state[i] = State::Running;
+            spawn(
+                &mut running,
+                i,
+                done.attempt + 1,
+                s,
+                plan,
+                opts,
+                &backend,
+                &events,
+                &masker,
+                &stop,
+                RunStatus::Succeeded,
+            )
+            .await;
+            continue;
+        }
+        state[i] = State::Done(status);
+        results[i].status = Ok(status);
+        if status.fails_pipeline() || status == StageStatus::Cancelled {
+            failed |= status.fails_pipeline();
+            if !opts.keep_going {
+                stop.cancel();
+            }
+        }
+    }
+
+    let status = if cancel.is_cancelled() {
+        RunStatus::Cancelled
+    } else if failed
+        || results
+            .iter()
+            .any(|r| matches!(r.status, Ok(st) if st.fails_pipeline()))
+    {
+        RunStatus::Failed
+    } else {
+        RunStatus::Succeeded
+    };
+
+    // `finally` stages: always, one after another, with the run's status.
+    let finally_stop = CancellationToken::new();
+    for (i, s) in plan.stages.iter().enumerate() {
+        if !s.finally || !matches!(state[i], State::Pending) {
+            continue;
+        }
+        spawn(
+            &mut running,
+            i,
+            1,
+            s,
+            plan,
+            opts,
+            &backend,
+            &events,
+            &masker,
+            &finally_stop,
+            status,
+        )
+        .await;
+        if let Some(Ok(done)) = running.join_next().await {
+            let elapsed = done.started.elapsed();
+            let (st, code) = match done.outcome {
+                Outcome::Exited(0) => (StageStatus::Succeeded, Some(0)),
+                Outcome::Exited(c) => (
+                    if s.allow_failure {
+                        StageStatus::FailedAllowed
+                    } else {
+                        StageStatus::Failed
+                    },
+                    Some(c),
+                ),
+                Outcome::TimedOut => (StageStatus::TimedOut, None),
+                Outcome::Cancelled => (StageStatus::Cancelled, None),
+                Outcome::Error(_) => (StageStatus::Failed, None),
+            };
+            emit(Event::StageFinished {
+                stage: s.name.clone(),
+                status: st,
+                attempt: 1,
+                duration_ms: millis(elapsed),
+                exit_code: code,
+                message: None,
+                time: now(),
+            })
+            .await;
+            let begun = done.started.duration_since(start);
+            results[i] = StageResult {
+                name: s.name.clone(),
+                status: Ok(st),
+                attempts: 1,
+                duration: elapsed,
+                span: Some((begun, begun + elapsed)),
+            };
+        }
+    }
+    let status = if status == RunStatus::Succeeded
+        && results
+            .iter()
+            .any(|r| matches!(r.status, Ok(st) if st.fails_pipeline()))
+    {
+        RunStatus::Failed
+    } else {
+        status
+    };
+    let duration = start.elapsed();
+    emit(Event::RunFinished {
+        status,
+        duration_ms: millis(duration),
+        time: now(),
+    })
+    .await;
+    RunSummary {
+        status,
+        stages: results,
+        duration,
+    }
+}
+
+fn describe(st: StageStatus) -> &'static str {
+    match st {
+        StageStatus::Failed => "failed",
+        StageStatus::TimedOut => "timed out",
+        StageStatus::Cancelled => "was cancelled",
+        StageStatus::WaitingForApproval => "is waiting for approval",
+        StageStatus::Succeeded | StageStatus::FailedAllowed => "ran",
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the scheduler's state, passed to the one place that starts attempts"
+)]
+async fn spawn(
+    set: &mut JoinSet<Finished>,
+    index: usize,
+    attempt: u32,
+    stage: &PlannedStage,
+    plan: &Plan,
+    opts: &RunOptions,
+    backend: &Arc<dyn Backend>,
+    events: &mpsc::Sender<Event>,
+    masker: &Masker,
+    cancel: &CancellationToken,
+    status: RunStatus,
+) {
+    let _ = events
+        .send(Event::StageStarted {
+            stage: stage.name.clone(),
+            attempt,
+            time: now(),
+        })
+        .await;
+    let job = Job {
+        stage: stage.clone(),
+        attempt,
+        env: job_env(stage, plan, opts, status),
+        workspace: opts.workspace.clone(),
+        timeout: stage.timeout_secs.map(Duration::from_secs),
+    };
+    let output = Output::new(stage.name.clone(), events.clone(), masker.clone());
+    let backend = Arc::clone(backend);
+    let cancel = cancel.clone();
+    set.spawn(async move {
+        let started = Instant::now();
+        let outcome = backend.execute(job, output, cancel).await;
+        Finished {
+            index,
+            attempt,
+            outcome,
+            started,
+        }
+    });
+}
+
+/// The stage's environment as it runs: the plan's env with secrets filled
+/// in, and the `SLIPWAY_*` context.
+fn job_env(
+    stage: &PlannedStage,
+    plan: &Plan,
+    opts: &RunOptions,
+    status: RunStatus,
+) -> IndexMap<String, String> {
+    let mut env: IndexMap<String, String> = stage
+        .env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    for name in &stage.secrets {
+        if let Some(v) = opts.secrets.get(&**name) {
+            env.insert(name.to_string(), v.clone());
+        }
+    }
+    for (name, template) in &stage.secret_env {
+        let mut value = template.to_string();
+        for (secret, v) in &opts.secrets {
+            value = value.replace(&format!("${{secret.{secret}}}"), v);
+        }
+        env.insert(name.to_string(), value);
+    }
+    let git = &plan.git;
+    let context = [
+        ("SLIPWAY_PIPELINE", Some(plan.pipeline.clone())),
+        ("SLIPWAY_STAGE", Some(stage.name.clone())),
+        ("SLIPWAY_ENVIRONMENT", plan.environment.clone()),
+        ("SLIPWAY_GIT_SHA", git.sha.clone()),
+        ("SLIPWAY_GIT_SHORT_SHA", git.short_sha.clone()),
+        ("SLIPWAY_GIT_BRANCH", git.branch.clone()),
+        ("SLIPWAY_GIT_TAG", git.tag.clone()),
+    ];
+    for (k, v) in context {
+        env.insert(k.into(), v.unwrap_or_default());
+    }
+    if stage.finally {
+        env.insert("SLIPWAY_PIPELINE_STATUS".into(), status.as_str().into());
+    }
+    env
+}
+
+/// A `manual` stage: approved in advance, asked on a terminal, or waiting.
+async fn approve(stage: &PlannedStage, opts: &RunOptions) -> StageStatus {
+    if opts
+        .approve
+        .iter()
+        .any(|a| *a == stage.name || *a == stage.stage)
+    {
+        return StageStatus::Succeeded;
+    }
+    if !opts.interactive {
+        return StageStatus::WaitingForApproval;
+    }
+    let prompt = stage
+        .manual
+        .clone()
+        .unwrap_or_else(|| format!("Run `{}`?", stage.name));
+    let answer = tokio::task::spawn_blocking(move || {
+        use std::io::Write as _;
+        eprint!("{prompt} [y/N] ");
+        let _ = std::io::stderr().flush();
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .map(|_| line)
+            .unwrap_or_default()
+    })
+    .await
+    .unwrap_or_default();
+    if matches!(answer.trim(), "y" | "Y" | "yes" | "Yes") {
+        StageStatus::Succeeded
+    } else {
+        StageStatus::WaitingForApproval
+    }
+}

@@ -1,0 +1,303 @@
+//! `slipway run` through the real binary, on the local backend (host
+//! processes): the scheduler's semantics without an engine.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use assert_cmd::Command;
+use serde_json::Value;
+
+fn write(dir: &Path, text: &str) {
+    std::fs::write(dir.join("p.pipeline"), text).expect("write pipeline");
+}
+
+/// Runs `slipway run --backend local --output json` in `dir`; returns the
+/// exit code, the events and the elapsed time.
+fn run_json(dir: &Path, extra: &[&str]) -> (Option<i32>, Vec<Value>, Duration) {
+    let start = Instant::now();
+    let out = Command::cargo_bin("slipway")
+        .expect("binary")
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .args([
+            "run",
+            "p.pipeline",
+            "--backend",
+            "local",
+            "--output",
+            "json",
+        ])
+        .args(extra)
+        .output()
+        .expect("runs");
+    let events = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    (out.status.code(), events, start.elapsed())
+}
+
+fn finished<'a>(events: &'a [Value], stage: &str) -> Vec<&'a Value> {
+    events
+        .iter()
+        .filter(|e| e["event"] == "stage_finished" && e["stage"] == stage)
+        .collect()
+}
+
+fn status(events: &[Value], stage: &str) -> String {
+    finished(events, stage)
+        .last()
+        .map(|e| e["status"].as_str().unwrap_or_default().to_string())
+        .or_else(|| {
+            events
+                .iter()
+                .find(|e| e["event"] == "stage_skipped" && e["stage"] == stage)
+                .map(|_| "skipped".to_string())
+        })
+        .unwrap_or_else(|| "none".into())
+}
+
+fn time_of(e: &Value) -> jiff::Timestamp {
+    e["time"]
+        .as_str()
+        .expect("time")
+        .parse()
+        .expect("RFC 3339 time")
+}
+
+#[test]
+fn a_fan_out_really_overlaps() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut text = String::from("stage first {\n  image \"x\"\n  run \"true\"\n}\n");
+    for i in 0..4 {
+        text.push_str(&format!(
+            "stage s{i} after first {{\n  image \"x\"\n  run \"sleep 1\"\n}}\n"
+        ));
+    }
+    write(dir.path(), &text);
+    let (code, events, took) = run_json(dir.path(), &["-j", "4"]);
+    assert_eq!(code, Some(0));
+    let starts: Vec<jiff::Timestamp> = events
+        .iter()
+        .filter(|e| {
+            e["event"] == "stage_started" && e["stage"].as_str().is_some_and(|s| s.starts_with('s'))
+        })
+        .map(time_of)
+        .collect();
+    let first_end = (0..4)
+        .map(|i| time_of(finished(&events, &format!("s{i}"))[0]))
+        .min()
+        .expect("ends");
+    assert_eq!(starts.len(), 4);
+    assert!(
+        starts.iter().all(|s| *s < first_end),
+        "the four stages did not all start before one ended"
+    );
+    assert!(
+        took < Duration::from_millis(3500),
+        "4 × 1 s in parallel took {took:?}"
+    );
+}
+
+#[test]
+fn fail_fast_cancels_and_skips_keep_going_runs_the_rest() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        dir.path(),
+        "stage bad {\n  image \"x\"\n  run \"exit 3\"\n}\n\
+         stage slow {\n  image \"x\"\n  run \"sleep 3\"\n}\n\
+         stage after-bad after bad {\n  image \"x\"\n  run \"true\"\n}\n\
+         stage after-slow after slow {\n  image \"x\"\n  run \"true\"\n}\n",
+    );
+    let (code, events, took) = run_json(dir.path(), &["-j", "2"]);
+    assert_eq!(code, Some(1));
+    assert_eq!(status(&events, "bad"), "failed");
+    assert_eq!(status(&events, "slow"), "cancelled");
+    assert_eq!(status(&events, "after-bad"), "skipped");
+    assert_eq!(status(&events, "after-slow"), "skipped");
+    assert!(
+        took < Duration::from_millis(2500),
+        "fail-fast waited for the slow stage: {took:?}"
+    );
+
+    let (code, events, _) = run_json(dir.path(), &["-j", "2", "--keep-going"]);
+    assert_eq!(code, Some(1));
+    assert_eq!(status(&events, "slow"), "succeeded");
+    assert_eq!(status(&events, "after-slow"), "succeeded");
+    assert_eq!(status(&events, "after-bad"), "skipped");
+    let reason = events
+        .iter()
+        .find(|e| e["event"] == "stage_skipped" && e["stage"] == "after-bad")
+        .and_then(|e| e["reason"].as_str())
+        .expect("reason");
+    assert!(reason.contains("`bad`"), "{reason}");
+}
+
+#[test]
+fn retry_then_success_and_allow_failure() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        dir.path(),
+        "stage flaky {\n  image \"x\"\n  retry 2\n  run \"\"\"\n    n=$(cat count 2>/dev/null || echo 0)\n    echo $((n + 1)) > count\n    [ \"$n\" -ge 1 ]\n  \"\"\"\n}\n\
+         stage lint {\n  image \"x\"\n  allow-failure\n  run \"exit 1\"\n}\n\
+         stage next after flaky, lint {\n  image \"x\"\n  run \"true\"\n}\n",
+    );
+    let (code, events, _) = run_json(dir.path(), &[]);
+    assert_eq!(code, Some(0));
+    let attempts: Vec<&str> = finished(&events, "flaky")
+        .iter()
+        .map(|e| e["status"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(attempts, ["failed", "succeeded"]);
+    assert_eq!(status(&events, "lint"), "failed_allowed");
+    assert_eq!(status(&events, "next"), "succeeded");
+}
+
+#[test]
+fn a_timeout_kills_the_whole_process_group() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        dir.path(),
+        "stage hang {\n  image \"x\"\n  timeout 1s\n  run \"sleep 60 & echo $! > child.pid; wait\"\n}\n",
+    );
+    let (code, events, took) = run_json(dir.path(), &[]);
+    assert_eq!(code, Some(1));
+    assert_eq!(status(&events, "hang"), "timed_out");
+    assert!(took < Duration::from_secs(8), "{took:?}");
+    let pid = std::fs::read_to_string(dir.path().join("child.pid"))
+        .expect("the stage wrote its child's pid");
+    // Dead, or a zombie waiting for an init that does not reap (sandboxes).
+    let state = std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).unwrap_or_default();
+    let running = state
+        .rsplit(") ")
+        .next()
+        .is_some_and(|rest| !rest.starts_with('Z'));
+    assert!(
+        !running,
+        "the stage's child {} survived the timeout: {state}",
+        pid.trim()
+    );
+}
+
+#[test]
+fn finally_runs_after_a_failure_with_the_status() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        dir.path(),
+        "stage bad {\n  image \"x\"\n  run \"exit 1\"\n}\n\
+         finally notify {\n  image \"x\"\n  run \"echo status=$SLIPWAY_PIPELINE_STATUS stage=$SLIPWAY_STAGE\"\n}\n",
+    );
+    let (code, events, _) = run_json(dir.path(), &[]);
+    assert_eq!(code, Some(1));
+    assert_eq!(status(&events, "notify"), "succeeded");
+    assert!(
+        events
+            .iter()
+            .any(|e| e["event"] == "log" && e["line"] == "status=failed stage=notify"),
+        "{events:?}"
+    );
+}
+
+#[test]
+fn secrets_are_masked_in_json_and_human_output() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        dir.path(),
+        "secret TOKEN\n\nstage leak {\n  image \"x\"\n  env { AUTH = \"Bearer ${secret.TOKEN}\" }\n  run \"echo token=$TOKEN; echo $AUTH; echo prefix${TOKEN}suffix\"\n}\n",
+    );
+    let value = "hunter2-very-secret";
+    let out = Command::cargo_bin("slipway")
+        .expect("binary")
+        .current_dir(dir.path())
+        .env("TOKEN", value)
+        .args([
+            "run",
+            "p.pipeline",
+            "--backend",
+            "local",
+            "--output",
+            "json",
+        ])
+        .output()
+        .expect("runs");
+    let json = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{json}");
+    assert!(
+        !json.contains(value),
+        "the secret leaked into JSON:\n{json}"
+    );
+    assert!(
+        json.contains("token=***")
+            && json.contains("Bearer ***")
+            && json.contains("prefix***suffix"),
+        "{json}"
+    );
+
+    let out = Command::cargo_bin("slipway")
+        .expect("binary")
+        .current_dir(dir.path())
+        .env("TOKEN", value)
+        .env("NO_COLOR", "1")
+        .args(["run", "p.pipeline", "--backend", "local"])
+        .output()
+        .expect("runs");
+    let human = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !human.contains(value),
+        "the secret leaked into human output:\n{human}"
+    );
+    assert!(human.contains("leak │ token=***"), "{human}");
+
+    // Without the secret, nothing runs.
+    Command::cargo_bin("slipway")
+        .expect("binary")
+        .current_dir(dir.path())
+        .env_remove("TOKEN")
+        .args(["run", "p.pipeline", "--backend", "local"])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("secret `TOKEN` is not set"));
+}
+
+#[test]
+fn a_manual_gate_waits_without_approve_and_runs_with_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        dir.path(),
+        "stage build {\n  image \"x\"\n  run \"true\"\n}\n\
+         stage approve after build {\n  manual \"Ship it?\"\n}\n\
+         stage deploy after approve {\n  image \"x\"\n  run \"echo deploying\"\n}\n",
+    );
+    let (code, events, _) = run_json(dir.path(), &[]);
+    assert_eq!(code, Some(0));
+    assert_eq!(status(&events, "approve"), "waiting_for_approval");
+    assert_eq!(status(&events, "deploy"), "skipped");
+
+    let (code, events, _) = run_json(dir.path(), &["--approve", "approve"]);
+    assert_eq!(code, Some(0));
+    assert_eq!(status(&events, "approve"), "succeeded");
+    assert_eq!(status(&events, "deploy"), "succeeded");
+}
+
+#[test]
+fn human_output_ends_with_a_table_and_the_critical_path() {
+    let out = Command::cargo_bin("slipway")
+        .expect("binary")
+        .current_dir(crate::support::root())
+        .env("NO_COLOR", "1")
+        .args([
+            "run",
+            "examples/fanout/fanout.pipeline",
+            "--backend",
+            "local",
+            "-j",
+            "8",
+        ])
+        .output()
+        .expect("runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("shard-3 │ shard 3 of 8: working"), "{text}");
+    assert!(text.contains("critical path: split → shard-"), "{text}");
+    assert!(text.contains("run succeeded in"), "{text}");
+}
