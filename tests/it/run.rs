@@ -301,3 +301,43 @@ fn human_output_ends_with_a_table_and_the_critical_path() {
     assert!(text.contains("critical path: split → shard-"), "{text}");
     assert!(text.contains("run succeeded in"), "{text}");
 }
+
+#[test]
+fn sigterm_mid_run_stops_everything_runs_finally_and_exits_130() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        dir.path(),
+        "stage long {\n  image \"x\"\n  run \"sleep 60 & echo $! > child.pid; wait\"\n}\n\
+         stage later after long {\n  image \"x\"\n  run \"true\"\n}\n\
+         finally notify {\n  image \"x\"\n  run \"echo status=$SLIPWAY_PIPELINE_STATUS\"\n}\n",
+    );
+    let bin = assert_cmd::cargo::cargo_bin("slipway");
+    let child = std::process::Command::new(bin)
+        .current_dir(dir.path())
+        .args(["run", "p.pipeline", "--backend", "local", "--output", "json"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let pid_file = dir.path().join("child.pid");
+    let start = Instant::now();
+    while !pid_file.exists() && start.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("signal");
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(out.status.code(), Some(130));
+    let events: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert_eq!(status(&events, "long"), "cancelled");
+    assert_eq!(status(&events, "later"), "skipped");
+    assert!(events.iter().any(|e| e["line"] == "status=cancelled"), "{events:?}");
+    let sleeper = std::fs::read_to_string(&pid_file).expect("pid");
+    let state = std::fs::read_to_string(format!("/proc/{}/stat", sleeper.trim())).unwrap_or_default();
+    assert!(
+        !state.rsplit(") ").next().is_some_and(|rest| !rest.starts_with('Z')),
+        "the stage's child survived: {state}"
+    );
+}
