@@ -65,7 +65,7 @@ enum Command {
     Graph(graph::GraphArgs),
     /// Format pipeline files in the canonical layout.
     Fmt(fmt::FmtArgs),
-    /// Run the plan's stages (the local backend; Docker comes next).
+    /// Run the plan's stages, in containers or as host processes.
     Run(run::RunArgs),
 }
 

@@ -17,6 +17,8 @@ use crate::run::{RunOptions, RunStatus};
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum BackendKind {
+    /// Each stage in a container on the Docker engine, in its image.
+    Docker,
     /// Run scripts as host processes (`sh -e`); images are not used.
     Local,
 }
@@ -43,7 +45,7 @@ pub(crate) struct RunArgs {
     keep_going: bool,
 
     /// Where stages run.
-    #[arg(long, value_enum, default_value_t = BackendKind::Local)]
+    #[arg(long, value_enum, default_value_t = BackendKind::Docker)]
     backend: BackendKind,
 
     #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
@@ -92,9 +94,6 @@ pub(crate) fn run(args: &RunArgs, global: &Global) -> u8 {
         workspace,
         secrets,
     };
-    let backend: Arc<dyn Backend> = match args.backend {
-        BackendKind::Local => Arc::new(crate::run::local::LocalBackend),
-    };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -108,6 +107,21 @@ pub(crate) fn run(args: &RunArgs, global: &Global) -> u8 {
     let human = Human::new(&plan, global.color);
     let format = args.output;
     let summary = runtime.block_on(async {
+        let (backend, docker): (
+            Arc<dyn Backend>,
+            Option<Arc<crate::run::docker::DockerBackend>>,
+        ) = match args.backend {
+            BackendKind::Local => (Arc::new(crate::run::local::LocalBackend), None),
+            BackendKind::Docker => {
+                match crate::run::docker::DockerBackend::connect(&plan.pipeline).await {
+                    Ok(d) => {
+                        let d = Arc::new(d);
+                        (Arc::clone(&d) as Arc<dyn Backend>, Some(d))
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        };
         let cancel = CancellationToken::new();
         tokio::spawn(on_signals(cancel.clone()));
         let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
@@ -124,10 +138,19 @@ pub(crate) fn run(args: &RunArgs, global: &Global) -> u8 {
             human
         });
         let summary = crate::run::run(&plan, &opts, backend, tx, cancel).await;
+        if let Some(d) = docker {
+            d.finish().await;
+        }
         let human = printer.await.ok();
-        (summary, human)
+        Ok((summary, human))
     });
-    let (summary, human) = summary;
+    let (summary, human) = match summary {
+        Ok(s) => s,
+        Err(e) => {
+            super::error(global, &e, None);
+            return exit::INTERNAL;
+        }
+    };
     if format == OutputFormat::Human {
         if let Some(h) = human {
             let _ = std::io::stdout().write_all(h.summary(&plan, &summary).as_bytes());

@@ -3,6 +3,7 @@
 //! below it) is async.
 
 pub mod backend;
+pub mod docker;
 pub mod events;
 pub mod local;
 pub mod mask;

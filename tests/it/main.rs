@@ -2,6 +2,7 @@
 
 mod cli;
 mod doc_contracts;
+mod docker;
 mod docs;
 mod examples;
 mod fixtures;

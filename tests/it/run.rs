@@ -57,6 +57,15 @@ fn status(events: &[Value], stage: &str) -> String {
         .unwrap_or_else(|| "none".into())
 }
 
+/// Whether a process is still running (a zombie waiting for an init that
+/// does not reap, as in some sandboxes, is not).
+fn running(pid: &str) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).unwrap_or_default();
+    stat.rsplit(") ")
+        .next()
+        .is_some_and(|rest| !rest.is_empty() && !rest.starts_with('Z'))
+}
+
 fn time_of(e: &Value) -> jiff::Timestamp {
     e["time"]
         .as_str()
@@ -314,7 +323,14 @@ fn sigterm_mid_run_stops_everything_runs_finally_and_exits_130() {
     let bin = assert_cmd::cargo::cargo_bin("slipway");
     let child = std::process::Command::new(bin)
         .current_dir(dir.path())
-        .args(["run", "p.pipeline", "--backend", "local", "--output", "json"])
+        .args([
+            "run",
+            "p.pipeline",
+            "--backend",
+            "local",
+            "--output",
+            "json",
+        ])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("spawn");
@@ -333,11 +349,18 @@ fn sigterm_mid_run_stops_everything_runs_finally_and_exits_130() {
         .collect();
     assert_eq!(status(&events, "long"), "cancelled");
     assert_eq!(status(&events, "later"), "skipped");
-    assert!(events.iter().any(|e| e["line"] == "status=cancelled"), "{events:?}");
-    let sleeper = std::fs::read_to_string(&pid_file).expect("pid");
-    let state = std::fs::read_to_string(format!("/proc/{}/stat", sleeper.trim())).unwrap_or_default();
     assert!(
-        !state.rsplit(") ").next().is_some_and(|rest| !rest.starts_with('Z')),
+        events.iter().any(|e| e["line"] == "status=cancelled"),
+        "{events:?}"
+    );
+    let sleeper = std::fs::read_to_string(&pid_file).expect("pid");
+    let state =
+        std::fs::read_to_string(format!("/proc/{}/stat", sleeper.trim())).unwrap_or_default();
+    assert!(
+        !state
+            .rsplit(") ")
+            .next()
+            .is_some_and(|rest| !rest.starts_with('Z')),
         "the stage's child survived: {state}"
     );
 }

@@ -1,0 +1,284 @@
+//! The Docker backend (bollard): each stage attempt runs in its own
+//! container on one network per run, with the workspace mounted at
+//! [`WORKSPACE`]. Everything a run creates carries the label
+//! `dev.slipway.run=<run id>`, so that nothing is left behind unnoticed.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bollard::Docker;
+use bollard::models::{ContainerCreateBody, HostConfig, NetworkCreateRequest};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, KillContainerOptionsBuilder, LogsOptionsBuilder,
+    RemoveContainerOptionsBuilder, WaitContainerOptionsBuilder,
+};
+use futures_util::StreamExt as _;
+use tokio_util::sync::CancellationToken;
+
+use super::backend::{Backend, BoxFuture, Job, Outcome, Output};
+use super::events::Stream;
+
+/// Where the project directory is mounted in every stage's container.
+pub const WORKSPACE: &str = "/workspace";
+
+/// The label every container and network of a run carries.
+pub const RUN_LABEL: &str = "dev.slipway.run";
+
+pub struct DockerBackend {
+    docker: Docker,
+    run_id: String,
+    network: String,
+    pipeline: String,
+}
+
+impl DockerBackend {
+    /// Connects to the engine (`DOCKER_HOST`, or `/var/run/docker.sock`) and
+    /// creates the run's network.
+    pub async fn connect(pipeline: &str) -> Result<Self, String> {
+        let docker =
+            Docker::connect_with_local_defaults().map_err(|e| not_running(&e.to_string()))?;
+        docker
+            .ping()
+            .await
+            .map_err(|e| not_running(&e.to_string()))?;
+        let run_id = format!(
+            "{}-{}",
+            jiff::Timestamp::now().as_millisecond(),
+            std::process::id()
+        );
+        let network = format!("slipway-{run_id}");
+        docker
+            .create_network(NetworkCreateRequest {
+                name: network.clone(),
+                labels: Some(HashMap::from([
+                    (RUN_LABEL.to_string(), run_id.clone()),
+                    ("dev.slipway.pipeline".to_string(), pipeline.to_string()),
+                ])),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| format!("cannot create the run's network: {e}"))?;
+        Ok(Self {
+            docker,
+            run_id,
+            network,
+            pipeline: pipeline.to_string(),
+        })
+    }
+
+    /// Removes the run's network (containers are removed as stages end).
+    pub async fn finish(&self) {
+        let _ = self.docker.remove_network(&self.network).await;
+    }
+
+    pub fn run_id(&self) -> &str {
+        &self.run_id
+    }
+}
+
+fn not_running(why: &str) -> String {
+    let host =
+        std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
+    format!(
+        "the Docker engine does not answer at {host} ({why}); start it with `scripts/dev-env.sh`, or point DOCKER_HOST at a running engine"
+    )
+}
+
+impl Backend for DockerBackend {
+    fn name(&self) -> &'static str {
+        "docker"
+    }
+
+    fn execute(&self, job: Job, output: Output, cancel: CancellationToken) -> BoxFuture<Outcome> {
+        let docker = self.docker.clone();
+        let labels = HashMap::from([
+            (RUN_LABEL.to_string(), self.run_id.clone()),
+            ("dev.slipway.pipeline".to_string(), self.pipeline.clone()),
+            ("dev.slipway.stage".to_string(), job.stage.name.clone()),
+        ]);
+        let network = self.network.clone();
+        Box::pin(async move { run(docker, job, output, cancel, labels, network).await })
+    }
+}
+
+async fn run(
+    docker: Docker,
+    job: Job,
+    output: Output,
+    cancel: CancellationToken,
+    labels: HashMap<String, String>,
+    network: String,
+) -> Outcome {
+    let Some(script) = job.stage.run.clone() else {
+        return Outcome::Error(format!(
+            "the docker backend does not run `{}` stages yet (`{}`)",
+            job.stage.kind, job.stage.name
+        ));
+    };
+    let Some(image) = job.stage.image.clone() else {
+        return Outcome::Error(format!("stage `{}` has no image", job.stage.name));
+    };
+    if let Err(e) = docker.inspect_image(&image).await {
+        return Outcome::Error(format!(
+            "image `{image}` is not on this engine and cannot be pulled here ({e}); build it first (scripts/dev-env.sh builds local/busybox and local/debian)"
+        ));
+    }
+    let workspace = match std::fs::canonicalize(&job.workspace) {
+        Ok(p) => p,
+        Err(e) => {
+            return Outcome::Error(format!(
+                "cannot use the workspace `{}`: {e}",
+                job.workspace.display()
+            ));
+        }
+    };
+    let body = ContainerCreateBody {
+        image: Some(image),
+        // The script is not secret; secrets reach it only through the env.
+        cmd: Some(vec!["sh".into(), "-e".into(), "-c".into(), script]),
+        env: Some(job.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+        working_dir: Some(WORKSPACE.into()),
+        labels: Some(labels),
+        host_config: Some(HostConfig {
+            binds: Some(vec![format!("{}:{WORKSPACE}", workspace.display())]),
+            network_mode: Some(network),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let name = format!(
+        "slipway-{}-{}-{}",
+        sanitize(&job.stage.name),
+        job.attempt,
+        jiff::Timestamp::now().as_microsecond()
+    );
+    let created = match docker
+        .create_container(
+            Some(CreateContainerOptionsBuilder::default().name(&name).build()),
+            body,
+        )
+        .await
+    {
+        Ok(c) => c,
+        Err(e) => return Outcome::Error(format!("cannot create the container: {e}")),
+    };
+    let id = created.id;
+    let outcome = supervise(&docker, &id, &job, &output, &cancel).await;
+    let _ = docker
+        .remove_container(
+            &id,
+            Some(RemoveContainerOptionsBuilder::default().force(true).build()),
+        )
+        .await;
+    outcome
+}
+
+async fn supervise(
+    docker: &Docker,
+    id: &str,
+    job: &Job,
+    output: &Output,
+    cancel: &CancellationToken,
+) -> Outcome {
+    if let Err(e) = docker.start_container(id, None).await {
+        return Outcome::Error(format!("cannot start the container: {e}"));
+    }
+    let logs = {
+        let docker = docker.clone();
+        let id = id.to_string();
+        let output = output.clone();
+        tokio::spawn(async move { stream_logs(&docker, &id, &output).await })
+    };
+    let deadline = async {
+        match job.timeout {
+            Some(t) => tokio::time::sleep(t).await,
+            None => std::future::pending().await,
+        }
+    };
+    let wait = async {
+        let mut stream = docker.wait_container(
+            id,
+            Some(
+                WaitContainerOptionsBuilder::default()
+                    .condition("not-running")
+                    .build(),
+            ),
+        );
+        match stream.next().await {
+            Some(Ok(r)) => Outcome::Exited(i32::try_from(r.status_code).unwrap_or(1)),
+            Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => {
+                Outcome::Exited(i32::try_from(code).unwrap_or(1))
+            }
+            Some(Err(e)) => Outcome::Error(format!("waiting for the container failed: {e}")),
+            None => Outcome::Error("the engine stopped answering".into()),
+        }
+    };
+    let outcome = tokio::select! {
+        o = wait => o,
+        () = deadline => { kill(docker, id).await; Outcome::TimedOut }
+        () = cancel.cancelled() => { kill(docker, id).await; Outcome::Cancelled }
+    };
+    // Logs end when the container does; do not wait long for a stuck stream.
+    let _ = tokio::time::timeout(Duration::from_secs(5), logs).await;
+    outcome
+}
+
+async fn kill(docker: &Docker, id: &str) {
+    let _ = docker
+        .kill_container(
+            id,
+            Some(
+                KillContainerOptionsBuilder::default()
+                    .signal("SIGKILL")
+                    .build(),
+            ),
+        )
+        .await;
+}
+
+/// Streams the container's output line by line as it comes.
+async fn stream_logs(docker: &Docker, id: &str, output: &Output) {
+    let options = LogsOptionsBuilder::default()
+        .follow(true)
+        .stdout(true)
+        .stderr(true)
+        .build();
+    let mut logs = docker.logs(id, Some(options));
+    let mut pending: [Vec<u8>; 2] = [Vec::new(), Vec::new()];
+    while let Some(Ok(chunk)) = logs.next().await {
+        let (which, kind, bytes) = match chunk {
+            bollard::container::LogOutput::StdErr { message } => (1, Stream::Stderr, message),
+            bollard::container::LogOutput::StdOut { message }
+            | bollard::container::LogOutput::Console { message } => (0, Stream::Stdout, message),
+            bollard::container::LogOutput::StdIn { .. } => continue,
+        };
+        let buf = &mut pending[which];
+        buf.extend_from_slice(&bytes);
+        while let Some(n) = buf.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = buf.drain(..=n).collect();
+            output.line(kind, &String::from_utf8_lossy(&line)).await;
+        }
+    }
+    for (which, kind) in [(0, Stream::Stdout), (1, Stream::Stderr)] {
+        if !pending[which].is_empty() {
+            output
+                .line(kind, &String::from_utf8_lossy(&pending[which]))
+                .await;
+        }
+    }
+}
+
+/// A container name part: `test[NODE=18]` → `test-NODE-18`.
+fn sanitize(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '.' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect::<String>()
+        .trim_matches('-')
+        .to_string()
+}

@@ -1,0 +1,158 @@
+//! `slipway run` on the real Docker engine. With `CI=true` these tests fail
+//! when no engine answers; elsewhere they say so and pass, so that
+//! `scripts/test` works on a laptop without Docker. `.ci/run` starts the
+//! engine and builds the images with `scripts/dev-env.sh` first.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use assert_cmd::Command;
+use predicates::prelude::PredicateBooleanExt as _;
+use serde_json::Value;
+
+/// Whether the engine answers; panics in CI when it does not.
+fn engine() -> bool {
+    let up = std::process::Command::new("/usr/bin/docker")
+        .args(["image", "inspect", "local/busybox"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !up {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI needs the Docker engine and local/busybox: run scripts/dev-env.sh"
+        );
+        eprintln!("skipped: no Docker engine with local/busybox (scripts/dev-env.sh starts one)");
+    }
+    up
+}
+
+fn run(dir: &Path, text: &str, extra: &[&str]) -> (Option<i32>, Vec<Value>, String, Duration) {
+    std::fs::write(dir.join("p.pipeline"), text).expect("write");
+    let start = Instant::now();
+    let out = Command::cargo_bin("slipway")
+        .expect("binary")
+        .current_dir(dir)
+        .args(["run", "p.pipeline", "--output", "json"])
+        .args(extra)
+        .output()
+        .expect("runs");
+    let events = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    (
+        out.status.code(),
+        events,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        start.elapsed(),
+    )
+}
+
+/// Containers and networks of a pipeline still there.
+fn left_behind(pipeline: &str) -> usize {
+    let filter = format!("label=dev.slipway.pipeline={pipeline}");
+    let list = |what: &[&str]| {
+        std::process::Command::new("/usr/bin/docker")
+            .args(what)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).lines().count())
+            .unwrap_or(0)
+    };
+    list(&["ps", "-a", "-q", "--filter", &filter])
+        + list(&["network", "ls", "-q", "--filter", &filter])
+}
+
+#[test]
+fn stages_run_in_containers_in_parallel_and_leave_nothing() {
+    if !engine() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pipeline = format!("leak-check-{}", std::process::id());
+    let mut text = format!(
+        "pipeline \"{pipeline}\"\n\nenv {{ GREETING = \"hello\" }}\n\nstage first {{\n  image \"local/busybox\"\n  run \"echo $GREETING > first.txt\"\n}}\n"
+    );
+    for i in 0..3 {
+        text.push_str(&format!(
+            "stage s{i} after first {{\n  image \"local/busybox\"\n  run \"sleep 2; echo s{i} read $(cat first.txt) in $SLIPWAY_STAGE at $(pwd)\"\n}}\n"
+        ));
+    }
+    let (code, events, stderr, took) = run(dir.path(), &text, &["-j", "3"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    for i in 0..3 {
+        let line = format!("s{i} read hello in s{i} at /workspace");
+        assert!(
+            events.iter().any(|e| e["line"] == line.as_str()),
+            "no `{line}` in {events:?}"
+        );
+    }
+    assert!(
+        took < Duration::from_secs(5),
+        "3 × 2 s in parallel took {took:?}"
+    );
+    assert_eq!(
+        left_behind(&pipeline),
+        0,
+        "containers or networks of the run were left"
+    );
+}
+
+#[test]
+fn a_missing_image_fails_with_its_name() {
+    if !engine() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (code, events, _, _) = run(
+        dir.path(),
+        "stage a {\n  image \"local/does-not-exist:1\"\n  run \"true\"\n}\n",
+        &[],
+    );
+    assert_eq!(code, Some(1));
+    let message = events
+        .iter()
+        .find(|e| e["event"] == "stage_finished")
+        .and_then(|e| e["message"].as_str())
+        .unwrap_or_default()
+        .to_string();
+    assert!(message.contains("local/does-not-exist:1"), "{message}");
+}
+
+#[test]
+fn secrets_reach_the_container_only_masked_in_output() {
+    if !engine() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("secrets"), "TOKEN=s3cr3t-value\n").expect("write");
+    let (code, events, stderr, _) = run(
+        dir.path(),
+        "secret TOKEN\n\nstage a {\n  image \"local/busybox\"\n  run \"echo got=$TOKEN; echo len=${#TOKEN}\"\n}\n",
+        &["--secrets-file", "secrets"],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    let all = serde_json::to_string(&events).expect("json");
+    assert!(!all.contains("s3cr3t-value"), "{all}");
+    assert!(all.contains("got=***") && all.contains("len=12"), "{all}");
+}
+
+#[test]
+fn no_engine_is_an_infrastructure_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("p.pipeline"),
+        "stage a {\n  image \"local/busybox\"\n  run \"true\"\n}\n",
+    )
+    .expect("write");
+    Command::cargo_bin("slipway")
+        .expect("binary")
+        .current_dir(dir.path())
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .args(["run", "p.pipeline"])
+        .assert()
+        .code(3)
+        .stderr(
+            predicates::str::contains("unix:///nonexistent/docker.sock")
+                .and(predicates::str::contains("scripts/dev-env.sh")),
+        );
+}
