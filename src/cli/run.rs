@@ -59,6 +59,10 @@ pub(crate) struct RunArgs {
     /// used for secrets it does not name.
     #[arg(long, value_name = "FILE")]
     secrets_file: Option<PathBuf>,
+
+    /// Also write a JUnit XML report, one test case per stage.
+    #[arg(long, value_name = "FILE")]
+    junit: Option<PathBuf>,
 }
 
 pub(crate) fn run(args: &RunArgs, global: &Global) -> u8 {
@@ -154,6 +158,18 @@ pub(crate) fn run(args: &RunArgs, global: &Global) -> u8 {
     if format == OutputFormat::Human {
         if let Some(h) = human {
             let _ = std::io::stdout().write_all(h.summary(&plan, &summary).as_bytes());
+        }
+    }
+    if let Some(path) = &args.junit {
+        let written = crate::report::junit::junit(&plan, &summary)
+            .and_then(|xml| std::fs::write(path, xml).map_err(|e| e.to_string()));
+        if let Err(e) = written {
+            super::error(
+                global,
+                &format!("cannot write the JUnit report `{}`: {e}", path.display()),
+                None,
+            );
+            return exit::INTERNAL;
         }
     }
     match summary.status {

@@ -2,5 +2,6 @@
 
 pub mod diagnostics;
 pub mod graph;
+pub mod junit;
 pub mod plan;
 pub mod run;

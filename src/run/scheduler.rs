@@ -44,6 +44,8 @@ pub struct StageResult {
     pub duration: Duration,
     /// When the stage started and ended, from the run's start.
     pub span: Option<(Duration, Duration)>,
+    /// Why the last attempt failed, secrets masked.
+    pub message: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -107,6 +109,7 @@ pub async fn run(
             attempts: 0,
             duration: Duration::ZERO,
             span: None,
+            message: None,
         })
         .collect();
     let emit = |e: Event| {
@@ -257,6 +260,7 @@ pub async fn run(
         if !retry && s.allow_failure && status.fails_pipeline() {
             status = StageStatus::FailedAllowed;
         }
+        results[i].message.clone_from(&message);
         emit(Event::StageFinished {
             stage: s.name.clone(),
             status,
@@ -364,6 +368,7 @@ pub async fn run(
                 attempts: 1,
                 duration: elapsed,
                 span: Some((begun, begun + elapsed)),
+                message: None,
             };
         }
     }

@@ -354,3 +354,41 @@ fn sigterm_mid_run_stops_everything_runs_finally_and_exits_130() {
         sleeper.trim()
     );
 }
+
+#[test]
+fn the_junit_report_parses_back_with_one_case_per_stage() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        dir.path(),
+        "stage ok {\n  image \"x\"\n  run \"true\"\n}\n\
+         stage bad {\n  image \"x\"\n  run \"echo nope; exit 4\"\n}\n\
+         stage after-bad after bad {\n  image \"x\"\n  run \"true\"\n}\n",
+    );
+    let (code, _, _) = run_json(dir.path(), &["--keep-going", "--junit", "report.xml"]);
+    assert_eq!(code, Some(1));
+    let xml = std::fs::read_to_string(dir.path().join("report.xml")).expect("report written");
+    let report = quick_junit::Report::deserialize_from_str(&xml).expect("valid JUnit XML");
+    let suite = &report.test_suites[0];
+    assert_eq!(suite.test_cases.len(), 3);
+    let case = |name: &str| {
+        suite
+            .test_cases
+            .iter()
+            .find(|c| c.name.as_str() == name)
+            .unwrap_or_else(|| panic!("no test case {name}"))
+    };
+    assert!(matches!(
+        case("ok").status,
+        quick_junit::TestCaseStatus::Success { .. }
+    ));
+    match &case("bad").status {
+        quick_junit::TestCaseStatus::NonSuccess { message, .. } => {
+            assert_eq!(message.as_ref().map(|m| m.as_str()), Some("exited with 4"));
+        }
+        other => panic!("bad: {other:?}"),
+    }
+    assert!(matches!(
+        case("after-bad").status,
+        quick_junit::TestCaseStatus::Skipped { .. }
+    ));
+}
