@@ -27,6 +27,8 @@ pub struct Job {
     /// The project directory (the pipeline file's folder).
     pub workspace: PathBuf,
     pub timeout: Option<Duration>,
+    /// Secret values by name, for services' env. Never printed.
+    pub secrets: IndexMap<String, String>,
 }
 
 /// How an attempt ended.

@@ -7,7 +7,9 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use bollard::Docker;
-use bollard::models::{ContainerCreateBody, HostConfig, NetworkCreateRequest};
+use bollard::models::{
+    ContainerCreateBody, EndpointSettings, HostConfig, NetworkCreateRequest, NetworkingConfig,
+};
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, KillContainerOptionsBuilder, LogsOptionsBuilder,
     RemoveContainerOptionsBuilder, WaitContainerOptionsBuilder,
@@ -123,6 +125,158 @@ async fn run(
             "image `{image}` is not on this engine and cannot be pulled here ({e}); build it first (scripts/dev-env.sh builds local/busybox and local/debian)"
         ));
     }
+    // A stage with services gets a network of its own, so two stages (two
+    // matrix cells, say) can each have a `db` without their names clashing.
+    let own_network = !job.stage.services.is_empty();
+    let network = if own_network {
+        let name = format!("{network}-{}-{}", sanitize(&job.stage.name), job.attempt);
+        if let Err(e) = docker
+            .create_network(NetworkCreateRequest {
+                name: name.clone(),
+                labels: Some(labels.clone()),
+                ..Default::default()
+            })
+            .await
+        {
+            return Outcome::Error(format!("cannot create the stage's network: {e}"));
+        }
+        name
+    } else {
+        network
+    };
+    let mut services = Vec::new();
+    let mut outcome = None;
+    for svc in &job.stage.services {
+        match start_service(&docker, svc, &job, &labels, &network).await {
+            Ok(id) => services.push(id),
+            Err(e) => {
+                outcome = Some(Outcome::Error(e));
+                break;
+            }
+        }
+    }
+    let outcome = match outcome {
+        Some(o) => o,
+        None => {
+            stage_container(
+                &docker,
+                job,
+                output,
+                cancel,
+                labels,
+                network.clone(),
+                script,
+                image,
+            )
+            .await
+        }
+    };
+    for id in services {
+        remove(&docker, &id).await;
+    }
+    if own_network {
+        let _ = docker.remove_network(&network).await;
+    }
+    outcome
+}
+
+/// Starts a service container, reachable on `network` by its name.
+async fn start_service(
+    docker: &Docker,
+    svc: &crate::plan::PlannedService,
+    job: &Job,
+    labels: &HashMap<String, String>,
+    network: &str,
+) -> Result<String, String> {
+    if let Err(e) = docker.inspect_image(&svc.image).await {
+        return Err(format!(
+            "service `{}`: image `{}` is not on this engine and cannot be pulled here ({e})",
+            svc.name, svc.image
+        ));
+    }
+    let mut env: Vec<String> = svc
+        .env
+        .iter()
+        .filter(|(k, _)| !svc.secret_env.contains_key(*k))
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    for (k, template) in &svc.secret_env {
+        let mut value = template.to_string();
+        for (name, secret) in &job.secrets {
+            value = value.replace(&format!("${{secret.{name}}}"), secret);
+        }
+        env.push(format!("{k}={value}"));
+    }
+    let mut labels = labels.clone();
+    labels.insert("dev.slipway.service".into(), svc.name.clone());
+    let body = ContainerCreateBody {
+        image: Some(svc.image.clone()),
+        env: Some(env),
+        labels: Some(labels),
+        host_config: Some(HostConfig {
+            network_mode: Some(network.to_string()),
+            ..Default::default()
+        }),
+        networking_config: Some(NetworkingConfig {
+            endpoints_config: Some(HashMap::from([(
+                network.to_string(),
+                EndpointSettings {
+                    aliases: Some(vec![svc.name.clone()]),
+                    ..Default::default()
+                },
+            )])),
+        }),
+        ..Default::default()
+    };
+    let created = docker
+        .create_container(
+            None::<bollard::query_parameters::CreateContainerOptions>,
+            body,
+        )
+        .await
+        .map_err(|e| format!("service `{}`: cannot create its container: {e}", svc.name))?;
+    if let Err(e) = docker.start_container(&created.id, None).await {
+        remove(docker, &created.id).await;
+        return Err(format!("service `{}`: cannot start: {e}", svc.name));
+    }
+    Ok(created.id)
+}
+
+async fn remove(docker: &Docker, id: &str) {
+    let _ = docker
+        .remove_container(
+            id,
+            Some(RemoveContainerOptionsBuilder::default().force(true).build()),
+        )
+        .await;
+}
+
+/// The volume a `cache` path lives in: one per pipeline and path, kept
+/// across runs.
+pub fn cache_volume(pipeline: &str, path: &str) -> String {
+    // FNV-1a: stable across runs and versions, unlike std's hasher.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in path.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("slipway-cache-{}-{h:016x}", sanitize(pipeline))
+}
+
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one stage container, from the parts `run` prepared"
+)]
+async fn stage_container(
+    docker: &Docker,
+    job: Job,
+    output: Output,
+    cancel: CancellationToken,
+    labels: HashMap<String, String>,
+    network: String,
+    script: String,
+    image: String,
+) -> Outcome {
     let workspace = match std::fs::canonicalize(&job.workspace) {
         Ok(p) => p,
         Err(e) => {
@@ -132,6 +286,19 @@ async fn run(
             ));
         }
     };
+    let pipeline = labels
+        .get("dev.slipway.pipeline")
+        .cloned()
+        .unwrap_or_default();
+    let mut binds = vec![format!("{}:{WORKSPACE}", workspace.display())];
+    for path in &job.stage.caches {
+        let target = if path.starts_with('/') {
+            path.clone()
+        } else {
+            format!("{WORKSPACE}/{}", path.trim_start_matches("./"))
+        };
+        binds.push(format!("{}:{target}", cache_volume(&pipeline, path)));
+    }
     let body = ContainerCreateBody {
         image: Some(image),
         // The script is not secret; secrets reach it only through the env.
@@ -140,7 +307,7 @@ async fn run(
         working_dir: Some(WORKSPACE.into()),
         labels: Some(labels),
         host_config: Some(HostConfig {
-            binds: Some(vec![format!("{}:{WORKSPACE}", workspace.display())]),
+            binds: Some(binds),
             network_mode: Some(network),
             ..Default::default()
         }),
@@ -163,13 +330,8 @@ async fn run(
         Err(e) => return Outcome::Error(format!("cannot create the container: {e}")),
     };
     let id = created.id;
-    let outcome = supervise(&docker, &id, &job, &output, &cancel).await;
-    let _ = docker
-        .remove_container(
-            &id,
-            Some(RemoveContainerOptionsBuilder::default().force(true).build()),
-        )
-        .await;
+    let outcome = supervise(docker, &id, &job, &output, &cancel).await;
+    remove(docker, &id).await;
     outcome
 }
 

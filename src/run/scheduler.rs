@@ -439,6 +439,7 @@ async fn spawn(
         env: job_env(stage, plan, opts, status),
         workspace: opts.workspace.clone(),
         timeout: stage.timeout_secs.map(Duration::from_secs),
+        secrets: opts.secrets.clone(),
     };
     let output = Output::new(stage.name.clone(), events.clone(), masker.clone());
     let backend = Arc::clone(backend);

@@ -156,3 +156,73 @@ fn no_engine_is_an_infrastructure_error() {
                 .and(predicates::str::contains("scripts/dev-env.sh")),
         );
 }
+
+#[test]
+fn a_cache_survives_two_runs() {
+    if !engine() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pipeline = format!("cache-check-{}", std::process::id());
+    let text = format!(
+        "pipeline \"{pipeline}\"\n\nstage count {{\n  image \"local/busybox\"\n  cache \"/cache/counter\"\n  \
+         run \"n=$(cat /cache/counter/n 2>/dev/null || echo 0); n=$((n + 1)); echo $n > /cache/counter/n; echo count=$n\"\n}}\n"
+    );
+    let mut counts = Vec::new();
+    for _ in 0..2 {
+        let (code, events, stderr, _) = run(dir.path(), &text, &[]);
+        assert_eq!(code, Some(0), "{stderr}");
+        counts.extend(events.iter().filter_map(|e| {
+            e["line"]
+                .as_str()
+                .and_then(|l| l.strip_prefix("count="))
+                .map(str::to_string)
+        }));
+    }
+    let volume = slipway::run::docker::cache_volume(&pipeline, "/cache/counter");
+    let _ = std::process::Command::new("/usr/bin/docker")
+        .args(["volume", "rm", "-f", &volume])
+        .output();
+    assert_eq!(
+        counts,
+        ["1", "2"],
+        "the cache did not keep its content between runs"
+    );
+}
+
+#[test]
+fn a_service_is_reached_by_its_name() {
+    if !engine() {
+        return;
+    }
+    // A web server image, built from local/busybox.
+    let ctx = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        "FROM local/busybox\nRUN mkdir -p /srv && echo pong > /srv/ping\nCMD [\"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/srv\"]\n",
+    )
+    .expect("write");
+    let built = std::process::Command::new("/usr/bin/docker")
+        .env("DOCKER_BUILDKIT", "0")
+        .args(["build", "-q", "-t", "local/slipway-test-httpd", "."])
+        .current_dir(ctx.path())
+        .output()
+        .expect("docker build");
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Two cells with the same service name run at once without clashing.
+    let (code, events, stderr, _) = run(
+        dir.path(),
+        "stage probe {\n  matrix { N = [\"1\", \"2\"] }\n  image \"local/busybox\"\n  service web \"local/slipway-test-httpd\"\n  \
+         run \"\"\"\n    for i in 1 2 3 4 5 6 7 8 9 10; do wget -q -O - http://web:8080/ping && exit 0; sleep 0.3; done\n    exit 1\n  \"\"\"\n}\n",
+        &["-j", "2"],
+    );
+    assert_eq!(code, Some(0), "{stderr}\n{events:?}");
+    let pongs = events.iter().filter(|e| e["line"] == "pong").count();
+    assert_eq!(pongs, 2, "{events:?}");
+}
