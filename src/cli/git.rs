@@ -57,11 +57,13 @@ impl Repo {
             .line(&["symbolic-ref", "--short", "-q", "HEAD"])
             .or_else(ci_branch);
         let tag = self.line(&["describe", "--tags", "--exact-match", "HEAD"]);
+        let source = self.line(&["remote", "get-url", "origin"]);
         GitContext {
             sha,
             short_sha,
             branch,
             tag,
+            source,
         }
     }
 
@@ -125,6 +127,13 @@ pub(crate) fn ci_context() -> GitContext {
         sha,
         branch: if tag.is_some() { None } else { ci_branch() },
         tag,
+        source: var(&["CI_PROJECT_URL"]).or_else(|| {
+            Some(format!(
+                "{}/{}",
+                var(&["GITHUB_SERVER_URL"])?,
+                var(&["GITHUB_REPOSITORY"])?
+            ))
+        }),
     }
 }
 

@@ -42,6 +42,9 @@ pub struct GitContext {
     pub short_sha: Option<String>,
     pub branch: Option<String>,
     pub tag: Option<String>,
+    /// Where the code comes from (the `origin` remote's URL), for image labels.
+    #[serde(default)]
+    pub source: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

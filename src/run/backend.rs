@@ -29,6 +29,8 @@ pub struct Job {
     pub timeout: Option<Duration>,
     /// Secret values by name, for services' env. Never printed.
     pub secrets: IndexMap<String, String>,
+    /// Where the code comes from, for image labels.
+    pub source: Option<String>,
 }
 
 /// How an attempt ended.

@@ -111,6 +111,9 @@ async fn run(
     labels: HashMap<String, String>,
     network: String,
 ) -> Outcome {
+    if let Some(build) = job.stage.build.clone() {
+        return super::build::build(&docker, &job, &build, &output, &cancel).await;
+    }
     let Some(script) = job.stage.run.clone() else {
         return Outcome::Error(format!(
             "the docker backend does not run `{}` stages yet (`{}`)",
@@ -242,13 +245,13 @@ async fn start_service(
     Ok(created.id)
 }
 
+/// Removes a container and its anonymous volumes.
 async fn remove(docker: &Docker, id: &str) {
-    let _ = docker
-        .remove_container(
-            id,
-            Some(RemoveContainerOptionsBuilder::default().force(true).build()),
-        )
-        .await;
+    let options = RemoveContainerOptionsBuilder::default()
+        .force(true)
+        .v(true)
+        .build();
+    let _ = docker.remove_container(id, Some(options)).await;
 }
 
 /// The volume a `cache` path lives in: one per pipeline and path, kept

@@ -3,6 +3,7 @@
 //! below it) is async.
 
 pub mod backend;
+mod build;
 pub mod docker;
 pub mod events;
 pub mod local;

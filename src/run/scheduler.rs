@@ -440,6 +440,7 @@ async fn spawn(
         workspace: opts.workspace.clone(),
         timeout: stage.timeout_secs.map(Duration::from_secs),
         secrets: opts.secrets.clone(),
+        source: plan.git.source.clone(),
     };
     let output = Output::new(stage.name.clone(), events.clone(), masker.clone());
     let backend = Arc::clone(backend);

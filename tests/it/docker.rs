@@ -226,3 +226,117 @@ fn a_service_is_reached_by_its_name() {
     let pongs = events.iter().filter(|e| e["line"] == "pong").count();
     assert_eq!(pongs, 2, "{events:?}");
 }
+
+#[test]
+fn sigterm_mid_run_leaves_no_container_network_or_volume() {
+    if !engine() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pipeline = format!("sigterm-check-{}", std::process::id());
+    std::fs::write(
+        dir.path().join("p.pipeline"),
+        format!(
+            "pipeline \"{pipeline}\"\n\nstage long {{\n  image \"local/busybox\"\n  service helper \"local/busybox\"\n  run \"touch started; sleep 60\"\n}}\n\
+             stage other {{\n  image \"local/busybox\"\n  run \"sleep 60\"\n}}\n"
+        ),
+    )
+    .expect("write");
+    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("slipway"))
+        .current_dir(dir.path())
+        .args(["run", "p.pipeline", "--output", "json", "-j", "2"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let start = Instant::now();
+    while !dir.path().join("started").exists() && start.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        dir.path().join("started").exists(),
+        "the stage never started"
+    );
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("signal");
+    let status = child.wait_with_output().expect("wait").status;
+    assert_eq!(status.code(), Some(130));
+    assert!(start.elapsed() < Duration::from_secs(30));
+    assert_eq!(
+        left_behind(&pipeline),
+        0,
+        "the run left containers or networks behind"
+    );
+    let volumes = std::process::Command::new("/usr/bin/docker")
+        .args(["volume", "ls", "-q", "--filter", "dangling=true"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).lines().count())
+        .unwrap_or(0);
+    assert_eq!(volumes, 0, "anonymous volumes were left behind");
+}
+
+fn registry_up() -> bool {
+    let up = std::net::TcpStream::connect("127.0.0.1:5000").is_ok();
+    assert!(
+        up || std::env::var("CI").is_err(),
+        "CI needs the registry on 127.0.0.1:5000: run scripts/dev-env.sh"
+    );
+    up
+}
+
+#[test]
+fn an_image_is_built_with_labels_pushed_and_inspected_back() {
+    if !engine() || !registry_up() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("Dockerfile"), "FROM local/busybox AS base\nRUN echo built > /built\nFROM base AS release\nARG GREETING\nRUN echo $GREETING > /greeting\n").expect("write");
+    std::fs::write(dir.path().join(".dockerignore"), "secret.txt\n").expect("write");
+    std::fs::write(dir.path().join("secret.txt"), "do not send").expect("write");
+    let tag = format!("127.0.0.1:5000/slipway-test/app:t{}", std::process::id());
+    let text = format!(
+        "pipeline \"labels\"\n\nstage package {{\n  build \".\" {{\n    target \"release\"\n    tag \"{tag}\"\n    label \"org.example.team\" = \"qa\"\n    arg \"GREETING\" = \"hi\"\n    push true\n  }}\n}}\n"
+    );
+    let (code, events, stderr, _) = run(dir.path(), &text, &["--sha", "0123456789abcdef"]);
+    assert_eq!(code, Some(0), "{stderr}\n{events:?}");
+    let docker = |args: &[&str]| {
+        let out = std::process::Command::new("/usr/bin/docker")
+            .args(args)
+            .output()
+            .expect("docker");
+        assert!(
+            out.status.success(),
+            "docker {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    // Gone locally, back from the registry.
+    docker(&["rmi", &tag]);
+    docker(&["pull", "-q", &tag]);
+    let labels: Value = serde_json::from_str(&docker(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{json .Config.Labels}}",
+        &tag,
+    ]))
+    .expect("labels");
+    assert_eq!(labels["org.example.team"], "qa");
+    assert_eq!(
+        labels["org.opencontainers.image.revision"],
+        "0123456789abcdef"
+    );
+    assert_eq!(labels["org.opencontainers.image.title"], "labels");
+    assert!(
+        labels["org.opencontainers.image.created"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("20"))
+    );
+    assert_eq!(
+        docker(&["run", "--rm", &tag, "cat", "/built", "/greeting"]),
+        "built\nhi"
+    );
+    let listing = docker(&["run", "--rm", &tag, "ls", "/"]);
+    assert!(!listing.contains("secret.txt"));
+    docker(&["rmi", &tag]);
+}

@@ -111,6 +111,7 @@ fn option_sets(pipeline: &Pipeline) -> Vec<Options> {
         short_sha: Some("0123456".into()),
         branch: Some("feature/ünïcode branch".into()),
         tag: Some("v1.2.3".into()),
+        source: Some("https://example.invalid/repo.git".into()),
     };
     vec![
         Options::default(),

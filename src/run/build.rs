@@ -1,0 +1,190 @@
+//! `build` stages on the Docker engine: the context sent as a tar (honouring
+//! `.dockerignore`), the image labelled with OCI labels from the git
+//! context, tagged, and pushed when asked.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use bollard::Docker;
+use bollard::query_parameters::{
+    BuildImageOptionsBuilder, PushImageOptionsBuilder, TagImageOptionsBuilder,
+};
+use futures_util::StreamExt as _;
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use tokio_util::sync::CancellationToken;
+
+use super::backend::{Job, Outcome, Output};
+use super::events::Stream;
+use crate::plan::PlannedBuild;
+
+/// Never sent to the engine, `.dockerignore` or not.
+const ALWAYS_IGNORED: [&str; 2] = [".git", ".slipway"];
+
+pub(crate) async fn build(
+    docker: &Docker,
+    job: &Job,
+    build: &PlannedBuild,
+    output: &Output,
+    cancel: &CancellationToken,
+) -> Outcome {
+    let context = job.workspace.join(&build.context);
+    let tar = match context_tar(&context) {
+        Ok(t) => t,
+        Err(e) => {
+            return Outcome::Error(format!(
+                "cannot read the build context `{}`: {e}",
+                context.display()
+            ));
+        }
+    };
+    let Some(first) = build.tags.first() else {
+        return Outcome::Error("a build needs a tag".into());
+    };
+    let mut labels: HashMap<String, String> = HashMap::new();
+    let git = &job.env;
+    let oci = [
+        (
+            "org.opencontainers.image.revision",
+            git.get("SLIPWAY_GIT_SHA").cloned().unwrap_or_default(),
+        ),
+        (
+            "org.opencontainers.image.created",
+            crate::run::events::now(),
+        ),
+        (
+            "org.opencontainers.image.title",
+            git.get("SLIPWAY_PIPELINE").cloned().unwrap_or_default(),
+        ),
+        (
+            "org.opencontainers.image.source",
+            job.source.clone().unwrap_or_default(),
+        ),
+    ];
+    for (k, v) in oci {
+        if !v.is_empty() {
+            labels.insert(k.to_string(), v);
+        }
+    }
+    // The pipeline's own labels win over the defaults.
+    labels.extend(build.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+    let args: HashMap<String, String> = build
+        .args
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let mut options = BuildImageOptionsBuilder::default()
+        .dockerfile(build.dockerfile.as_deref().unwrap_or("Dockerfile"))
+        .t(first)
+        .rm(true)
+        .forcerm(true)
+        .labels(&labels)
+        .buildargs(&args);
+    if let Some(target) = &build.target {
+        options = options.target(target);
+    }
+    let mut stream =
+        docker.build_image(options.build(), None, Some(bollard::body_full(tar.into())));
+    loop {
+        let next = tokio::select! {
+            n = stream.next() => n,
+            () = cancel.cancelled() => return Outcome::Cancelled,
+        };
+        let Some(item) = next else { break };
+        match item {
+            Ok(info) => {
+                if let Some(text) = info.stream {
+                    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                        output.line(Stream::Stdout, line).await;
+                    }
+                }
+                if let Some(err) = info.error_detail.and_then(|d| d.message) {
+                    return Outcome::Error(format!("the build failed: {err}"));
+                }
+            }
+            Err(e) => return Outcome::Error(format!("the build failed: {e}")),
+        }
+    }
+    for extra in &build.tags[1..] {
+        let (repo, tag) = split_tag(extra);
+        let options = TagImageOptionsBuilder::default()
+            .repo(repo)
+            .tag(tag)
+            .build();
+        if let Err(e) = docker.tag_image(first, Some(options)).await {
+            return Outcome::Error(format!("cannot tag `{extra}`: {e}"));
+        }
+    }
+    if build.push {
+        for reference in &build.tags {
+            output
+                .line(Stream::Stdout, &format!("pushing {reference}"))
+                .await;
+            let (repo, tag) = split_tag(reference);
+            let options = PushImageOptionsBuilder::default().tag(tag).build();
+            let mut push = docker.push_image(repo, Some(options), None);
+            while let Some(item) = push.next().await {
+                if let Err(e) = item {
+                    return Outcome::Error(format!("cannot push `{reference}`: {e}"));
+                }
+            }
+        }
+    }
+    Outcome::Exited(0)
+}
+
+/// `registry:5000/team/app:tag` → (`registry:5000/team/app`, `tag`).
+fn split_tag(reference: &str) -> (&str, &str) {
+    match reference.rsplit_once(':') {
+        Some((repo, tag)) if !tag.contains('/') => (repo, tag),
+        _ => (reference, "latest"),
+    }
+}
+
+/// The build context as a tar, without what `.dockerignore` excludes.
+fn context_tar(dir: &Path) -> std::io::Result<Vec<u8>> {
+    let ignore = dockerignore(dir);
+    let mut tar = tar::Builder::new(Vec::new());
+    tar.follow_symlinks(false);
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let mut entries: Vec<_> = std::fs::read_dir(&d)?.collect::<Result<_, _>>()?;
+        entries.sort_by_key(std::fs::DirEntry::file_name);
+        for entry in entries {
+            let path = entry.path();
+            let rel = path.strip_prefix(dir).unwrap_or(&path);
+            let rel_str = rel.to_string_lossy();
+            if ALWAYS_IGNORED.iter().any(|i| rel_str == *i) || ignore.is_match(rel) {
+                continue;
+            }
+            if entry.file_type()?.is_dir() {
+                stack.push(path);
+            } else {
+                tar.append_path_with_name(&path, rel)?;
+            }
+        }
+    }
+    tar.into_inner()
+}
+
+/// `.dockerignore` patterns, each also matching everything below it.
+fn dockerignore(dir: &Path) -> GlobSet {
+    let mut set = GlobSetBuilder::new();
+    if let Ok(text) = std::fs::read_to_string(dir.join(".dockerignore")) {
+        for line in text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with('!'))
+        {
+            let pattern = line
+                .trim_start_matches("./")
+                .trim_start_matches('/')
+                .trim_end_matches('/');
+            for p in [pattern.to_string(), format!("{pattern}/**")] {
+                if let Ok(g) = Glob::new(&p) {
+                    set.add(g);
+                }
+            }
+        }
+    }
+    set.build().unwrap_or_else(|_| GlobSet::empty())
+}
