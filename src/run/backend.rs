@@ -31,6 +31,9 @@ pub struct Job {
     pub secrets: IndexMap<String, String>,
     /// Where the code comes from, for image labels.
     pub source: Option<String>,
+    /// The artifacts of earlier stages this stage gets: each stage it comes
+    /// after, directly or not, with the paths that stage declared.
+    pub inputs: Vec<(String, Vec<String>)>,
 }
 
 /// How an attempt ended.

@@ -293,6 +293,7 @@ async fn stage_container(
         .get("dev.slipway.pipeline")
         .cloned()
         .unwrap_or_default();
+    let run_id = labels.get(RUN_LABEL).cloned().unwrap_or_default();
     let mut binds = vec![format!("{}:{WORKSPACE}", workspace.display())];
     for path in &job.stage.caches {
         let target = if path.starts_with('/') {
@@ -333,7 +334,29 @@ async fn stage_container(
         Err(e) => return Outcome::Error(format!("cannot create the container: {e}")),
     };
     let id = created.id;
-    let outcome = supervise(docker, &id, &job, &output, &cancel).await;
+    let store = job
+        .workspace
+        .join(".slipway")
+        .join("runs")
+        .join(&run_id)
+        .join("artifacts");
+    if let Err(e) = super::artifacts::put(docker, &id, &store, &job.inputs).await {
+        remove(docker, &id).await;
+        return Outcome::Error(e);
+    }
+    let mut outcome = supervise(docker, &id, &job, &output, &cancel).await;
+    if outcome == Outcome::Exited(0) {
+        if let Err(e) = super::artifacts::take(
+            docker,
+            &id,
+            &store.join(super::artifacts::dir_name(&job.stage.name)),
+            &job.stage.artifacts,
+        )
+        .await
+        {
+            outcome = Outcome::Error(e);
+        }
+    }
     remove(docker, &id).await;
     outcome
 }

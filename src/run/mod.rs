@@ -2,6 +2,7 @@
 //! and reports a stream of [`Event`]s. Only this module (and the backends
 //! below it) is async.
 
+mod artifacts;
 pub mod backend;
 mod build;
 pub mod docker;

@@ -441,6 +441,7 @@ async fn spawn(
         timeout: stage.timeout_secs.map(Duration::from_secs),
         secrets: opts.secrets.clone(),
         source: plan.git.source.clone(),
+        inputs: inputs(stage, plan),
     };
     let output = Output::new(stage.name.clone(), events.clone(), masker.clone());
     let backend = Arc::clone(backend);
@@ -455,6 +456,25 @@ async fn spawn(
             started,
         }
     });
+}
+
+/// Every stage `stage` comes after, directly or not, that declares
+/// artifacts, in plan order.
+fn inputs(stage: &PlannedStage, plan: &Plan) -> Vec<(String, Vec<String>)> {
+    let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
+    let mut stack: Vec<&str> = stage.after.iter().map(|a| &**a).collect();
+    while let Some(name) = stack.pop() {
+        if seen.insert(name) {
+            if let Some(s) = plan.stage(name) {
+                stack.extend(s.after.iter().map(|a| &**a));
+            }
+        }
+    }
+    plan.stages
+        .iter()
+        .filter(|s| seen.contains(s.name.as_str()) && !s.artifacts.is_empty())
+        .map(|s| (s.name.clone(), s.artifacts.clone()))
+        .collect()
 }
 
 /// The stage's environment as it runs: the plan's env with secrets filled

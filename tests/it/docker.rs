@@ -340,3 +340,35 @@ fn an_image_is_built_with_labels_pushed_and_inspected_back() {
     assert!(!listing.contains("secret.txt"));
     docker(&["rmi", &tag]);
 }
+
+#[test]
+fn an_artifact_is_handed_to_later_stages_and_kept() {
+    if !engine() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (code, events, stderr, _) = run(
+        dir.path(),
+        "stage make {\n  image \"local/busybox\"\n  artifact \"/out/\"\n  run \"mkdir -p /out && echo made-by-make > /out/report.txt\"\n}\n\
+         stage use after make {\n  image \"local/busybox\"\n  run \"echo use saw $(cat /out/report.txt)\"\n}\n\
+         stage later after use {\n  image \"local/busybox\"\n  run \"echo later saw $(cat /out/report.txt)\"\n}\n",
+        &[],
+    );
+    assert_eq!(code, Some(0), "{stderr}\n{events:?}");
+    for line in ["use saw made-by-make", "later saw made-by-make"] {
+        assert!(
+            events.iter().any(|e| e["line"] == line),
+            "no `{line}` in {events:?}"
+        );
+    }
+    let runs = dir.path().join(".slipway/runs");
+    let run = std::fs::read_dir(&runs)
+        .expect("run store")
+        .next()
+        .expect("one run")
+        .expect("entry")
+        .path();
+    let kept = std::fs::read_to_string(run.join("artifacts/make/out/report.txt"))
+        .expect("artifact kept in the store");
+    assert_eq!(kept.trim(), "made-by-make");
+}
