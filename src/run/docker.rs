@@ -3,7 +3,8 @@
 //! [`WORKSPACE`]. Everything a run creates carries the label
 //! `dev.slipway.run=<run id>`, so that nothing is left behind unnoticed.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bollard::Docker;
@@ -31,6 +32,39 @@ pub struct DockerBackend {
     run_id: String,
     network: String,
     pipeline: String,
+    shared: Shared,
+}
+
+impl Shared {
+    /// Removes a container in the background; `finish` waits for it.
+    async fn remove_later(&self, docker: &Docker, id: String) {
+        let task = {
+            let docker = docker.clone();
+            let id = id.clone();
+            tokio::spawn(async move { remove(&docker, &id).await })
+        };
+        // The guard is dropped before any await.
+        let unqueued = match self.removals.lock() {
+            Ok(mut pending) => {
+                pending.push(task);
+                None
+            }
+            Err(_) => Some(task),
+        };
+        if let Some(task) = unqueued {
+            let _ = task.await;
+        }
+    }
+}
+
+/// What the stages of one run share.
+#[derive(Clone, Default)]
+struct Shared {
+    /// Images known to be on the engine: each is looked up once per run.
+    images: Arc<Mutex<HashSet<String>>>,
+    /// Containers being removed in the background: a dependent need not
+    /// wait for its predecessor's container to be deleted. `finish` waits.
+    removals: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
 }
 
 impl DockerBackend {
@@ -65,11 +99,26 @@ impl DockerBackend {
             run_id,
             network,
             pipeline: pipeline.to_string(),
+            shared: Shared::default(),
         })
     }
 
-    /// Removes the run's network (containers are removed as stages end).
+    /// Waits for every container's removal, then removes the run's network.
     pub async fn finish(&self) {
+        loop {
+            let pending: Vec<_> = self
+                .shared
+                .removals
+                .lock()
+                .map(|mut r| r.drain(..).collect())
+                .unwrap_or_default();
+            if pending.is_empty() {
+                break;
+            }
+            for handle in pending {
+                let _ = handle.await;
+            }
+        }
         let _ = self.docker.remove_network(&self.network).await;
     }
 
@@ -99,7 +148,8 @@ impl Backend for DockerBackend {
             ("dev.slipway.stage".to_string(), job.stage.name.clone()),
         ]);
         let network = self.network.clone();
-        Box::pin(async move { run(docker, job, output, cancel, labels, network).await })
+        let shared = self.shared.clone();
+        Box::pin(async move { run(docker, job, output, cancel, labels, network, shared).await })
     }
 }
 
@@ -110,6 +160,7 @@ async fn run(
     cancel: CancellationToken,
     labels: HashMap<String, String>,
     network: String,
+    shared: Shared,
 ) -> Outcome {
     if let Some(build) = job.stage.build.clone() {
         return super::build::build(&docker, &job, &build, &output, &cancel).await;
@@ -123,10 +174,16 @@ async fn run(
     let Some(image) = job.stage.image.clone() else {
         return Outcome::Error(format!("stage `{}` has no image", job.stage.name));
     };
-    if let Err(e) = docker.inspect_image(&image).await {
-        return Outcome::Error(format!(
-            "image `{image}` is not on this engine and cannot be pulled here ({e}); build it first (scripts/dev-env.sh builds local/busybox and local/debian)"
-        ));
+    let known = shared.images.lock().is_ok_and(|i| i.contains(&image));
+    if !known {
+        if let Err(e) = docker.inspect_image(&image).await {
+            return Outcome::Error(format!(
+                "image `{image}` is not on this engine and cannot be pulled here ({e}); build it first (scripts/dev-env.sh builds local/busybox and local/debian)"
+            ));
+        }
+        if let Ok(mut images) = shared.images.lock() {
+            images.insert(image.clone());
+        }
     }
     // A stage with services gets a network of its own, so two stages (two
     // matrix cells, say) can each have a `db` without their names clashing.
@@ -161,6 +218,9 @@ async fn run(
     let outcome = match outcome {
         Some(o) => o,
         None => {
+            // With services, the stage's network goes once all its
+            // containers are gone, so its removal is waited for.
+            let background = (!own_network).then(|| shared.clone());
             stage_container(
                 &docker,
                 job,
@@ -170,6 +230,7 @@ async fn run(
                 network.clone(),
                 script,
                 image,
+                background,
             )
             .await
         }
@@ -279,6 +340,7 @@ async fn stage_container(
     network: String,
     script: String,
     image: String,
+    background: Option<Shared>,
 ) -> Outcome {
     let workspace = match std::fs::canonicalize(&job.workspace) {
         Ok(p) => p,
@@ -357,7 +419,10 @@ async fn stage_container(
             outcome = Outcome::Error(e);
         }
     }
-    remove(docker, &id).await;
+    match background {
+        Some(shared) => shared.remove_later(docker, id).await,
+        None => remove(docker, &id).await,
+    }
     outcome
 }
 
