@@ -60,6 +60,10 @@ pub(crate) struct RunArgs {
     #[arg(long, value_name = "FILE")]
     secrets_file: Option<PathBuf>,
 
+    /// When to pull images (docker backend).
+    #[arg(long, value_enum, default_value_t = crate::run::docker::Pull::Missing)]
+    pull: crate::run::docker::Pull,
+
     /// Also write a JUnit XML report, one test case per stage.
     #[arg(long, value_name = "FILE")]
     junit: Option<PathBuf>,
@@ -117,7 +121,7 @@ pub(crate) fn run(args: &RunArgs, global: &Global) -> u8 {
         ) = match args.backend {
             BackendKind::Local => (Arc::new(crate::run::local::LocalBackend), None),
             BackendKind::Docker => {
-                match crate::run::docker::DockerBackend::connect(&plan.pipeline).await {
+                match crate::run::docker::DockerBackend::connect(&plan.pipeline, args.pull).await {
                     Ok(d) => {
                         let d = Arc::new(d);
                         (Arc::clone(&d) as Arc<dyn Backend>, Some(d))

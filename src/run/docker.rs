@@ -27,6 +27,18 @@ pub const WORKSPACE: &str = "/workspace";
 /// The label every container and network of a run carries.
 pub const RUN_LABEL: &str = "dev.slipway.run";
 
+/// When to pull a stage's or service's image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Pull {
+    /// Never: an image must already be on the engine.
+    Never,
+    /// When the engine does not have it.
+    #[default]
+    Missing,
+    /// Before every run, even when the engine has it.
+    Always,
+}
+
 pub struct DockerBackend {
     docker: Docker,
     run_id: String,
@@ -65,12 +77,13 @@ struct Shared {
     /// Containers being removed in the background: a dependent need not
     /// wait for its predecessor's container to be deleted. `finish` waits.
     removals: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    pull: Pull,
 }
 
 impl DockerBackend {
     /// Connects to the engine (`DOCKER_HOST`, or `/var/run/docker.sock`) and
     /// creates the run's network.
-    pub async fn connect(pipeline: &str) -> Result<Self, String> {
+    pub async fn connect(pipeline: &str, pull: Pull) -> Result<Self, String> {
         let docker =
             Docker::connect_with_local_defaults().map_err(|e| not_running(&e.to_string()))?;
         docker
@@ -99,7 +112,10 @@ impl DockerBackend {
             run_id,
             network,
             pipeline: pipeline.to_string(),
-            shared: Shared::default(),
+            shared: Shared {
+                pull,
+                ..Shared::default()
+            },
         })
     }
 
@@ -174,16 +190,8 @@ async fn run(
     let Some(image) = job.stage.image.clone() else {
         return Outcome::Error(format!("stage `{}` has no image", job.stage.name));
     };
-    let known = shared.images.lock().is_ok_and(|i| i.contains(&image));
-    if !known {
-        if let Err(e) = docker.inspect_image(&image).await {
-            return Outcome::Error(format!(
-                "image `{image}` is not on this engine and cannot be pulled here ({e}); build it first (scripts/dev-env.sh builds local/busybox and local/debian)"
-            ));
-        }
-        if let Ok(mut images) = shared.images.lock() {
-            images.insert(image.clone());
-        }
+    if let Err(e) = ensure_image(&docker, &image, &shared, &output).await {
+        return Outcome::Error(e);
     }
     // A stage with services gets a network of its own, so two stages (two
     // matrix cells, say) can each have a `db` without their names clashing.
@@ -207,7 +215,7 @@ async fn run(
     let mut services = Vec::new();
     let mut outcome = None;
     for svc in &job.stage.services {
-        match start_service(&docker, svc, &job, &labels, &network).await {
+        match start_service(&docker, svc, &job, &labels, &network, &shared, &output).await {
             Ok(id) => services.push(id),
             Err(e) => {
                 outcome = Some(Outcome::Error(e));
@@ -244,6 +252,49 @@ async fn run(
     outcome
 }
 
+/// Makes sure the engine has `image`, pulling it as `--pull` says; each
+/// image is settled once per run.
+async fn ensure_image(
+    docker: &Docker,
+    image: &str,
+    shared: &Shared,
+    output: &Output,
+) -> Result<(), String> {
+    if shared.images.lock().is_ok_and(|i| i.contains(image)) {
+        return Ok(());
+    }
+    let present = docker.inspect_image(image).await.is_ok();
+    let pull = match shared.pull {
+        Pull::Never => false,
+        Pull::Missing => !present,
+        Pull::Always => true,
+    };
+    if pull {
+        output
+            .line(Stream::Stdout, &format!("pulling {image}"))
+            .await;
+        let options = bollard::query_parameters::CreateImageOptionsBuilder::default()
+            .from_image(image)
+            .build();
+        let mut stream = docker.create_image(Some(options), None, None);
+        while let Some(item) = stream.next().await {
+            if let Err(e) = item {
+                return Err(format!(
+                    "image `{image}` could not be pulled ({e}); build it first (scripts/dev-env.sh builds local/busybox and local/debian), or push it to a registry this engine can reach"
+                ));
+            }
+        }
+    } else if !present {
+        return Err(format!(
+            "image `{image}` is not on this engine, and `--pull never` forbids pulling it; build it first (scripts/dev-env.sh builds local/busybox and local/debian)"
+        ));
+    }
+    if let Ok(mut images) = shared.images.lock() {
+        images.insert(image.to_string());
+    }
+    Ok(())
+}
+
 /// Starts a service container, reachable on `network` by its name.
 async fn start_service(
     docker: &Docker,
@@ -251,13 +302,12 @@ async fn start_service(
     job: &Job,
     labels: &HashMap<String, String>,
     network: &str,
+    shared: &Shared,
+    output: &Output,
 ) -> Result<String, String> {
-    if let Err(e) = docker.inspect_image(&svc.image).await {
-        return Err(format!(
-            "service `{}`: image `{}` is not on this engine and cannot be pulled here ({e})",
-            svc.name, svc.image
-        ));
-    }
+    ensure_image(docker, &svc.image, shared, output)
+        .await
+        .map_err(|e| format!("service `{}`: {e}", svc.name))?;
     let mut env: Vec<String> = svc
         .env
         .iter()
