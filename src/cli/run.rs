@@ -133,6 +133,11 @@ pub(crate) fn run(args: &RunArgs, global: &Global) -> u8 {
         let cancel = CancellationToken::new();
         tokio::spawn(on_signals(cancel.clone()));
         let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
+        // On a terminal, human output gets a live view of running stages.
+        let mut live = (format == OutputFormat::Human
+            && std::io::stdout().is_terminal()
+            && std::io::stderr().is_terminal())
+        .then(crate::report::live::Live::new);
         let printer = tokio::spawn(async move {
             let mut out = std::io::stdout();
             while let Some(event) = rx.recv().await {
@@ -140,8 +145,13 @@ pub(crate) fn run(args: &RunArgs, global: &Global) -> u8 {
                     OutputFormat::Json => json_line(&event) + "\n",
                     OutputFormat::Human => human.event(&event),
                 };
-                // Live output: flush each event (a closed pipe stops printing, not the run).
-                let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+                match &mut live {
+                    Some(live) => live.show(&event, &text),
+                    // Live output: flush each event (a closed pipe stops printing, not the run).
+                    None => {
+                        let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+                    }
+                }
             }
             human
         });

@@ -3,5 +3,6 @@
 pub mod diagnostics;
 pub mod graph;
 pub mod junit;
+pub mod live;
 pub mod plan;
 pub mod run;
