@@ -142,6 +142,13 @@ pub async fn run(
     }
 
     let stop = cancel.child_token();
+    let launcher = Launcher {
+        plan,
+        opts,
+        backend: &backend,
+        events: &events,
+        masker: &masker,
+    };
     let mut running: JoinSet<Finished> = JoinSet::new();
     let mut failed = false;
     loop {
@@ -212,20 +219,9 @@ pub async fn run(
                     continue;
                 }
                 state[i] = State::Running;
-                spawn(
-                    &mut running,
-                    i,
-                    1,
-                    s,
-                    plan,
-                    opts,
-                    &backend,
-                    &events,
-                    &masker,
-                    &stop,
-                    RunStatus::Succeeded,
-                )
-                .await;
+                launcher
+                    .start(&mut running, i, 1, &stop, RunStatus::Succeeded)
+                    .await;
                 changed = true;
             }
         }
@@ -236,26 +232,7 @@ pub async fn run(
         let i = done.index;
         let s = &plan.stages[i];
         let elapsed = done.started.elapsed();
-        let (mut status, exit_code, message) = match &done.outcome {
-            Outcome::Exited(0) => (StageStatus::Succeeded, Some(0), None),
-            Outcome::Exited(c) => (
-                StageStatus::Failed,
-                Some(*c),
-                Some(format!("exited with {c}")),
-            ),
-            Outcome::TimedOut => (
-                StageStatus::TimedOut,
-                None,
-                s.timeout_secs.map(|t| {
-                    format!(
-                        "killed after its timeout of {}",
-                        humantime::format_duration(Duration::from_secs(t))
-                    )
-                }),
-            ),
-            Outcome::Cancelled => (StageStatus::Cancelled, None, Some("cancelled".into())),
-            Outcome::Error(e) => (StageStatus::Failed, None, Some(masker.mask(e))),
-        };
+        let (mut status, exit_code, message) = classify(&done.outcome, s, &masker);
         let retry = status.fails_pipeline() && done.attempt <= s.retry && !stop.is_cancelled();
         if !retry && s.allow_failure && status.fails_pipeline() {
             status = StageStatus::FailedAllowed;
@@ -277,20 +254,15 @@ pub async fn run(
         results[i].span = Some((results[i].span.map_or(begun, |(b, _)| b), begun + elapsed));
         if retry {
             state[i] = State::Running;
-            spawn(
-                &mut running,
-                i,
-                done.attempt + 1,
-                s,
-                plan,
-                opts,
-                &backend,
-                &events,
-                &masker,
-                &stop,
-                RunStatus::Succeeded,
-            )
-            .await;
+            launcher
+                .start(
+                    &mut running,
+                    i,
+                    done.attempt + 1,
+                    &stop,
+                    RunStatus::Succeeded,
+                )
+                .await;
             continue;
         }
         state[i] = State::Done(status);
@@ -321,43 +293,22 @@ pub async fn run(
         if !s.finally || !matches!(state[i], State::Pending) {
             continue;
         }
-        spawn(
-            &mut running,
-            i,
-            1,
-            s,
-            plan,
-            opts,
-            &backend,
-            &events,
-            &masker,
-            &finally_stop,
-            status,
-        )
-        .await;
+        launcher
+            .start(&mut running, i, 1, &finally_stop, status)
+            .await;
         if let Some(Ok(done)) = running.join_next().await {
             let elapsed = done.started.elapsed();
-            let (st, code) = match done.outcome {
-                Outcome::Exited(0) => (StageStatus::Succeeded, Some(0)),
-                Outcome::Exited(c) => (
-                    if s.allow_failure {
-                        StageStatus::FailedAllowed
-                    } else {
-                        StageStatus::Failed
-                    },
-                    Some(c),
-                ),
-                Outcome::TimedOut => (StageStatus::TimedOut, None),
-                Outcome::Cancelled => (StageStatus::Cancelled, None),
-                Outcome::Error(_) => (StageStatus::Failed, None),
-            };
+            let (mut st, code, message) = classify(&done.outcome, s, &masker);
+            if s.allow_failure && st.fails_pipeline() {
+                st = StageStatus::FailedAllowed;
+            }
             emit(Event::StageFinished {
                 stage: s.name.clone(),
                 status: st,
                 attempt: 1,
                 duration_ms: millis(elapsed),
                 exit_code: code,
-                message: None,
+                message: message.clone(),
                 time: now(),
             })
             .await;
@@ -368,7 +319,7 @@ pub async fn run(
                 attempts: 1,
                 duration: elapsed,
                 span: Some((begun, begun + elapsed)),
-                message: None,
+                message,
             };
         }
     }
@@ -409,53 +360,88 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-#[expect(
-    clippy::too_many_arguments,
-    reason = "the scheduler's state, passed to the one place that starts attempts"
-)]
-async fn spawn(
-    set: &mut JoinSet<Finished>,
-    index: usize,
-    attempt: u32,
+/// What every attempt of a run is started with.
+struct Launcher<'a> {
+    plan: &'a Plan,
+    opts: &'a RunOptions,
+    backend: &'a Arc<dyn Backend>,
+    events: &'a mpsc::Sender<Event>,
+    masker: &'a Masker,
+}
+
+impl Launcher<'_> {
+    /// Announces and starts one attempt of stage `index`; `status` is the
+    /// run's, for `finally` stages.
+    async fn start(
+        &self,
+        set: &mut JoinSet<Finished>,
+        index: usize,
+        attempt: u32,
+        cancel: &CancellationToken,
+        status: RunStatus,
+    ) {
+        let stage = &self.plan.stages[index];
+        let _ = self
+            .events
+            .send(Event::StageStarted {
+                stage: stage.name.clone(),
+                attempt,
+                time: now(),
+            })
+            .await;
+        let job = Job {
+            stage: stage.clone(),
+            attempt,
+            env: job_env(stage, self.plan, self.opts, status),
+            workspace: self.opts.workspace.clone(),
+            timeout: stage.timeout_secs.map(Duration::from_secs),
+            secrets: self.opts.secrets.clone(),
+            source: self.plan.git.source.clone(),
+            inputs: inputs(stage, self.plan),
+        };
+        let output = Output::new(stage.name.clone(), self.events.clone(), self.masker.clone());
+        let backend = Arc::clone(self.backend);
+        let cancel = cancel.clone();
+        set.spawn(async move {
+            let started = Instant::now();
+            let outcome = backend.execute(job, output, cancel).await;
+            Finished {
+                index,
+                attempt,
+                outcome,
+                started,
+            }
+        });
+    }
+}
+
+/// What an attempt's outcome means, before retries and `allow-failure`:
+/// the status, the exit code and why it failed.
+fn classify(
+    outcome: &Outcome,
     stage: &PlannedStage,
-    plan: &Plan,
-    opts: &RunOptions,
-    backend: &Arc<dyn Backend>,
-    events: &mpsc::Sender<Event>,
     masker: &Masker,
-    cancel: &CancellationToken,
-    status: RunStatus,
-) {
-    let _ = events
-        .send(Event::StageStarted {
-            stage: stage.name.clone(),
-            attempt,
-            time: now(),
-        })
-        .await;
-    let job = Job {
-        stage: stage.clone(),
-        attempt,
-        env: job_env(stage, plan, opts, status),
-        workspace: opts.workspace.clone(),
-        timeout: stage.timeout_secs.map(Duration::from_secs),
-        secrets: opts.secrets.clone(),
-        source: plan.git.source.clone(),
-        inputs: inputs(stage, plan),
-    };
-    let output = Output::new(stage.name.clone(), events.clone(), masker.clone());
-    let backend = Arc::clone(backend);
-    let cancel = cancel.clone();
-    set.spawn(async move {
-        let started = Instant::now();
-        let outcome = backend.execute(job, output, cancel).await;
-        Finished {
-            index,
-            attempt,
-            outcome,
-            started,
-        }
-    });
+) -> (StageStatus, Option<i32>, Option<String>) {
+    match outcome {
+        Outcome::Exited(0) => (StageStatus::Succeeded, Some(0), None),
+        Outcome::Exited(c) => (
+            StageStatus::Failed,
+            Some(*c),
+            Some(format!("exited with {c}")),
+        ),
+        Outcome::TimedOut => (
+            StageStatus::TimedOut,
+            None,
+            stage.timeout_secs.map(|t| {
+                format!(
+                    "killed after its timeout of {}",
+                    humantime::format_duration(Duration::from_secs(t))
+                )
+            }),
+        ),
+        Outcome::Cancelled => (StageStatus::Cancelled, None, Some("cancelled".into())),
+        Outcome::Error(e) => (StageStatus::Failed, None, Some(masker.mask(e))),
+    }
 }
 
 /// Every stage `stage` comes after, directly or not, that declares
