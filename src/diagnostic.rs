@@ -5,7 +5,7 @@
 
 use serde::Serialize;
 
-use crate::source::{SourceMap, Span};
+use crate::source::Span;
 
 /// Stable diagnostic codes. The string form (`slipway::unknown-stage`) is a
 /// public contract: documented in `docs/diagnostics.md` and matched by tools.
@@ -179,7 +179,7 @@ impl Diag {
 }
 
 /// Diagnostics in the order a reader wants them: by file, then position.
-pub fn sort(diags: &mut [Diag], _sources: &SourceMap) {
+pub fn sort(diags: &mut [Diag]) {
     diags.sort_by(|a, b| {
         (a.span().file, a.span().start, a.code).cmp(&(b.span().file, b.span().start, b.code))
     });

@@ -40,7 +40,7 @@ pub(crate) fn run(args: &CheckArgs, global: &Global) -> u8 {
         let found = crate::plan::validate(pipeline);
         if !found.is_empty() {
             checked.diagnostics.extend(found);
-            crate::diagnostic::sort(&mut checked.diagnostics, &checked.sources);
+            crate::diagnostic::sort(&mut checked.diagnostics);
             checked.pipeline = None;
         }
     }

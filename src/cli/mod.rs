@@ -382,7 +382,7 @@ pub(crate) fn make_plan(sel: &Selection, global: &Global) -> Result<crate::plan:
             None
         }
     };
-    crate::diagnostic::sort(&mut diags, &checked.sources);
+    crate::diagnostic::sort(&mut diags);
     // A usage error already made the one report there is room for.
     if !(usage && diags.is_empty()) {
         print_diags(&diags, &checked.sources, global);

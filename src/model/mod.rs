@@ -57,7 +57,7 @@ pub fn check(loaded: Loaded) -> Checked {
         unparsed,
     } = loaded;
     let pipeline = resolve::resolve(&sources, root, items, &unparsed, &mut diagnostics);
-    crate::diagnostic::sort(&mut diagnostics, &sources);
+    crate::diagnostic::sort(&mut diagnostics);
     diagnostics.dedup();
     let failed = diagnostics.iter().any(Diag::is_error);
     Checked {

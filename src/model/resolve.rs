@@ -239,18 +239,14 @@ impl<'a> Resolver<'a> {
             };
             let prev = stages.get(&stage.name).or_else(|| finally.get(&stage.name));
             if let Some(prev) = prev {
-                self.diags.push(
-                    Diag::error(
-                        Code::DuplicateStage,
-                        stage.span,
-                        format!("stage `{}` is defined twice", stage.name),
-                    )
-                    .label("defined again here")
-                    .with(prev.span, "first defined here")
-                    .help(
-                        "stage names are unique across the pipeline and its includes; rename one",
-                    ),
-                );
+                self.diags.push(Diag::twice(
+                    Code::DuplicateStage,
+                    stage.span,
+                    prev.span,
+                    &format!("stage `{}`", stage.name),
+                    "defined",
+                    "stage names are unique across the pipeline and its includes; rename one",
+                ));
                 continue;
             }
             if stage.finally {
@@ -273,20 +269,19 @@ impl<'a> Resolver<'a> {
         for clause in &decl.clauses {
             let kw = clause.keyword();
             if let Some(first) = seen.get(kw) {
-                self.diags.push(
-                    Diag::error(
-                        Code::DuplicateSetting,
-                        clause.span(),
-                        format!("`{kw}` is given twice"),
-                    )
-                    .label("given again here")
-                    .with(*first, "first given here")
-                    .help(match kw {
-                        "after" => "list every dependency in one `after`: `after a, b`",
-                        "when" => "combine the conditions with `&&` or `||`",
-                        _ => "a stage uses one template",
-                    }),
-                );
+                let help = match kw {
+                    "after" => "list every dependency in one `after`: `after a, b`",
+                    "when" => "combine the conditions with `&&` or `||`",
+                    _ => "a stage uses one template",
+                };
+                self.diags.push(Diag::twice(
+                    Code::DuplicateSetting,
+                    clause.span(),
+                    *first,
+                    &format!("`{kw}`"),
+                    "given",
+                    help,
+                ));
                 continue;
             }
             seen.insert(kw, clause.span());
