@@ -64,6 +64,12 @@ pub(crate) struct RunArgs {
     #[arg(long, value_enum, default_value_t = crate::run::docker::Pull::Missing)]
     pull: crate::run::docker::Pull,
 
+    /// How containers see the project (docker backend): `isolated` gives
+    /// each its own copy-on-write view, so stages at once cannot clash and
+    /// the project is not written; `shared` mounts the project read-write.
+    #[arg(long, value_enum, value_name = "MODE", default_value_t = crate::run::docker::WorkspaceMode::Isolated)]
+    workspace: crate::run::docker::WorkspaceMode,
+
     /// Also write a JUnit XML report, one test case per stage.
     #[arg(long, value_name = "FILE")]
     junit: Option<PathBuf>,
@@ -121,7 +127,13 @@ pub(crate) fn run(args: &RunArgs, global: &Global) -> u8 {
         ) = match args.backend {
             BackendKind::Local => (Arc::new(crate::run::local::LocalBackend), None),
             BackendKind::Docker => {
-                match crate::run::docker::DockerBackend::connect(&plan.pipeline, args.pull).await {
+                match crate::run::docker::DockerBackend::connect(
+                    &plan.pipeline,
+                    args.pull,
+                    args.workspace,
+                )
+                .await
+                {
                     Ok(d) => {
                         let d = Arc::new(d);
                         (Arc::clone(&d) as Arc<dyn Backend>, Some(d))

@@ -79,6 +79,14 @@ impl Output {
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
 pub trait Backend: Send + Sync {
+    /// Gets an attempt ready while the stages before it still run (the
+    /// Docker backend creates its container), so that `execute` only has to
+    /// start it. `execute` must work without it; a prepared attempt that
+    /// never executes is cleaned up when the backend finishes.
+    fn prepare(&self, job: &Job) {
+        let _ = job;
+    }
+
     /// Runs one attempt until it ends, is cancelled or times out.
     fn execute(&self, job: Job, output: Output, cancel: CancellationToken) -> BoxFuture<Outcome>;
 

@@ -2,18 +2,27 @@
 //! container on one network per run, with the workspace mounted at
 //! [`WORKSPACE`]. Everything a run creates carries the label
 //! `dev.slipway.run=<run id>`, so that nothing is left behind unnoticed.
+//!
+//! The workspace is isolated by default: each container sees the project
+//! through an overlay volume of its own (the project read-only below, a
+//! scratch layer on top), so stages running at once cannot clobber each
+//! other's files, and the project itself is never written. What a stage
+//! hands on goes through `artifact`. Containers are created ahead, while
+//! the stages they wait for still run ([`Backend::prepare`]).
 
 use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bollard::Docker;
 use bollard::models::{
     ContainerCreateBody, EndpointSettings, HostConfig, NetworkCreateRequest, NetworkingConfig,
+    VolumeCreateRequest,
 };
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, KillContainerOptionsBuilder, LogsOptionsBuilder,
-    RemoveContainerOptionsBuilder, WaitContainerOptionsBuilder,
+    RemoveContainerOptionsBuilder, RemoveVolumeOptions, WaitContainerOptionsBuilder,
 };
 use futures_util::StreamExt as _;
 use tokio_util::sync::CancellationToken;
@@ -39,6 +48,17 @@ pub enum Pull {
     Always,
 }
 
+/// How stages see the project directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum WorkspaceMode {
+    /// Each container gets its own copy-on-write view (an overlay volume);
+    /// the project is not written.
+    #[default]
+    Isolated,
+    /// Every container mounts the project directory itself, read-write.
+    Shared,
+}
+
 pub struct DockerBackend {
     docker: Docker,
     run_id: String,
@@ -47,13 +67,22 @@ pub struct DockerBackend {
     shared: Shared,
 }
 
+/// A stage's container, created and not yet started.
+struct Created {
+    id: String,
+    /// The overlay volume holding its view of the workspace.
+    volume: Option<String>,
+}
+
+type Pending = tokio::task::JoinHandle<Result<Created, String>>;
+
 impl Shared {
-    /// Removes a container in the background; `finish` waits for it.
-    async fn remove_later(&self, docker: &Docker, id: String) {
+    /// Removes a container (and its workspace volume) in the background;
+    /// `finish` waits for it.
+    async fn remove_later(&self, docker: &Docker, created: Created) {
         let task = {
             let docker = docker.clone();
-            let id = id.clone();
-            tokio::spawn(async move { remove(&docker, &id).await })
+            tokio::spawn(async move { remove_created(&docker, created).await })
         };
         // The guard is dropped before any await.
         let unqueued = match self.removals.lock() {
@@ -77,13 +106,19 @@ struct Shared {
     /// Containers being removed in the background: a dependent need not
     /// wait for its predecessor's container to be deleted. `finish` waits.
     removals: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    /// Containers created ahead, by stage and attempt.
+    prepared: Arc<Mutex<HashMap<(String, u32), Pending>>>,
     pull: Pull,
+    mode: WorkspaceMode,
+    /// Where the overlay volumes' writable layers live, one folder per
+    /// container; removed when the run finishes.
+    scratch: PathBuf,
 }
 
 impl DockerBackend {
     /// Connects to the engine (`DOCKER_HOST`, or `/var/run/docker.sock`) and
     /// creates the run's network.
-    pub async fn connect(pipeline: &str, pull: Pull) -> Result<Self, String> {
+    pub async fn connect(pipeline: &str, pull: Pull, mode: WorkspaceMode) -> Result<Self, String> {
         let docker =
             Docker::connect_with_local_defaults().map_err(|e| not_running(&e.to_string()))?;
         docker
@@ -109,18 +144,32 @@ impl DockerBackend {
             .map_err(|e| format!("cannot create the run's network: {e}"))?;
         Ok(Self {
             docker,
-            run_id,
             network,
             pipeline: pipeline.to_string(),
             shared: Shared {
                 pull,
+                mode,
+                scratch: std::env::temp_dir().join(format!("slipway-{run_id}")),
                 ..Shared::default()
             },
+            run_id,
         })
     }
 
-    /// Waits for every container's removal, then removes the run's network.
+    /// Removes the containers created ahead that never ran, waits for every
+    /// container's removal, then removes the run's network and scratch.
     pub async fn finish(&self) {
+        let unused: Vec<Pending> = self
+            .shared
+            .prepared
+            .lock()
+            .map(|mut p| p.drain().map(|(_, v)| v).collect())
+            .unwrap_or_default();
+        for pending in unused {
+            if let Ok(Ok(created)) = pending.await {
+                self.shared.remove_later(&self.docker, created).await;
+            }
+        }
         loop {
             let pending: Vec<_> = self
                 .shared
@@ -136,6 +185,17 @@ impl DockerBackend {
             }
         }
         let _ = self.docker.remove_network(&self.network).await;
+        if self.shared.scratch.exists() {
+            let _ = std::fs::remove_dir_all(&self.shared.scratch);
+        }
+    }
+
+    fn labels(&self, stage: &str) -> HashMap<String, String> {
+        HashMap::from([
+            (RUN_LABEL.to_string(), self.run_id.clone()),
+            ("dev.slipway.pipeline".to_string(), self.pipeline.clone()),
+            ("dev.slipway.stage".to_string(), stage.to_string()),
+        ])
     }
 
     pub fn run_id(&self) -> &str {
@@ -156,13 +216,35 @@ impl Backend for DockerBackend {
         "docker"
     }
 
+    /// Creates the container of a plain `run` stage ahead, when its image is
+    /// already settled (pulls stay in `execute`, where they are reported).
+    fn prepare(&self, job: &Job) {
+        if job.stage.build.is_some() || !job.stage.services.is_empty() {
+            return;
+        }
+        let (Some(script), Some(image)) = (job.stage.run.clone(), job.stage.image.clone()) else {
+            return;
+        };
+        let docker = self.docker.clone();
+        let shared = self.shared.clone();
+        let labels = self.labels(&job.stage.name);
+        let network = self.network.clone();
+        let job = job.clone();
+        let key = (job.stage.name.clone(), job.attempt);
+        let task = tokio::spawn(async move {
+            if !image_settled(&docker, &image, &shared).await {
+                return Err(String::new());
+            }
+            create_stage(&docker, &job, labels, network, script, image, &shared).await
+        });
+        if let Ok(mut prepared) = self.shared.prepared.lock() {
+            prepared.insert(key, task);
+        }
+    }
+
     fn execute(&self, job: Job, output: Output, cancel: CancellationToken) -> BoxFuture<Outcome> {
         let docker = self.docker.clone();
-        let labels = HashMap::from([
-            (RUN_LABEL.to_string(), self.run_id.clone()),
-            ("dev.slipway.pipeline".to_string(), self.pipeline.clone()),
-            ("dev.slipway.stage".to_string(), job.stage.name.clone()),
-        ]);
+        let labels = self.labels(&job.stage.name);
         let network = self.network.clone();
         let shared = self.shared.clone();
         Box::pin(async move { run(docker, job, output, cancel, labels, network, shared).await })
@@ -216,9 +298,31 @@ async fn run(
     let mut outcome = None;
     for svc in &job.stage.services {
         match start_service(&docker, svc, &job, &labels, &network, &shared, &output).await {
-            Ok(id) => services.push(id),
+            Ok(id) => services.push((svc.name.clone(), id)),
             Err(e) => {
                 outcome = Some(Outcome::Error(e));
+                break;
+            }
+        }
+    }
+    // All services start at once; then the stage waits for each to be ready.
+    if outcome.is_none() {
+        let limit = job.timeout.unwrap_or(SERVICE_READY_LIMIT);
+        for (name, id) in &services {
+            let ready = tokio::select! {
+                r = tokio::time::timeout(limit, service_ready(&docker, name, id, &output)) => {
+                    r.unwrap_or_else(|_| Err(format!(
+                        "service `{name}` was not healthy after {}", humantime::format_duration(limit)
+                    )))
+                }
+                () = cancel.cancelled() => Err("cancelled".into()),
+            };
+            if let Err(e) = ready {
+                outcome = Some(if cancel.is_cancelled() {
+                    Outcome::Cancelled
+                } else {
+                    Outcome::Error(e)
+                });
                 break;
             }
         }
@@ -229,21 +333,46 @@ async fn run(
             // With services, the stage's network goes once all its
             // containers are gone, so its removal is waited for.
             let background = (!own_network).then(|| shared.clone());
-            stage_container(
-                &docker,
-                job,
-                output,
-                cancel,
-                labels,
-                network.clone(),
-                script,
-                image,
-                background,
-            )
-            .await
+            let ahead = shared
+                .prepared
+                .lock()
+                .ok()
+                .and_then(|mut p| p.remove(&(job.stage.name.clone(), job.attempt)));
+            // A container made ahead is used when it was made; otherwise
+            // (image not yet there, or it failed) it is made now, and any
+            // error is this attempt's.
+            let ahead = match ahead {
+                Some(task) => task.await.ok().and_then(Result::ok),
+                None => None,
+            };
+            let created = match ahead {
+                Some(c) => Ok(c),
+                None => {
+                    create_stage(
+                        &docker,
+                        &job,
+                        labels.clone(),
+                        network.clone(),
+                        script,
+                        image,
+                        &shared,
+                    )
+                    .await
+                }
+            };
+            match created {
+                Ok(created) => {
+                    let run_id = labels.get(RUN_LABEL).cloned().unwrap_or_default();
+                    run_stage(
+                        &docker, created, &job, &output, &cancel, &run_id, background,
+                    )
+                    .await
+                }
+                Err(e) => Outcome::Error(e),
+            }
         }
     };
-    for id in services {
+    for (_, id) in services {
         remove(&docker, &id).await;
     }
     if own_network {
@@ -356,6 +485,75 @@ async fn start_service(
     Ok(created.id)
 }
 
+/// How long a stage waits for its services' healthchecks when it has no
+/// `timeout` of its own.
+const SERVICE_READY_LIMIT: Duration = Duration::from_secs(120);
+
+/// Waits until a service is ready: healthy, when its image declares a
+/// `HEALTHCHECK`; running, otherwise. A service that exits or turns
+/// unhealthy fails the stage with what its healthcheck last said.
+async fn service_ready(
+    docker: &Docker,
+    name: &str,
+    id: &str,
+    output: &Output,
+) -> Result<(), String> {
+    use bollard::models::HealthStatusEnum;
+    let mut told = false;
+    loop {
+        let info = docker
+            .inspect_container(
+                id,
+                None::<bollard::query_parameters::InspectContainerOptions>,
+            )
+            .await
+            .map_err(|e| format!("service `{name}`: cannot inspect its container: {e}"))?;
+        let state = info.state.unwrap_or_default();
+        if state.running != Some(true) {
+            return Err(format!(
+                "service `{name}` exited with {} before it was ready",
+                state.exit_code.unwrap_or_default()
+            ));
+        }
+        let Some(health) = state.health else {
+            return Ok(());
+        };
+        match health.status {
+            None
+            | Some(HealthStatusEnum::NONE | HealthStatusEnum::EMPTY | HealthStatusEnum::HEALTHY) => {
+                return Ok(());
+            }
+            Some(HealthStatusEnum::UNHEALTHY) => {
+                let last = health
+                    .log
+                    .and_then(|l| l.last().and_then(|r| r.output.clone()))
+                    .unwrap_or_default();
+                return Err(format!("service `{name}` is unhealthy: {}", last.trim()));
+            }
+            Some(HealthStatusEnum::STARTING) => {
+                if !told {
+                    output
+                        .line(
+                            Stream::Stdout,
+                            &format!("waiting for service `{name}` to be healthy"),
+                        )
+                        .await;
+                    told = true;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}
+
+/// Removes a stage's container, then its workspace volume.
+async fn remove_created(docker: &Docker, created: Created) {
+    remove(docker, &created.id).await;
+    if let Some(v) = created.volume {
+        let _ = docker.remove_volume(&v, None::<RemoveVolumeOptions>).await;
+    }
+}
+
 /// Removes a container and its anonymous volumes.
 async fn remove(docker: &Docker, id: &str) {
     let options = RemoveContainerOptionsBuilder::default()
@@ -377,36 +575,61 @@ pub fn cache_volume(pipeline: &str, path: &str) -> String {
     format!("slipway-cache-{}-{h:016x}", sanitize(pipeline))
 }
 
-#[expect(
-    clippy::too_many_arguments,
-    reason = "one stage container, from the parts `run` prepared"
-)]
-async fn stage_container(
+/// Whether `image` can be used without a pull: known this run, or on the
+/// engine when `--pull` does not ask for a fresh copy.
+async fn image_settled(docker: &Docker, image: &str, shared: &Shared) -> bool {
+    if shared.images.lock().is_ok_and(|i| i.contains(image)) {
+        return true;
+    }
+    if shared.pull == Pull::Always || docker.inspect_image(image).await.is_err() {
+        return false;
+    }
+    if let Ok(mut images) = shared.images.lock() {
+        images.insert(image.to_string());
+    }
+    true
+}
+
+/// Creates (does not start) the container of a `run` stage, with its view
+/// of the workspace, its caches, env and labels.
+async fn create_stage(
     docker: &Docker,
-    job: Job,
-    output: Output,
-    cancel: CancellationToken,
+    job: &Job,
     labels: HashMap<String, String>,
     network: String,
     script: String,
     image: String,
-    background: Option<Shared>,
-) -> Outcome {
-    let workspace = match std::fs::canonicalize(&job.workspace) {
-        Ok(p) => p,
-        Err(e) => {
-            return Outcome::Error(format!(
-                "cannot use the workspace `{}`: {e}",
-                job.workspace.display()
-            ));
-        }
-    };
+    shared: &Shared,
+) -> Result<Created, String> {
+    let workspace = std::fs::canonicalize(&job.workspace).map_err(|e| {
+        format!(
+            "cannot use the workspace `{}`: {e}",
+            job.workspace.display()
+        )
+    })?;
     let pipeline = labels
         .get("dev.slipway.pipeline")
         .cloned()
         .unwrap_or_default();
-    let run_id = labels.get(RUN_LABEL).cloned().unwrap_or_default();
-    let mut binds = vec![format!("{}:{WORKSPACE}", workspace.display())];
+    // Unique per container: a retry or a matrix cell never shares a name.
+    let name = format!(
+        "slipway-{}-{}-{}",
+        sanitize(&job.stage.name),
+        job.attempt,
+        jiff::Timestamp::now().as_microsecond()
+    );
+    let volume = match shared.mode {
+        WorkspaceMode::Isolated => {
+            Some(overlay_volume(docker, &workspace, &name, &labels, &shared.scratch).await?)
+        }
+        WorkspaceMode::Shared => None,
+    };
+    let mut binds = vec![format!(
+        "{}:{WORKSPACE}",
+        volume
+            .clone()
+            .unwrap_or_else(|| workspace.display().to_string())
+    )];
     for path in &job.stage.caches {
         let target = if path.starts_with('/') {
             path.clone()
@@ -429,38 +652,94 @@ async fn stage_container(
         }),
         ..Default::default()
     };
-    let name = format!(
-        "slipway-{}-{}-{}",
-        sanitize(&job.stage.name),
-        job.attempt,
-        jiff::Timestamp::now().as_microsecond()
-    );
-    let created = match docker
+    match docker
         .create_container(
             Some(CreateContainerOptionsBuilder::default().name(&name).build()),
             body,
         )
         .await
     {
-        Ok(c) => c,
-        Err(e) => return Outcome::Error(format!("cannot create the container: {e}")),
-    };
-    let id = created.id;
+        Ok(c) => Ok(Created { id: c.id, volume }),
+        Err(e) => {
+            if let Some(v) = &volume {
+                let _ = docker.remove_volume(v, None::<RemoveVolumeOptions>).await;
+            }
+            Err(format!("cannot create the container: {e}"))
+        }
+    }
+}
+
+/// A volume that shows the project read-only with a writable layer of its
+/// own on top (overlayfs through the `local` driver), so that a container
+/// can write anywhere in its workspace without touching the project or
+/// another container's files.
+async fn overlay_volume(
+    docker: &Docker,
+    workspace: &Path,
+    name: &str,
+    labels: &HashMap<String, String>,
+    scratch: &Path,
+) -> Result<String, String> {
+    let lower = workspace.display().to_string();
+    // overlayfs splits its options on `,` and its lower dirs on `:`.
+    if lower.contains([',', ':']) {
+        return Err(format!(
+            "the workspace path `{lower}` contains `,` or `:`, which an overlay mount cannot take; run with `--workspace shared`"
+        ));
+    }
+    let dir = scratch.join(name);
+    let (upper, work) = (dir.join("upper"), dir.join("work"));
+    for d in [&upper, &work] {
+        std::fs::create_dir_all(d)
+            .map_err(|e| format!("cannot create `{}` for the workspace: {e}", d.display()))?;
+    }
+    let options = format!(
+        "lowerdir={lower},upperdir={},workdir={}",
+        upper.display(),
+        work.display()
+    );
+    docker
+        .create_volume(VolumeCreateRequest {
+            name: Some(name.to_string()),
+            driver: Some("local".into()),
+            driver_opts: Some(HashMap::from([
+                ("type".to_string(), "overlay".to_string()),
+                ("device".to_string(), "overlay".to_string()),
+                ("o".to_string(), options),
+            ])),
+            labels: Some(labels.clone()),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| format!("cannot create the workspace volume: {e}"))?;
+    Ok(name.to_string())
+}
+
+/// Copies the artifacts in, runs the created container to its end, and
+/// copies its own artifacts out when it succeeded.
+async fn run_stage(
+    docker: &Docker,
+    created: Created,
+    job: &Job,
+    output: &Output,
+    cancel: &CancellationToken,
+    run_id: &str,
+    background: Option<Shared>,
+) -> Outcome {
     let store = job
         .workspace
         .join(".slipway")
         .join("runs")
-        .join(&run_id)
+        .join(run_id)
         .join("artifacts");
-    if let Err(e) = super::artifacts::put(docker, &id, &store, &job.inputs).await {
-        remove(docker, &id).await;
-        return Outcome::Error(e);
-    }
-    let mut outcome = supervise(docker, &id, &job, &output, &cancel).await;
+    let mut outcome = match super::artifacts::put(docker, &created.id, &store, &job.inputs).await {
+        Ok(()) => supervise(docker, &created.id, job, output, cancel).await,
+        Err(e) => Outcome::Error(e),
+    };
     if outcome == Outcome::Exited(0) {
         if let Err(e) = super::artifacts::take(
             docker,
-            &id,
+            &created.id,
             &store.join(super::artifacts::dir_name(&job.stage.name)),
             &job.stage.artifacts,
         )
@@ -470,8 +749,8 @@ async fn stage_container(
         }
     }
     match background {
-        Some(shared) => shared.remove_later(docker, id).await,
-        None => remove(docker, &id).await,
+        Some(shared) => shared.remove_later(docker, created).await,
+        None => remove_created(docker, created).await,
     }
     outcome
 }

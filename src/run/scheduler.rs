@@ -151,6 +151,7 @@ pub async fn run(
     };
     let mut running: JoinSet<Finished> = JoinSet::new();
     let mut failed = false;
+    let mut prepared = vec![false; plan.stages.len()];
     loop {
         // Skip what can no longer run, start what can.
         let mut changed = true;
@@ -219,10 +220,33 @@ pub async fn run(
                     continue;
                 }
                 state[i] = State::Running;
+                prepared[i] = true;
                 launcher
                     .start(&mut running, i, 1, &stop, RunStatus::Succeeded)
                     .await;
                 changed = true;
+            }
+        }
+        // Get the next stages ready while the ones they wait for run: a
+        // stage whose dependencies have all started is prepared once.
+        if !stop.is_cancelled() {
+            for i in 0..plan.stages.len() {
+                let s = &plan.stages[i];
+                if prepared[i] || s.finally || s.kind == "manual" {
+                    continue;
+                }
+                if !matches!(state[i], State::Pending) {
+                    continue;
+                }
+                let soon = deps[i].iter().all(|&d| match state[d] {
+                    State::Running => true,
+                    State::Done(st) => st.lets_dependents_run(),
+                    _ => false,
+                });
+                if soon {
+                    prepared[i] = true;
+                    backend.prepare(&launcher.job(i, 1, RunStatus::Succeeded));
+                }
             }
         }
         let Some(joined) = running.join_next().await else {
@@ -370,6 +394,21 @@ struct Launcher<'a> {
 }
 
 impl Launcher<'_> {
+    /// One attempt of stage `index`, as the backend gets it.
+    fn job(&self, index: usize, attempt: u32, status: RunStatus) -> Job {
+        let stage = &self.plan.stages[index];
+        Job {
+            stage: stage.clone(),
+            attempt,
+            env: job_env(stage, self.plan, self.opts, status),
+            workspace: self.opts.workspace.clone(),
+            timeout: stage.timeout_secs.map(Duration::from_secs),
+            secrets: self.opts.secrets.clone(),
+            source: self.plan.git.source.clone(),
+            inputs: inputs(stage, self.plan),
+        }
+    }
+
     /// Announces and starts one attempt of stage `index`; `status` is the
     /// run's, for `finally` stages.
     async fn start(
@@ -389,16 +428,7 @@ impl Launcher<'_> {
                 time: now(),
             })
             .await;
-        let job = Job {
-            stage: stage.clone(),
-            attempt,
-            env: job_env(stage, self.plan, self.opts, status),
-            workspace: self.opts.workspace.clone(),
-            timeout: stage.timeout_secs.map(Duration::from_secs),
-            secrets: self.opts.secrets.clone(),
-            source: self.plan.git.source.clone(),
-            inputs: inputs(stage, self.plan),
-        };
+        let job = self.job(index, attempt, status);
         let output = Output::new(stage.name.clone(), self.events.clone(), self.masker.clone());
         let backend = Arc::clone(self.backend);
         let cancel = cancel.clone();

@@ -60,6 +60,37 @@ fn left_behind(pipeline: &str) -> usize {
     };
     list(&["ps", "-a", "-q", "--filter", &filter])
         + list(&["network", "ls", "-q", "--filter", &filter])
+        + list(&["volume", "ls", "-q", "--filter", &filter])
+}
+
+/// A web server image built from local/busybox whose `HEALTHCHECK` passes
+/// only once it has served for a second: a stage that used it too early
+/// would not find `/ping`.
+fn httpd_image() -> &'static str {
+    build_image(
+        "local/slipway-test-httpd:healthcheck",
+        "FROM local/busybox\n\
+         HEALTHCHECK --interval=1s --timeout=1s --retries=30 CMD test -f /srv/ping\n\
+         CMD [\"sh\", \"-c\", \"mkdir -p /srv && sleep 1.5 && echo pong > /srv/ping && exec httpd -f -p 8080 -h /srv\"]\n",
+    )
+}
+
+/// Builds `dockerfile` (FROM local images only) as `tag`.
+fn build_image(tag: &'static str, dockerfile: &str) -> &'static str {
+    let ctx = tempfile::tempdir().expect("tempdir");
+    std::fs::write(ctx.path().join("Dockerfile"), dockerfile).expect("write");
+    let built = std::process::Command::new("/usr/bin/docker")
+        .env("DOCKER_BUILDKIT", "0")
+        .args(["build", "-q", "-t", tag, "."])
+        .current_dir(ctx.path())
+        .output()
+        .expect("docker build");
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    tag
 }
 
 #[test]
@@ -70,7 +101,7 @@ fn stages_run_in_containers_in_parallel_and_leave_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let pipeline = format!("leak-check-{}", std::process::id());
     let mut text = format!(
-        "pipeline \"{pipeline}\"\n\nenv {{ GREETING = \"hello\" }}\n\nstage first {{\n  image \"local/busybox\"\n  run \"echo $GREETING > first.txt\"\n}}\n"
+        "pipeline \"{pipeline}\"\n\nenv {{ GREETING = \"hello\" }}\n\nstage first {{\n  image \"local/busybox\"\n  artifact \"first.txt\"\n  run \"echo $GREETING > first.txt\"\n}}\n"
     );
     for i in 0..3 {
         text.push_str(&format!(
@@ -211,40 +242,100 @@ fn a_cache_survives_two_runs() {
 }
 
 #[test]
-fn a_service_is_reached_by_its_name() {
+fn a_service_is_reached_by_its_name_once_healthy() {
     if !engine() {
         return;
     }
-    // A web server image, built from local/busybox.
-    let ctx = tempfile::tempdir().expect("tempdir");
-    std::fs::write(
-        ctx.path().join("Dockerfile"),
-        "FROM local/busybox\nRUN mkdir -p /srv && echo pong > /srv/ping\nCMD [\"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/srv\"]\n",
-    )
-    .expect("write");
-    let built = std::process::Command::new("/usr/bin/docker")
-        .env("DOCKER_BUILDKIT", "0")
-        .args(["build", "-q", "-t", "local/slipway-test-httpd", "."])
-        .current_dir(ctx.path())
-        .output()
-        .expect("docker build");
-    assert!(
-        built.status.success(),
-        "{}",
-        String::from_utf8_lossy(&built.stderr)
-    );
-
+    let image = httpd_image();
     let dir = tempfile::tempdir().expect("tempdir");
-    // Two cells with the same service name run at once without clashing.
+    // Two cells with the same service name run at once without clashing;
+    // one request each, with no retry: the stage starts only once its
+    // service's healthcheck passes.
     let (code, events, stderr, _) = run(
         dir.path(),
-        "stage probe {\n  matrix { N = [\"1\", \"2\"] }\n  image \"local/busybox\"\n  service web \"local/slipway-test-httpd\"\n  \
-         run \"\"\"\n    for i in 1 2 3 4 5 6 7 8 9 10; do wget -q -O - http://web:8080/ping && exit 0; sleep 0.3; done\n    exit 1\n  \"\"\"\n}\n",
+        &format!(
+            "stage probe {{\n  matrix {{ N = [\"1\", \"2\"] }}\n  image \"local/busybox\"\n  service web \"{image}\"\n  \
+             run \"wget -q -O - http://web:8080/ping\"\n}}\n"
+        ),
         &["-j", "2"],
     );
     assert_eq!(code, Some(0), "{stderr}\n{events:?}");
     let pongs = events.iter().filter(|e| e["line"] == "pong").count();
     assert_eq!(pongs, 2, "{events:?}");
+    assert!(
+        events
+            .iter()
+            .any(|e| e["line"] == "waiting for service `web` to be healthy"),
+        "{events:?}"
+    );
+}
+
+#[test]
+fn a_service_that_exits_fails_the_stage_with_its_name() {
+    if !engine() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    // It exits with 3 while its healthcheck has not passed yet.
+    let image = build_image(
+        "local/slipway-test-dies:healthcheck",
+        "FROM local/busybox\n\
+         HEALTHCHECK --interval=1s --timeout=1s --retries=30 CMD test -f /never\n\
+         CMD [\"sh\", \"-c\", \"sleep 1; exit 3\"]\n",
+    );
+    let (code, events, stderr, _) = run(
+        dir.path(),
+        &format!(
+            "stage probe {{\n  image \"local/busybox\"\n  service web \"{image}\"\n  run \"echo never\"\n}}\n"
+        ),
+        &[],
+    );
+    assert_eq!(code, Some(1), "{stderr}\n{events:?}");
+    let finished = events
+        .iter()
+        .find(|e| e["event"] == "stage_finished")
+        .expect("finished");
+    assert!(
+        finished["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("service `web` exited with 3 before it was ready")),
+        "{finished}"
+    );
+    assert!(!events.iter().any(|e| e["line"] == "never"));
+}
+
+#[test]
+fn stages_at_once_each_see_their_own_workspace_and_the_project_is_not_written() {
+    if !engine() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("input.txt"), "from the project\n").expect("write");
+    // Each stage overwrites the same file, waits while the other does too,
+    // and checks it still has its own; and each sees the project's files.
+    let stage = |name: &str| {
+        format!(
+            "stage {name} {{\n  image \"local/busybox\"\n  run \"\"\"\n    grep -q 'from the project' input.txt\n    echo $SLIPWAY_STAGE > out.txt\n    echo changed > input.txt\n    sleep 1.5\n    test \"$(cat out.txt)\" = $SLIPWAY_STAGE\n    echo $SLIPWAY_STAGE kept its own\n  \"\"\"\n}}\n"
+        )
+    };
+    let pipeline = format!("{}{}{}", stage("left"), stage("right"), stage("third"));
+    let (code, events, stderr, _) = run(dir.path(), &pipeline, &["-j", "3"]);
+    assert_eq!(code, Some(0), "{stderr}\n{events:?}");
+    for name in ["left", "right", "third"] {
+        let line = format!("{name} kept its own");
+        assert!(
+            events.iter().any(|e| e["line"] == line.as_str()),
+            "{events:?}"
+        );
+    }
+    assert!(
+        !dir.path().join("out.txt").exists(),
+        "a stage wrote into the project"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("input.txt")).expect("read"),
+        "from the project\n"
+    );
 }
 
 #[test]
@@ -252,46 +343,62 @@ fn sigterm_mid_run_leaves_no_container_network_or_volume() {
     if !engine() {
         return;
     }
+    let image = httpd_image();
     let dir = tempfile::tempdir().expect("tempdir");
     let pipeline = format!("sigterm-check-{}", std::process::id());
     std::fs::write(
         dir.path().join("p.pipeline"),
         format!(
-            "pipeline \"{pipeline}\"\n\nstage long {{\n  image \"local/busybox\"\n  service helper \"local/busybox\"\n  run \"touch started; sleep 60\"\n}}\n\
+            "pipeline \"{pipeline}\"\n\nstage long {{\n  image \"local/busybox\"\n  service helper \"{image}\"\n  run \"echo started; sleep 60\"\n}}\n\
              stage other {{\n  image \"local/busybox\"\n  run \"sleep 60\"\n}}\n"
         ),
     )
     .expect("write");
-    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("slipway"))
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("slipway"))
         .current_dir(dir.path())
         .args(["run", "p.pipeline", "--output", "json", "-j", "2"])
-        .stdout(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("spawn");
     let start = Instant::now();
-    while !dir.path().join("started").exists() && start.elapsed() < Duration::from_secs(20) {
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    // Wait for the stage's own output: its service is up, it is running.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().expect("stdout");
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line.contains(r#""line":"started""#) {
+                let _ = tx.send(());
+            }
+        }
+    });
     assert!(
-        dir.path().join("started").exists(),
+        rx.recv_timeout(Duration::from_secs(30)).is_ok(),
         "the stage never started"
     );
     let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("signal");
-    let status = child.wait_with_output().expect("wait").status;
+    let status = child.wait().expect("wait");
+    let _ = reader.join();
     assert_eq!(status.code(), Some(130));
-    assert!(start.elapsed() < Duration::from_secs(30));
+    assert!(start.elapsed() < Duration::from_secs(40));
     assert_eq!(
         left_behind(&pipeline),
         0,
-        "the run left containers or networks behind"
+        "the run left containers, networks or volumes behind"
     );
-    let volumes = std::process::Command::new("/usr/bin/docker")
-        .args(["volume", "ls", "-q", "--filter", "dangling=true"])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).lines().count())
-        .unwrap_or(0);
-    assert_eq!(volumes, 0, "anonymous volumes were left behind");
+    // Nor the scratch layers of its workspaces (`slipway-<time>-<pid>`).
+    let suffix = format!("-{}", child.id());
+    let scratch: Vec<_> = std::fs::read_dir(std::env::temp_dir())
+        .expect("temp dir")
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("slipway-") && n.ends_with(&suffix))
+        .collect();
+    assert!(scratch.is_empty(), "{scratch:?}");
 }
 
 fn registry_up() -> bool {
