@@ -1,0 +1,6 @@
+[
+  (block)
+  (list)
+  (triple_string)
+  (parenthesized_expression)
+] @fold

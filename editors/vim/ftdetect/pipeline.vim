@@ -1,0 +1,2 @@
+" slipway's .pipeline files.
+autocmd BufRead,BufNewFile *.pipeline setfiletype pipeline
