@@ -27,6 +27,7 @@ pub mod diagnostic;
 pub mod format;
 pub mod model;
 pub mod plan;
+pub mod release;
 pub mod report;
 pub mod run;
 pub mod source;

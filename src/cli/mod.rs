@@ -6,6 +6,7 @@ mod fmt;
 mod git;
 mod graph;
 mod plan;
+mod release;
 mod run;
 
 use std::io::IsTerminal as _;
@@ -67,6 +68,9 @@ enum Command {
     Fmt(fmt::FmtArgs),
     /// Run the plan's stages, in containers or as host processes.
     Run(run::RunArgs),
+    /// Look at releases in the cluster, roll one back, or diff what a
+    /// pipeline would apply.
+    Release(release::ReleaseArgs),
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -112,6 +116,7 @@ pub fn main() -> ExitCode {
         Command::Graph(a) => graph::run(&a, &global),
         Command::Fmt(a) => fmt::run(&a, &global),
         Command::Run(a) => run::run(&a, &global),
+        Command::Release(a) => release::run(&a, &global),
     };
     ExitCode::from(code)
 }

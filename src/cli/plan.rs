@@ -21,10 +21,11 @@ pub(crate) struct PlanArgs {
 }
 
 pub(crate) fn run(args: &PlanArgs, global: &Global) -> u8 {
-    let plan = match super::make_plan(&args.selection, global) {
+    let mut plan = match super::make_plan(&args.selection, global) {
         Ok(p) => p,
         Err(code) => return code,
     };
+    release_objects(&mut plan, &args.selection);
     let code = match args.format {
         PlanFormat::Json => write_json(&plan, global),
         PlanFormat::Text => super::write_stdout(&crate::report::plan::text(&plan, global.color)),
@@ -32,6 +33,70 @@ pub(crate) fn run(args: &PlanArgs, global: &Global) -> u8 {
     // Exiting next: no need to free the plan piece by piece.
     std::mem::forget(plan);
     code
+}
+
+/// Lists the objects each release stage would apply, from its manifests
+/// (secrets stay masked; nothing talks to a cluster).
+fn release_objects(plan: &mut crate::plan::Plan, selection: &super::Selection) {
+    let (file, _) = selection.file_and_targets();
+    let workspace = super::find_pipeline(file.as_deref())
+        .ok()
+        .and_then(|p| p.parent().map(std::path::Path::to_path_buf))
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or_else(|| std::path::PathBuf::from("."));
+    let rendered: Vec<(usize, Result<Vec<String>, String>)> = plan
+        .stages
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| {
+            let r = s.release.as_deref()?;
+            let scope = crate::release::render::Scope::of(s, plan);
+            let ns = r.namespace.clone().unwrap_or_else(|| "default".into());
+            let objects = crate::release::render::render(r, &workspace, &scope)
+                .map(|objects| {
+                    objects
+                        .iter()
+                        .map(|o| {
+                            let scoped = o.namespace.is_some() || !cluster_scoped(&o.kind);
+                            match (&o.namespace, scoped) {
+                                (Some(n), _) => format!("{}/{n}/{}", o.kind, o.name),
+                                (None, true) => format!("{}/{ns}/{}", o.kind, o.name),
+                                (None, false) => format!("{}/{}", o.kind, o.name),
+                            }
+                        })
+                        .collect()
+                })
+                .map_err(|e| e.0);
+            Some((i, objects))
+        })
+        .collect();
+    for (i, objects) in rendered {
+        if let Some(r) = plan.stages[i].release.as_deref_mut() {
+            match objects {
+                Ok(o) => r.objects = o,
+                Err(e) => r.objects_error = Some(e),
+            }
+        }
+    }
+}
+
+/// Kinds that have no namespace, for listing without a cluster (the
+/// release itself asks the server).
+fn cluster_scoped(kind: &str) -> bool {
+    matches!(
+        kind,
+        "Namespace"
+            | "CustomResourceDefinition"
+            | "ClusterRole"
+            | "ClusterRoleBinding"
+            | "PersistentVolume"
+            | "StorageClass"
+            | "PriorityClass"
+            | "Node"
+            | "APIService"
+            | "MutatingWebhookConfiguration"
+            | "ValidatingWebhookConfiguration"
+    )
 }
 
 /// Streams the plan as JSON: indented on a terminal, one line otherwise

@@ -70,6 +70,14 @@ pub(crate) struct RunArgs {
     #[arg(long, value_enum, value_name = "MODE", default_value_t = crate::run::docker::WorkspaceMode::Isolated)]
     workspace: crate::run::docker::WorkspaceMode,
 
+    /// The kubeconfig context for `release` stages (default: the current one).
+    #[arg(long, value_name = "NAME")]
+    context: Option<String>,
+
+    /// Let `release` stages take over fields another field manager owns.
+    #[arg(long)]
+    force_conflicts: bool,
+
     /// Also write a JUnit XML report, one test case per stage.
     #[arg(long, value_name = "FILE")]
     junit: Option<PathBuf>,
@@ -142,6 +150,12 @@ pub(crate) fn run(args: &RunArgs, global: &Global) -> u8 {
                 }
             }
         };
+        let backend: Arc<dyn Backend> = Arc::new(crate::run::releasing::WithRelease::new(
+            backend,
+            &plan.pipeline,
+            args.context.clone(),
+            args.force_conflicts,
+        ));
         let cancel = CancellationToken::new();
         tokio::spawn(on_signals(cancel.clone()));
         let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
@@ -200,6 +214,8 @@ pub(crate) fn run(args: &RunArgs, global: &Global) -> u8 {
     }
     match summary.status {
         RunStatus::Succeeded => exit::OK,
+        // A stage failed because the cluster did not answer: infrastructure.
+        RunStatus::Failed if summary.stages.iter().any(|s| s.unreachable) => exit::INTERNAL,
         RunStatus::Failed => exit::FAILED,
         RunStatus::Cancelled => exit::CANCELLED,
     }

@@ -437,6 +437,8 @@ fn plan_cell(
                 rollback: r.rollback,
                 prune: r.prune,
                 history: r.history,
+                objects: Vec::new(),
+                objects_error: None,
             }));
         }
         Action::Manual { prompt } => planned.manual = Some(text(prompt)),

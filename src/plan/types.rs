@@ -120,4 +120,11 @@ pub struct PlannedRelease {
     pub rollback: Rollback,
     pub prune: bool,
     pub history: u32,
+    /// The objects it would apply (`Kind/namespace/name`), read from the
+    /// manifests by `slipway plan`; empty when not read.
+    #[serde(default)]
+    pub objects: Vec<String>,
+    /// Why the manifests could not be read, when they could not.
+    #[serde(default)]
+    pub objects_error: Option<String>,
 }

@@ -134,6 +134,12 @@ fn stage(
             row("namespace", ns);
         }
         row("manifests", &r.manifests.join("\n"));
+        if !r.objects.is_empty() {
+            row("objects", &r.objects.join("\n"));
+        }
+        if let Some(e) = &r.objects_error {
+            row("objects", &format!("cannot read the manifests: {e}"));
+        }
         for (c, i) in &r.images {
             row("image", &format!("{c} = {i}"));
         }

@@ -44,6 +44,9 @@ pub enum Outcome {
     Cancelled,
     /// The backend could not run the stage at all.
     Error(String),
+    /// A component the stage needs (the Kubernetes API) did not answer:
+    /// the stage fails, and the run exits 3 rather than 1.
+    Unreachable(String),
 }
 
 /// Where a backend sends a stage's output.

@@ -9,6 +9,7 @@ pub mod docker;
 pub mod events;
 pub mod local;
 pub mod mask;
+pub mod releasing;
 pub mod scheduler;
 
 pub use events::{Event, RunStatus, StageStatus};

@@ -46,6 +46,8 @@ pub struct StageResult {
     pub span: Option<(Duration, Duration)>,
     /// Why the last attempt failed, secrets masked.
     pub message: Option<String>,
+    /// The last attempt failed because a component did not answer.
+    pub unreachable: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -110,6 +112,7 @@ pub async fn run(
             duration: Duration::ZERO,
             span: None,
             message: None,
+            unreachable: false,
         })
         .collect();
     let emit = |e: Event| {
@@ -262,6 +265,7 @@ pub async fn run(
             status = StageStatus::FailedAllowed;
         }
         results[i].message.clone_from(&message);
+        results[i].unreachable = matches!(done.outcome, Outcome::Unreachable(_));
         emit(Event::StageFinished {
             stage: s.name.clone(),
             status,
@@ -344,6 +348,7 @@ pub async fn run(
                 duration: elapsed,
                 span: Some((begun, begun + elapsed)),
                 message,
+                unreachable: matches!(done.outcome, Outcome::Unreachable(_)),
             };
         }
     }
@@ -470,7 +475,9 @@ fn classify(
             }),
         ),
         Outcome::Cancelled => (StageStatus::Cancelled, None, Some("cancelled".into())),
-        Outcome::Error(e) => (StageStatus::Failed, None, Some(masker.mask(e))),
+        Outcome::Error(e) | Outcome::Unreachable(e) => {
+            (StageStatus::Failed, None, Some(masker.mask(e)))
+        }
     }
 }
 

@@ -1,0 +1,386 @@
+//! Waiting until what a revision applied is really healthy: Deployments,
+//! StatefulSets and DaemonSets rolled out (observed generation, then
+//! updated, ready and available replicas), Jobs complete, bare Pods ready.
+//! Pods stuck in CrashLoopBackOff or an image pull error fail the wait at
+//! once, with the container's last message; so does a Deployment's
+//! `ProgressDeadlineExceeded`. Everything is polled (twice a second), which
+//! works the same on every API version.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams};
+use serde_json::Value;
+use tokio::sync::mpsc::UnboundedSender;
+
+use super::apply::{ApiError, Kinds, get};
+use super::store::Item;
+
+const POLL: Duration = Duration::from_millis(500);
+
+/// What one object looks like now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum State {
+    Ready,
+    /// Not yet; the text says how far.
+    Waiting(String),
+    /// It will not get better: fail now.
+    Broken(String),
+}
+
+/// Whether a kind is waited for.
+pub fn watched(kind: &str) -> bool {
+    matches!(
+        kind,
+        "Deployment" | "StatefulSet" | "DaemonSet" | "Job" | "Pod"
+    )
+}
+
+/// Waits until every watched item is ready, or one is broken, or `limit`
+/// passes. Sends a line to `notes` whenever an object's state changes.
+pub async fn wait(
+    client: &kube::Client,
+    kinds: &mut Kinds,
+    items: &[Item],
+    limit: Duration,
+    notes: &UnboundedSender<String>,
+) -> Result<(), ApiError> {
+    let start = Instant::now();
+    let watched: Vec<&Item> = items.iter().filter(|i| watched(&i.kind)).collect();
+    let mut last: BTreeMap<String, State> = BTreeMap::new();
+    loop {
+        let mut pending = Vec::new();
+        for item in &watched {
+            let state = state(client, kinds, item).await?;
+            if last.get(&item.id()) != Some(&state) {
+                let _ = notes.send(match &state {
+                    State::Ready => format!("{}: ready", item.id()),
+                    State::Waiting(why) | State::Broken(why) => format!("{}: {why}", item.id()),
+                });
+                last.insert(item.id(), state.clone());
+            }
+            match state {
+                State::Ready => {}
+                State::Waiting(why) => pending.push(format!("{} ({why})", item.id())),
+                State::Broken(why) => {
+                    return Err(ApiError::Failed(format!("`{}` failed: {why}", item.id())));
+                }
+            }
+        }
+        if pending.is_empty() {
+            return Ok(());
+        }
+        if start.elapsed() >= limit {
+            return Err(ApiError::Failed(format!(
+                "not healthy after {}: {}",
+                humantime::format_duration(limit),
+                pending.join("; ")
+            )));
+        }
+        tokio::time::sleep(POLL.min(limit.saturating_sub(start.elapsed()))).await;
+    }
+}
+
+async fn state(client: &kube::Client, kinds: &mut Kinds, item: &Item) -> Result<State, ApiError> {
+    let Some(live) = get(client, kinds, item).await? else {
+        return Ok(State::Waiting("not found yet".into()));
+    };
+    let generation = live.metadata.generation.unwrap_or(0);
+    let data = &live.data;
+    let status = &data["status"];
+    let int = |v: &Value| v.as_i64().unwrap_or(0);
+    let observed = int(&status["observedGeneration"]);
+    let own = match item.kind.as_str() {
+        "Deployment" => deployment(data, generation, observed),
+        "StatefulSet" => {
+            let want = data["spec"]["replicas"].as_i64().unwrap_or(1);
+            let (ready, updated) = (
+                int(&status["readyReplicas"]),
+                int(&status["updatedReplicas"]),
+            );
+            if observed < generation {
+                State::Waiting("waiting for the controller".into())
+            } else if ready == want
+                && updated == want
+                && status["currentRevision"] == status["updateRevision"]
+            {
+                State::Ready
+            } else {
+                State::Waiting(format!("{updated}/{want} updated, {ready}/{want} ready"))
+            }
+        }
+        "DaemonSet" => {
+            let want = int(&status["desiredNumberScheduled"]);
+            let updated = int(&status["updatedNumberScheduled"]);
+            let available = int(&status["numberAvailable"]);
+            if observed < generation {
+                State::Waiting("waiting for the controller".into())
+            } else if updated == want && available == want {
+                State::Ready
+            } else {
+                State::Waiting(format!(
+                    "{updated}/{want} updated, {available}/{want} available"
+                ))
+            }
+        }
+        "Job" => job(status),
+        "Pod" => {
+            let ready = status["conditions"].as_array().is_some_and(|c| {
+                c.iter()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
+            });
+            match status["phase"].as_str() {
+                Some("Succeeded") => State::Ready,
+                Some("Failed") => State::Broken("the pod failed".into()),
+                _ if ready => State::Ready,
+                phase => State::Waiting(phase.unwrap_or("pending").to_lowercase()),
+            }
+        }
+        _ => State::Ready,
+    };
+    if own == State::Ready {
+        return Ok(own);
+    }
+    // Pods that will not recover fail the wait now rather than at the
+    // deadline.
+    let selector = match item.kind.as_str() {
+        "Pod" => None,
+        _ => data["spec"]["selector"]["matchLabels"]
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            }),
+    };
+    let selector = match (item.kind.as_str(), selector) {
+        // Only the pods of the Deployment's current ReplicaSet: during a
+        // rollback, the failed revision's pods are still going away.
+        ("Deployment", Some(sel)) => {
+            let revision = live
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get("deployment.kubernetes.io/revision"));
+            match revision {
+                Some(revision) if observed >= generation => {
+                    match current_hash(client, item, revision, &sel).await? {
+                        Some(hash) => Some(format!("{sel},pod-template-hash={hash}")),
+                        None => return Ok(own),
+                    }
+                }
+                _ => return Ok(own),
+            }
+        }
+        (_, sel) => sel,
+    };
+    let pods: Vec<Pod> = match (&item.namespace, selector) {
+        (Some(ns), Some(sel)) if !sel.is_empty() => {
+            let api: Api<Pod> = Api::namespaced(client.clone(), ns);
+            api.list(&ListParams::default().labels(&sel))
+                .await
+                .map_err(|e| ApiError::from_kube("listing pods", e))?
+                .items
+        }
+        (Some(ns), None) if item.kind == "Pod" => {
+            let api: Api<Pod> = Api::namespaced(client.clone(), ns);
+            api.get_opt(&item.name)
+                .await
+                .map_err(|e| ApiError::from_kube("reading a pod", e))?
+                .into_iter()
+                .collect()
+        }
+        _ => Vec::new(),
+    };
+    for pod in pods
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+    {
+        if let Some((container, broken)) = stuck(pod) {
+            let said = last_words(client, pod, &container).await;
+            return Ok(State::Broken(format!("{broken}{said}")));
+        }
+    }
+    Ok(own)
+}
+
+/// The `pod-template-hash` of the Deployment's current ReplicaSet: the one
+/// whose revision annotation matches the Deployment's.
+async fn current_hash(
+    client: &kube::Client,
+    item: &Item,
+    revision: &str,
+    selector: &str,
+) -> Result<Option<String>, ApiError> {
+    const REVISION: &str = "deployment.kubernetes.io/revision";
+    let Some(ns) = &item.namespace else {
+        return Ok(None);
+    };
+    let api: Api<k8s_openapi::api::apps::v1::ReplicaSet> = Api::namespaced(client.clone(), ns);
+    let sets = api
+        .list(&ListParams::default().labels(selector))
+        .await
+        .map_err(|e| ApiError::from_kube("listing replica sets", e))?;
+    Ok(sets
+        .items
+        .into_iter()
+        .find(|rs| {
+            rs.metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(REVISION))
+                .is_some_and(|r| r == revision)
+        })
+        .and_then(|rs| rs.metadata.labels?.get("pod-template-hash").cloned()))
+}
+
+/// The last lines the container's previous run wrote, for the report.
+async fn last_words(client: &kube::Client, pod: &Pod, container: &str) -> String {
+    let (Some(ns), Some(name)) = (&pod.metadata.namespace, &pod.metadata.name) else {
+        return String::new();
+    };
+    let api: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let params = kube::api::LogParams {
+        container: Some(container.to_string()),
+        previous: true,
+        tail_lines: Some(3),
+        ..Default::default()
+    };
+    match api.logs(name, &params).await {
+        Ok(text) if !text.trim().is_empty() => {
+            format!("; its last output: {}", text.trim().replace('\n', " | "))
+        }
+        _ => String::new(),
+    }
+}
+
+fn deployment(data: &Value, generation: i64, observed: i64) -> State {
+    let status = &data["status"];
+    let int = |v: &Value| v.as_i64().unwrap_or(0);
+    if let Some(conditions) = status["conditions"].as_array() {
+        if let Some(c) = conditions
+            .iter()
+            .find(|c| c["type"] == "Progressing" && c["reason"] == "ProgressDeadlineExceeded")
+        {
+            return State::Broken(format!(
+                "progress deadline exceeded: {}",
+                c["message"].as_str().unwrap_or_default()
+            ));
+        }
+    }
+    if observed < generation {
+        return State::Waiting("waiting for the controller".into());
+    }
+    let want = data["spec"]["replicas"].as_i64().unwrap_or(1);
+    let (updated, ready, available, total) = (
+        int(&status["updatedReplicas"]),
+        int(&status["readyReplicas"]),
+        int(&status["availableReplicas"]),
+        int(&status["replicas"]),
+    );
+    if updated == want && ready == want && available == want && total == want {
+        State::Ready
+    } else {
+        State::Waiting(format!(
+            "{updated}/{want} updated, {ready}/{want} ready, {available}/{want} available{}",
+            if total > want {
+                format!(", {} old", total - updated)
+            } else {
+                String::new()
+            }
+        ))
+    }
+}
+
+fn job(status: &Value) -> State {
+    let conditions = status["conditions"].as_array().cloned().unwrap_or_default();
+    for c in &conditions {
+        if c["status"] != "True" {
+            continue;
+        }
+        match c["type"].as_str() {
+            Some("Complete") => return State::Ready,
+            Some("Failed") => {
+                return State::Broken(format!(
+                    "the job failed: {}",
+                    c["message"].as_str().unwrap_or_default()
+                ));
+            }
+            _ => {}
+        }
+    }
+    State::Waiting(format!(
+        "{} active, {} succeeded",
+        status["active"].as_i64().unwrap_or(0),
+        status["succeeded"].as_i64().unwrap_or(0)
+    ))
+}
+
+/// A pod that will not get better by waiting: a container in a crash loop
+/// or unable to get its image, with the container's name and how it ended.
+fn stuck(pod: &Pod) -> Option<(String, String)> {
+    let status = pod.status.as_ref()?;
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let all = status
+        .init_container_statuses
+        .iter()
+        .flatten()
+        .chain(status.container_statuses.iter().flatten());
+    for c in all {
+        let Some(waiting) = c.state.as_ref().and_then(|s| s.waiting.as_ref()) else {
+            continue;
+        };
+        let reason = waiting.reason.as_deref().unwrap_or_default();
+        let fatal = matches!(
+            reason,
+            "CrashLoopBackOff"
+                | "ImagePullBackOff"
+                | "ErrImagePull"
+                | "ErrImageNeverPull"
+                | "InvalidImageName"
+                | "CreateContainerConfigError"
+                | "CreateContainerError"
+        );
+        if !fatal {
+            continue;
+        }
+        let last = c
+            .last_state
+            .as_ref()
+            .and_then(|s| s.terminated.as_ref())
+            .map(|t| {
+                let said = t
+                    .message
+                    .clone()
+                    .or_else(|| t.reason.clone())
+                    .unwrap_or_default();
+                format!(
+                    "; it last exited with {}{}",
+                    t.exit_code,
+                    if said.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {}", said.trim())
+                    }
+                )
+            })
+            .unwrap_or_default();
+        // A crash loop's own message only repeats the pod's name.
+        let message = waiting
+            .message
+            .as_deref()
+            .filter(|_| reason != "CrashLoopBackOff")
+            .map(|m| format!(" ({})", m.trim()))
+            .unwrap_or_default();
+        return Some((
+            c.name.clone(),
+            format!(
+                "pod `{name}`, container `{}`: {reason}{message}{last}",
+                c.name
+            ),
+        ));
+    }
+    None
+}

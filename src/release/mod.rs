@@ -1,0 +1,424 @@
+//! The release step (kube): a stage's manifests applied as a numbered
+//! revision, waited on until healthy, and rolled back on its own when not;
+//! the Helm model (release, revision, history, rollback) without a chart
+//! server. Reached only from `run` and the `release` command.
+//!
+//! ```text
+//! render (manifests → objects) ─▶ record revision N `pending` ─▶ apply (SSA)
+//!    ─▶ wait healthy ─┬─▶ prune, N `deployed`, N-1 `superseded`
+//!                     └─▶ N `failed` ─▶ rollback: re-apply the last deployed
+//!                          revision as N+1, wait, N `rolled-back`
+//! ```
+
+pub mod apply;
+pub mod client;
+pub mod health;
+pub mod render;
+pub mod store;
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, ObjectMeta, PostParams};
+use tokio::sync::mpsc::UnboundedSender;
+
+use apply::{ApiError, Kinds};
+use render::Object;
+use store::{Item, Revision, Status, Store};
+
+/// Everything one release needs besides the cluster.
+pub struct Request {
+    pub name: String,
+    pub namespace: String,
+    /// Rendered, with secrets filled in.
+    pub objects: Vec<Object>,
+    pub images: BTreeMap<String, String>,
+    pub wait: Duration,
+    pub rollback: bool,
+    pub prune: bool,
+    pub history: u32,
+    pub pipeline: String,
+    pub git_sha: Option<String>,
+    pub force_conflicts: bool,
+}
+
+/// How a release ended well.
+#[derive(Debug)]
+pub struct Done {
+    pub revision: u32,
+    pub pruned: Vec<String>,
+}
+
+/// Releases `req` as a new revision. On failure with rollback, the last
+/// deployed revision is running again when this returns, and the error
+/// says both what failed and what runs now.
+pub async fn release(
+    client: &kube::Client,
+    req: &Request,
+    notes: &UnboundedSender<String>,
+) -> Result<Done, ApiError> {
+    ensure_namespace(client, &req.namespace, notes).await?;
+    let store = Store::new(client.clone(), &req.namespace, &req.name);
+    let revisions = settle_interrupted(&store, notes).await?;
+    let previous = revisions
+        .iter()
+        .rev()
+        .find(|r| r.status == Status::Deployed)
+        .cloned();
+    let mut kinds = Kinds::default();
+    let inventory = inventory(client, &mut kinds, &req.objects, &req.namespace).await?;
+    let version = revisions.last().map_or(1, |r| r.version + 1);
+    let mut revision = Revision {
+        release: req.name.clone(),
+        namespace: req.namespace.clone(),
+        version,
+        status: Status::Pending,
+        time: jiff::Timestamp::now().to_string(),
+        pipeline: req.pipeline.clone(),
+        git_sha: req.git_sha.clone(),
+        images: req.images.clone(),
+        description: "deploying".into(),
+        manifests: render::to_yaml(&req.objects),
+        inventory: inventory.clone(),
+    };
+    store.create(&revision).await.map_err(|e| match e {
+        kube::Error::Api(s) if s.code == 409 => ApiError::Failed(format!(
+            "revision {version} of `{}` was just created by another release; run again",
+            req.name
+        )),
+        e => ApiError::from_kube("recording the revision", e),
+    })?;
+    let _ = notes.send(format!(
+        "release `{}`: revision {version} in namespace `{}`, {} objects",
+        req.name,
+        req.namespace,
+        req.objects.len()
+    ));
+
+    let outcome = apply_and_wait(client, &mut kinds, &req.objects, req, notes).await;
+    match outcome {
+        Ok(()) => {
+            let pruned = if req.prune {
+                prune(client, &mut kinds, previous.as_ref(), &inventory, notes).await?
+            } else {
+                Vec::new()
+            };
+            revision.status = Status::Deployed;
+            revision.description = "deployed".into();
+            finish(&store, &mut revision, previous, req.history).await?;
+            Ok(Done {
+                revision: version,
+                pruned,
+            })
+        }
+        Err(ApiError::Unreachable(e)) => Err(ApiError::Unreachable(e)),
+        Err(ApiError::Failed(why)) => {
+            revision.status = Status::Failed;
+            revision.description = why.clone();
+            store
+                .update(&revision)
+                .await
+                .map_err(|e| ApiError::from_kube("recording the failure", e))?;
+            let failed = format!("revision {version} of `{}` failed: {why}", req.name);
+            let Some(target) = previous.filter(|_| req.rollback) else {
+                return Err(ApiError::Failed(format!(
+                    "{failed}; not rolled back ({})",
+                    if req.rollback {
+                        "no earlier revision was deployed"
+                    } else {
+                        "`rollback never`"
+                    }
+                )));
+            };
+            let _ = notes.send(format!(
+                "rolling back `{}` to revision {}",
+                req.name, target.version
+            ));
+            match rollback_to(client, &store, &target, &inventory, req, notes).await {
+                Ok(now) => {
+                    revision.status = Status::RolledBack;
+                    revision.description = format!("{why}; rolled back as revision {now}");
+                    store
+                        .update(&revision)
+                        .await
+                        .map_err(|e| ApiError::from_kube("recording the rollback", e))?;
+                    Err(ApiError::Failed(format!(
+                        "{failed}; rolled back: revision {now} (the images of revision {}: {}) is running and healthy",
+                        target.version,
+                        describe_images(&target.images)
+                    )))
+                }
+                Err(e) => Err(ApiError::Failed(format!(
+                    "{failed}; the rollback to revision {} failed too: {e}",
+                    target.version
+                ))),
+            }
+        }
+    }
+}
+
+/// Re-applies `target`'s manifests as a new revision, waits for it, and
+/// deletes what the failed revision added. Returns the new revision number.
+pub async fn rollback_to(
+    client: &kube::Client,
+    store: &Store,
+    target: &Revision,
+    failed_inventory: &[Item],
+    req: &Request,
+    notes: &UnboundedSender<String>,
+) -> Result<u32, ApiError> {
+    let objects = render::parse(&target.manifests, std::path::Path::new("revision"))
+        .map_err(|e| ApiError::Failed(format!("revision {}: {}", target.version, e.0)))?;
+    let revisions = store
+        .list()
+        .await
+        .map_err(|e| ApiError::from_kube("listing revisions", e))?;
+    let version = revisions.last().map_or(1, |r| r.version + 1);
+    let mut revision = Revision {
+        version,
+        status: Status::Pending,
+        time: jiff::Timestamp::now().to_string(),
+        description: format!("rollback to {}", target.version),
+        ..target.clone()
+    };
+    store
+        .create(&revision)
+        .await
+        .map_err(|e| ApiError::from_kube("recording the rollback", e))?;
+    let mut kinds = Kinds::default();
+    let rollback_req = Request {
+        objects: objects.clone(),
+        ..req.clone_settings()
+    };
+    let outcome = apply_and_wait(client, &mut kinds, &objects, &rollback_req, notes).await;
+    match outcome {
+        Ok(()) => {
+            // What only the failed revision had goes.
+            let _ = prune(
+                client,
+                &mut kinds,
+                Some(&Revision {
+                    inventory: failed_inventory.to_vec(),
+                    ..target.clone()
+                }),
+                &target.inventory,
+                notes,
+            )
+            .await?;
+            revision.status = Status::Deployed;
+            let previous = store
+                .list()
+                .await
+                .map_err(|e| ApiError::from_kube("listing revisions", e))?
+                .into_iter()
+                .rev()
+                .find(|r| r.status == Status::Deployed && r.version != version);
+            finish(store, &mut revision, previous, req.history).await?;
+            Ok(version)
+        }
+        Err(e) => {
+            revision.status = Status::Failed;
+            revision.description = e.to_string();
+            let _ = store.update(&revision).await;
+            Err(e)
+        }
+    }
+}
+
+impl Request {
+    /// The same settings, without objects.
+    fn clone_settings(&self) -> Request {
+        Request {
+            name: self.name.clone(),
+            namespace: self.namespace.clone(),
+            objects: Vec::new(),
+            images: self.images.clone(),
+            wait: self.wait,
+            rollback: false,
+            prune: false,
+            history: self.history,
+            pipeline: self.pipeline.clone(),
+            git_sha: self.git_sha.clone(),
+            force_conflicts: self.force_conflicts,
+        }
+    }
+}
+
+async fn apply_and_wait(
+    client: &kube::Client,
+    kinds: &mut Kinds,
+    objects: &[Object],
+    req: &Request,
+    notes: &UnboundedSender<String>,
+) -> Result<(), ApiError> {
+    let mut applied = Vec::new();
+    for object in objects {
+        let (_, item) = apply::apply(
+            client,
+            kinds,
+            object,
+            &req.namespace,
+            req.force_conflicts,
+            false,
+        )
+        .await?;
+        let _ = notes.send(format!("applied {}", item.id()));
+        applied.push(item);
+    }
+    health::wait(client, kinds, &applied, req.wait, notes).await
+}
+
+/// Records the verdict: this revision deployed, the one before superseded,
+/// the oldest beyond `history` deleted.
+async fn finish(
+    store: &Store,
+    revision: &mut Revision,
+    previous: Option<Revision>,
+    history: u32,
+) -> Result<(), ApiError> {
+    store
+        .update(revision)
+        .await
+        .map_err(|e| ApiError::from_kube("recording the revision", e))?;
+    if let Some(mut prev) = previous.filter(|p| p.version != revision.version) {
+        prev.status = Status::Superseded;
+        store
+            .update(&prev)
+            .await
+            .map_err(|e| ApiError::from_kube("recording the revision", e))?;
+    }
+    store
+        .prune_history(history)
+        .await
+        .map_err(|e| ApiError::from_kube("pruning history", e))
+}
+
+/// Deletes what `previous` applied and `now` does not (only objects slipway
+/// still manages). Returns their ids.
+async fn prune(
+    client: &kube::Client,
+    kinds: &mut Kinds,
+    previous: Option<&Revision>,
+    now: &[Item],
+    notes: &UnboundedSender<String>,
+) -> Result<Vec<String>, ApiError> {
+    let Some(previous) = previous else {
+        return Ok(Vec::new());
+    };
+    let keep: HashSet<(&str, Option<&str>, &str)> = now
+        .iter()
+        .map(|i| (i.kind.as_str(), i.namespace.as_deref(), i.name.as_str()))
+        .collect();
+    let mut pruned = Vec::new();
+    for item in &previous.inventory {
+        if keep.contains(&(
+            item.kind.as_str(),
+            item.namespace.as_deref(),
+            item.name.as_str(),
+        )) {
+            continue;
+        }
+        if apply::delete_ours(client, kinds, item).await? {
+            let _ = notes.send(format!("pruned {}", item.id()));
+            pruned.push(item.id());
+        }
+    }
+    Ok(pruned)
+}
+
+/// Marks revisions left `pending` by an interrupted release as failed, so
+/// they never block this one. Returns every revision, oldest first.
+async fn settle_interrupted(
+    store: &Store,
+    notes: &UnboundedSender<String>,
+) -> Result<Vec<Revision>, ApiError> {
+    let mut revisions = store
+        .list()
+        .await
+        .map_err(|e| ApiError::from_kube("listing revisions", e))?;
+    for r in revisions.iter_mut().filter(|r| r.status == Status::Pending) {
+        r.status = Status::Failed;
+        r.description = "interrupted before its verdict".into();
+        store
+            .update(r)
+            .await
+            .map_err(|e| ApiError::from_kube("recording the revision", e))?;
+        let _ = notes.send(format!(
+            "revision {} was interrupted before its verdict: marked failed",
+            r.version
+        ));
+    }
+    Ok(revisions)
+}
+
+/// What each object will be recorded as, with its namespace as the server
+/// scopes it.
+async fn inventory(
+    client: &kube::Client,
+    kinds: &mut Kinds,
+    objects: &[Object],
+    namespace: &str,
+) -> Result<Vec<Item>, ApiError> {
+    let mut items = Vec::new();
+    for o in objects {
+        let (_, caps) = kinds.resolve(client, &o.api_version, &o.kind).await?;
+        items.push(Item {
+            api_version: o.api_version.clone(),
+            kind: o.kind.clone(),
+            namespace: match caps.scope {
+                kube::discovery::Scope::Namespaced => {
+                    Some(o.namespace.clone().unwrap_or_else(|| namespace.to_string()))
+                }
+                kube::discovery::Scope::Cluster => None,
+            },
+            name: o.name.clone(),
+        });
+    }
+    Ok(items)
+}
+
+async fn ensure_namespace(
+    client: &kube::Client,
+    name: &str,
+    notes: &UnboundedSender<String>,
+) -> Result<(), ApiError> {
+    let api: Api<Namespace> = Api::all(client.clone());
+    if api
+        .get_opt(name)
+        .await
+        .map_err(|e| ApiError::from_kube(&format!("reading namespace `{name}`"), e))?
+        .is_some()
+    {
+        return Ok(());
+    }
+    let ns = Namespace {
+        metadata: ObjectMeta {
+            name: Some(name.to_string()),
+            ..ObjectMeta::default()
+        },
+        ..Namespace::default()
+    };
+    match api.create(&PostParams::default(), &ns).await {
+        Ok(_) => {
+            let _ = notes.send(format!("created namespace `{name}`"));
+            Ok(())
+        }
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+        Err(e) => Err(ApiError::from_kube(
+            &format!("creating namespace `{name}`"),
+            e,
+        )),
+    }
+}
+
+fn describe_images(images: &BTreeMap<String, String>) -> String {
+    if images.is_empty() {
+        return "as recorded".into();
+    }
+    images
+        .iter()
+        .map(|(c, i)| format!("{c}={i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}

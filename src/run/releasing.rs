@@ -1,0 +1,164 @@
+//! `release` stages: whichever backend runs the other stages, a release
+//! talks to the Kubernetes API from here ([`crate::release`]). Its progress
+//! goes out as the stage's log lines, so the human view and the JSON events
+//! show it live.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use tokio::sync::OnceCell;
+use tokio_util::sync::CancellationToken;
+
+use super::backend::{Backend, BoxFuture, Job, Outcome, Output};
+use super::events::Stream;
+use crate::plan::GitContext;
+use crate::release::apply::ApiError;
+use crate::release::render::{Scope, render};
+use crate::release::{Request, client, release};
+
+/// A backend that runs `release` stages itself and hands every other stage
+/// to `inner`.
+pub struct WithRelease {
+    inner: Arc<dyn Backend>,
+    pipeline: String,
+    context: Option<String>,
+    force_conflicts: bool,
+    /// One connection per run, made by the first release stage.
+    client: Arc<OnceCell<kube::Client>>,
+}
+
+impl WithRelease {
+    pub fn new(
+        inner: Arc<dyn Backend>,
+        pipeline: &str,
+        context: Option<String>,
+        force_conflicts: bool,
+    ) -> Self {
+        Self {
+            inner,
+            pipeline: pipeline.to_string(),
+            context,
+            force_conflicts,
+            client: Arc::new(OnceCell::new()),
+        }
+    }
+}
+
+impl Backend for WithRelease {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+
+    fn prepare(&self, job: &Job) {
+        if job.stage.release.is_none() {
+            self.inner.prepare(job);
+        }
+    }
+
+    fn execute(&self, job: Job, output: Output, cancel: CancellationToken) -> BoxFuture<Outcome> {
+        if job.stage.release.is_none() {
+            return self.inner.execute(job, output, cancel);
+        }
+        let pipeline = self.pipeline.clone();
+        let context = self.context.clone();
+        let force = self.force_conflicts;
+        let cell = Arc::clone(&self.client);
+        Box::pin(async move {
+            tokio::select! {
+                o = run(job, &output, &pipeline, context.as_deref(), force, &cell) => o,
+                // The revision stays `pending`; the next release marks it
+                // failed and goes on (no lock is left behind).
+                () = cancel.cancelled() => Outcome::Cancelled,
+            }
+        })
+    }
+}
+
+async fn run(
+    job: Job,
+    output: &Output,
+    pipeline: &str,
+    context: Option<&str>,
+    force_conflicts: bool,
+    cell: &OnceCell<kube::Client>,
+) -> Outcome {
+    let Some(spec) = job.stage.release.as_deref() else {
+        return Outcome::Error("not a release stage".into());
+    };
+    let env = |k: &str| job.env.get(k).filter(|v| !v.is_empty()).cloned();
+    let git = GitContext {
+        sha: env("SLIPWAY_GIT_SHA"),
+        short_sha: env("SLIPWAY_GIT_SHORT_SHA"),
+        branch: env("SLIPWAY_GIT_BRANCH"),
+        tag: env("SLIPWAY_GIT_TAG"),
+        source: None,
+    };
+    let scope = Scope {
+        env: job.env.clone(),
+        environment: env("SLIPWAY_ENVIRONMENT").unwrap_or_default(),
+        git: &git,
+        secrets: Some(&job.secrets),
+    };
+    let objects = match render(spec, &job.workspace, &scope) {
+        Ok(o) => o,
+        Err(e) => return Outcome::Error(e.0),
+    };
+    let client = match cell.get_or_try_init(|| client::connect(context)).await {
+        Ok(c) => c.clone(),
+        Err(e) => return Outcome::Unreachable(e.to_string()),
+    };
+    let request = Request {
+        name: spec.name.clone(),
+        namespace: spec.namespace.clone().unwrap_or_else(|| "default".into()),
+        objects,
+        images: spec
+            .images
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect::<BTreeMap<_, _>>(),
+        wait: std::time::Duration::from_secs(spec.wait_secs),
+        rollback: spec.rollback == crate::model::Rollback::OnFailure,
+        prune: spec.prune,
+        history: spec.history,
+        pipeline: pipeline.to_string(),
+        git_sha: git.sha.clone(),
+        force_conflicts,
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let forward = {
+        let output = output.clone();
+        tokio::spawn(async move {
+            while let Some(note) = rx.recv().await {
+                output.line(Stream::Stdout, &note).await;
+            }
+        })
+    };
+    let started = std::time::Instant::now();
+    let result = release(&client, &request, &tx).await;
+    let took = humantime::format_duration(std::time::Duration::from_millis(
+        u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+    ));
+    let outcome = match result {
+        Ok(done) => {
+            let _ = tx.send(format!(
+                "release `{}`: revision {} deployed and healthy in {took}{}",
+                request.name,
+                done.revision,
+                if done.pruned.is_empty() {
+                    String::new()
+                } else {
+                    format!(", pruned {}", done.pruned.join(", "))
+                }
+            ));
+            Outcome::Exited(0)
+        }
+        Err(ApiError::Unreachable(e)) => Outcome::Unreachable(e),
+        Err(ApiError::Failed(e)) => {
+            let _ = tx.send(format!("verdict after {took}: {e}"));
+            Outcome::Error(e)
+        }
+    };
+    drop(tx);
+    let _ = forward.await;
+    outcome
+}
