@@ -6,6 +6,7 @@ mod docker;
 mod docs;
 mod examples;
 mod fixtures;
+mod release;
 mod robustness;
 mod run;
 mod support;
