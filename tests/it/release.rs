@@ -544,3 +544,57 @@ fn an_api_server_that_does_not_answer_exits_3_with_a_clear_message() {
         status.stderr
     );
 }
+
+#[test]
+fn a_field_conflict_names_its_manager_and_force_conflicts_takes_it_over() {
+    let Some(kc) = cluster() else { return };
+    good_image();
+    let ns = unique("conflict");
+    let dir = small_project(&ns, &[], true);
+    let first = slipway(dir.path(), &kc, &["run", "--output", "json"]);
+    assert_eq!(first.code, Some(0), "{}\n{}", first.stdout, first.stderr);
+
+    // Somebody scales the Deployment with their own field manager.
+    {
+        let ns = ns.clone();
+        kube(&kc, async move |client| {
+            let api: kube::Api<k8s_openapi::api::apps::v1::Deployment> =
+                kube::Api::namespaced(client, &ns);
+            let patch = serde_json::json!({
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": { "name": "web" },
+                "spec": { "replicas": 2 }
+            });
+            api.patch(
+                "web",
+                &kube::api::PatchParams::apply("ops-scaler").force(),
+                &kube::api::Patch::Apply(&patch),
+            )
+            .await
+            .expect("patch");
+        });
+    }
+    let conflict = slipway(dir.path(), &kc, &["run", "--output", "json"]);
+    assert_eq!(
+        conflict.code,
+        Some(1),
+        "{}\n{}",
+        conflict.stdout,
+        conflict.stderr
+    );
+    let message = conflict.finished()["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    for part in ["ops-scaler", ".spec.replicas", "--force-conflicts"] {
+        assert!(message.contains(part), "no `{part}` in: {message}");
+    }
+    let forced = slipway(
+        dir.path(),
+        &kc,
+        &["run", "--output", "json", "--force-conflicts"],
+    );
+    assert_eq!(forced.code, Some(0), "{}\n{}", forced.stdout, forced.stderr);
+    drop_namespace(&kc, &ns);
+}
