@@ -392,3 +392,49 @@ fn the_junit_report_parses_back_with_one_case_per_stage() {
         quick_junit::TestCaseStatus::Skipped { .. }
     ));
 }
+
+/// On a terminal (a pseudo-terminal from util-linux's `script`), running
+/// stages show as spinners with their elapsed time, redrawn in place under
+/// the log lines; piped, the same run prints no spinner.
+#[test]
+fn the_live_view_draws_spinners_on_a_terminal_only() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        dir.path(),
+        "stage slow {\n  image \"local/busybox\"\n  run \"sleep 1.5; echo done\"\n}\n\
+         stage quick {\n  image \"local/busybox\"\n  run \"sleep 0.5\"\n}\n",
+    );
+    let bin = assert_cmd::cargo::cargo_bin("slipway");
+    let command = format!("{} run p.pipeline --backend local", bin.display());
+    let out = std::process::Command::new("script")
+        .args(["-qefc", &command, "/dev/null"])
+        .current_dir(dir.path())
+        .env("TERM", "xterm")
+        .env_remove("NO_COLOR")
+        .output()
+        .expect("util-linux `script` gives the run a pseudo-terminal");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    // Spinners with their elapsed time, for both stages, and a second tick.
+    for part in ["slow 0s", "quick 0s", "slow 1s", "\x1b[2K"] {
+        assert!(
+            text.contains(part),
+            "no {part:?} in the terminal output:\n{text}"
+        );
+    }
+    assert!(text.contains("done"), "{text}");
+    assert!(text.contains("critical path: slow"), "{text}");
+
+    let piped = Command::cargo_bin("slipway")
+        .expect("binary")
+        .current_dir(dir.path())
+        .args(["run", "p.pipeline", "--backend", "local"])
+        .output()
+        .expect("runs");
+    let plain = String::from_utf8_lossy(&piped.stdout);
+    assert!(
+        !plain.contains("slow 0s") && !plain.contains('\x1b'),
+        "{plain}"
+    );
+    assert!(plain.contains("critical path: slow"), "{plain}");
+}
