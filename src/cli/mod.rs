@@ -5,6 +5,7 @@ mod check;
 mod fmt;
 mod git;
 mod graph;
+mod lsp;
 mod plan;
 mod run;
 
@@ -67,6 +68,8 @@ enum Command {
     Fmt(fmt::FmtArgs),
     /// Run the plan's stages, in containers or as host processes.
     Run(run::RunArgs),
+    /// Start the language server, for editors (over standard input and output).
+    Lsp(lsp::LspArgs),
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -112,6 +115,7 @@ pub fn main() -> ExitCode {
         Command::Graph(a) => graph::run(&a, &global),
         Command::Fmt(a) => fmt::run(&a, &global),
         Command::Run(a) => run::run(&a, &global),
+        Command::Lsp(a) => lsp::run(&a, &global),
     };
     ExitCode::from(code)
 }

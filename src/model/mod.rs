@@ -12,6 +12,9 @@ mod types;
 
 use std::path::Path;
 
+/// Where a setting is, and which keys are allowed there: the language
+/// server completes the same keys the checker accepts.
+pub(crate) use body::Context;
 pub use cond::{Cond, CondExpr, CondOperand};
 pub use dag::topo_order;
 pub use load::{Loaded, load, load_with, read_source};

@@ -1,0 +1,72 @@
+//! One pipeline, checked: its root file and includes loaded (open buffers
+//! over the disk), the names indexed, and the diagnostics `slipway check`
+//! would print.
+
+use std::path::{Path, PathBuf};
+
+use super::index::Index;
+use super::position::same_file;
+use crate::diagnostic::Diag;
+use crate::source::{FileId, SourceMap};
+
+pub(crate) struct Analysis {
+    pub(crate) root: PathBuf,
+    pub(crate) sources: SourceMap,
+    pub(crate) index: Index,
+    pub(crate) diagnostics: Vec<Diag>,
+    /// Whether a file failed to parse: its broken items are missing from
+    /// the index, so a rename could not find every name.
+    pub(crate) syntax_errors: bool,
+}
+
+/// The text of an open document at a path, if one is open there.
+pub(crate) type Overlay<'a> = dyn Fn(&Path) -> Option<String> + 'a;
+
+impl Analysis {
+    pub(crate) fn new(root: &Path, overlay: &Overlay<'_>) -> Self {
+        let loaded = crate::model::load_with(root, &mut reader(overlay));
+        let index = Index::new(&loaded.items);
+        let syntax_errors = loaded
+            .diagnostics
+            .iter()
+            .any(|d| d.code == crate::diagnostic::Code::Syntax);
+        let mut checked = crate::model::check(loaded);
+        crate::plan::validate_checked(&mut checked);
+        Analysis {
+            root: root.to_path_buf(),
+            sources: checked.sources,
+            index,
+            diagnostics: checked.diagnostics,
+            syntax_errors,
+        }
+    }
+
+    /// The id of `path` among the loaded files.
+    pub(crate) fn file(&self, path: &Path) -> Option<FileId> {
+        self.sources.find(path).or_else(|| {
+            self.sources
+                .files()
+                .find(|(_, f)| same_file(&f.path, path))
+                .map(|(id, _)| id)
+        })
+    }
+}
+
+/// Reads open buffers first, then the disk.
+pub(crate) fn reader<'a>(
+    overlay: &'a Overlay<'a>,
+) -> impl FnMut(&Path) -> std::io::Result<String> + 'a {
+    move |p: &Path| match overlay(p) {
+        Some(text) => Ok(text),
+        None => crate::model::read_source(p),
+    }
+}
+
+/// Whether loading `root` reads `path`: whether `root` includes it.
+pub(crate) fn includes(root: &Path, path: &Path, overlay: &Overlay<'_>) -> bool {
+    let loaded = crate::model::load_with(root, &mut reader(overlay));
+    loaded
+        .sources
+        .files()
+        .any(|(_, f)| same_file(&f.path, path))
+}
