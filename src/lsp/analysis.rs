@@ -17,6 +17,30 @@ pub(crate) struct Analysis {
     /// Whether a file failed to parse: its broken items are missing from
     /// the index, so a rename could not find every name.
     pub(crate) syntax_errors: bool,
+    /// How long each step took, for `SLIPWAY_LSP_TIMING`.
+    pub(crate) phases: Phases,
+}
+
+#[derive(Default)]
+pub(crate) struct Phases(Vec<(&'static str, std::time::Duration)>);
+
+impl Phases {
+    fn time<T>(&mut self, name: &'static str, f: impl FnOnce() -> T) -> T {
+        let start = std::time::Instant::now();
+        let out = f();
+        self.0.push((name, start.elapsed()));
+        out
+    }
+}
+
+impl std::fmt::Display for Phases {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, (name, took)) in self.0.iter().enumerate() {
+            let sep = if i == 0 { "" } else { ", " };
+            write!(f, "{sep}{name} {:.2}", took.as_secs_f64() * 1000.0)?;
+        }
+        Ok(())
+    }
 }
 
 /// The text of an open document at a path, if one is open there.
@@ -24,20 +48,24 @@ pub(crate) type Overlay<'a> = dyn Fn(&Path) -> Option<String> + 'a;
 
 impl Analysis {
     pub(crate) fn new(root: &Path, overlay: &Overlay<'_>) -> Self {
-        let loaded = crate::model::load_with(root, &mut reader(overlay));
-        let index = Index::new(&loaded.items);
+        let mut phases = Phases::default();
+        let loaded = phases.time("load", || {
+            crate::model::load_with(root, &mut reader(overlay))
+        });
+        let index = phases.time("index", || Index::new(&loaded.items));
         let syntax_errors = loaded
             .diagnostics
             .iter()
             .any(|d| d.code == crate::diagnostic::Code::Syntax);
-        let mut checked = crate::model::check(loaded);
-        crate::plan::validate_checked(&mut checked);
+        let mut checked = phases.time("check", || crate::model::check(loaded));
+        phases.time("validate", || crate::plan::validate_checked(&mut checked));
         Analysis {
             root: root.to_path_buf(),
             sources: checked.sources,
             index,
             diagnostics: checked.diagnostics,
             syntax_errors,
+            phases,
         }
     }
 

@@ -230,9 +230,10 @@ fn timed(timing: bool, root: &Path, overlay: &analysis::Overlay<'_>) -> Analysis
     let a = Analysis::new(root, overlay);
     if timing {
         super::transport::log(&format!(
-            "checked `{}` in {:.2} ms",
+            "checked `{}` in {:.2} ms ({})",
             root.display(),
-            start.elapsed().as_secs_f64() * 1000.0
+            start.elapsed().as_secs_f64() * 1000.0,
+            a.phases
         ));
     }
     a
