@@ -895,3 +895,36 @@ fn exit_without_shutdown_is_status_1() {
     let mut client = Client::start(dir.path());
     assert_eq!(client.wait(), Some(1));
 }
+
+#[test]
+fn completion_inside_interpolation_knows_the_stage_scope() {
+    let (dir, main, _) = project();
+    let text = format!(
+        "{MAIN}\nstage m uses box {{\n  matrix {{ NODE = [\"18\", \"20\"] }}\n  env {{ LOCAL = \"x\" }}\n  run \"echo\"\n  artifact \"out/${{git.br\"\n}}\n"
+    );
+    let mut client = Client::start(dir.path());
+    let uri = client.open(&main, &text);
+    let items = client.result(
+        "textDocument/completion",
+        doc_pos(&uri, at(&text, "${git.br", 8)),
+    );
+    let items = items.as_array().expect("items");
+    let find = |label: &str| {
+        items
+            .iter()
+            .find(|i| i["label"] == label)
+            .unwrap_or_else(|| panic!("no `{label}` in {items:#?}"))
+    };
+    // The stage's matrix and env, the pipeline's env.
+    for label in ["NODE", "LOCAL", "IMAGE", "environment"] {
+        find(label);
+    }
+    // Each replaces what is typed after `${`, `git.` included.
+    let branch = find("git.branch");
+    let start = text.find("git.br\"").expect("git.br");
+    assert_eq!(
+        branch["textEdit"],
+        json!({ "range": { "start": pos(&text, start), "end": pos(&text, start + 6) }, "newText": "git.branch" })
+    );
+    assert_eq!(client.shutdown(), Some(0));
+}
