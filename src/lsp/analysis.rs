@@ -8,6 +8,7 @@ use super::index::Index;
 use super::position::same_file;
 use crate::diagnostic::Diag;
 use crate::source::{FileId, SourceMap};
+use crate::syntax::{ParseCache, parse_cached};
 
 pub(crate) struct Analysis {
     pub(crate) root: PathBuf,
@@ -47,10 +48,16 @@ impl std::fmt::Display for Phases {
 pub(crate) type Overlay<'a> = dyn Fn(&Path) -> Option<String> + 'a;
 
 impl Analysis {
-    pub(crate) fn new(root: &Path, overlay: &Overlay<'_>) -> Self {
+    /// Loads and checks the pipeline at `root`. Items whose text has not
+    /// changed since the last analysis are taken from `cache`, not parsed
+    /// again: typing in one stage of a large pipeline parses that stage.
+    pub(crate) fn new(root: &Path, overlay: &Overlay<'_>, cache: &mut ParseCache) -> Self {
         let mut phases = Phases::default();
+        cache.new_round();
         let loaded = phases.time("load", || {
-            crate::model::load_with(root, &mut reader(overlay))
+            crate::model::load_parsed_with(root, &mut reader(overlay), &mut |id, text| {
+                parse_cached(id, text, cache)
+            })
         });
         let index = phases.time("index", || Index::new(&loaded.items));
         let syntax_errors = loaded

@@ -45,6 +45,8 @@ pub(crate) struct Workspace {
     shown: HashSet<Url>,
     /// Print how long each check takes on standard error.
     timing: bool,
+    /// The items of the last parses, for parsing only what an edit changed.
+    cache: crate::syntax::ParseCache,
 }
 
 impl Workspace {
@@ -147,7 +149,7 @@ impl Workspace {
                     .files()
                     .any(|(_, f)| changed.iter().any(|c| same_file(&f.path, c)));
             if reads_changed {
-                *a = timed(self.timing, &a.root.clone(), &overlay);
+                *a = timed(self.timing, &a.root.clone(), &overlay, &mut self.cache);
                 touched.push(a.root.clone());
             }
         }
@@ -159,7 +161,8 @@ impl Workspace {
             }
             let root = find_root(&doc.path, &self.folders, &overlay);
             self.analyses.retain(|a| a.root != root);
-            self.analyses.push(timed(self.timing, &root, &overlay));
+            self.analyses
+                .push(timed(self.timing, &root, &overlay, &mut self.cache));
             touched.push(root);
         }
         // Pipelines no open document belongs to any more.
@@ -225,9 +228,14 @@ impl Workspace {
     }
 }
 
-fn timed(timing: bool, root: &Path, overlay: &analysis::Overlay<'_>) -> Analysis {
+fn timed(
+    timing: bool,
+    root: &Path,
+    overlay: &analysis::Overlay<'_>,
+    cache: &mut crate::syntax::ParseCache,
+) -> Analysis {
     let start = Instant::now();
-    let a = Analysis::new(root, overlay);
+    let a = Analysis::new(root, overlay, cache);
     if timing {
         super::transport::log(&format!(
             "checked `{}` in {:.2} ms ({})",

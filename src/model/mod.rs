@@ -17,6 +17,7 @@ use std::path::Path;
 pub(crate) use body::Context;
 pub use cond::{Cond, CondExpr, CondOperand};
 pub use dag::topo_order;
+pub(crate) use load::load_parsed_with;
 pub use load::{Loaded, load, load_with, read_source};
 pub use text::{GitField, Text, TextPiece, Var, VarRef};
 pub use types::*;
