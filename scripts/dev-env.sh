@@ -32,7 +32,8 @@ as_root() {
 
 # ------------------------------------------------------------------ packages
 
-packages=(docker.io busybox-static docker-registry debootstrap curl)
+# neovim: the editor the language server's test drives (tests/it/nvim.rs).
+packages=(docker.io busybox-static docker-registry debootstrap curl neovim)
 
 install_packages() {
   local missing=()

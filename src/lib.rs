@@ -17,7 +17,7 @@
 //!   interpolates values into a serialisable [`plan::Plan`]: exactly what
 //!   would run, in which waves.
 //! - [`report`] renders diagnostics, plans and graphs; [`cli`] wires it to
-//!   the command line.
+//!   the command line; `lsp` serves the same checks to editors.
 //!
 //! `syntax`, `model` and `plan` are synchronous and pure: they read files but
 //! start nothing.
@@ -25,6 +25,7 @@
 pub mod cli;
 pub mod diagnostic;
 pub mod format;
+mod lsp;
 pub mod model;
 pub mod plan;
 pub mod release;

@@ -120,6 +120,29 @@ impl SourceFile {
         (to_u32(line), to_u32(col))
     }
 
+    /// The byte offset of a 0-based line and UTF-16 column, the inverse of
+    /// [`Self::line_utf16`]. Editors send any position: past the end of a
+    /// line it is the line's end, past the last line the end of the text,
+    /// inside a character (half a surrogate pair) that character's start.
+    pub fn offset_utf16(&self, line: u32, col: u32) -> u32 {
+        let Some(&start) = self.line_starts.get(line as usize) else {
+            return to_u32(self.text.len());
+        };
+        let rest = self.text.get(start as usize..).unwrap_or("");
+        let line_text = rest.split_inclusive('\n').next().unwrap_or("");
+        let line_text = line_text.strip_suffix('\n').unwrap_or(line_text);
+        let line_text = line_text.strip_suffix('\r').unwrap_or(line_text);
+        let mut units = 0u32;
+        for (i, c) in line_text.char_indices() {
+            let next = units + to_u32(c.len_utf16());
+            if next > col {
+                return start + to_u32(i);
+            }
+            units = next;
+        }
+        start + to_u32(line_text.len())
+    }
+
     pub fn slice(&self, span: Span) -> &str {
         self.text.get(span.range()).unwrap_or("")
     }
@@ -180,5 +203,20 @@ mod tests {
         // `é` is two bytes but one column.
         assert_eq!(f.line_col(5), (2, 2));
         assert_eq!(f.line_utf16(5), (1, 1));
+    }
+
+    #[test]
+    fn utf16_positions_round_trip_and_clamp() {
+        // `😀` is four bytes and two UTF-16 units.
+        let f = SourceFile::new("a".into(), "a".into(), "a\u{1f600}b\r\nxy".into());
+        assert_eq!(f.line_utf16(5), (0, 3));
+        assert_eq!(f.offset_utf16(0, 3), 5);
+        // Half a surrogate pair: the character's start.
+        assert_eq!(f.offset_utf16(0, 2), 1);
+        // Past the end of a line: before its `\r\n`.
+        assert_eq!(f.offset_utf16(0, 99), 6);
+        assert_eq!(f.offset_utf16(1, 1), 9);
+        // Past the last line: the end.
+        assert_eq!(f.offset_utf16(7, 0), 10);
     }
 }

@@ -34,16 +34,9 @@ pub(crate) fn run(args: &CheckArgs, global: &Global) -> u8 {
         return exit::INVALID;
     }
     let mut checked = crate::model::check_file(&path);
-    if let Some(pipeline) = &checked.pipeline {
-        // What only planning finds, for every environment: env cycles,
-        // values that grow too large, secrets that would leak.
-        let found = crate::plan::validate(pipeline);
-        if !found.is_empty() {
-            checked.diagnostics.extend(found);
-            crate::diagnostic::sort(&mut checked.diagnostics);
-            checked.pipeline = None;
-        }
-    }
+    // What only planning finds, for every environment: env cycles, values
+    // that grow too large, secrets that would leak.
+    crate::plan::validate_checked(&mut checked);
     super::print_diagnostics(&checked, global);
     let errors = checked.diagnostics.iter().filter(|d| d.is_error()).count();
     let warnings = checked.diagnostics.len() - errors;

@@ -5,6 +5,7 @@ mod check;
 mod fmt;
 mod git;
 mod graph;
+mod lsp;
 mod plan;
 mod release;
 mod run;
@@ -71,6 +72,8 @@ enum Command {
     /// Look at releases in the cluster, roll one back, or diff what a
     /// pipeline would apply.
     Release(release::ReleaseArgs),
+    /// Start the language server, for editors (over standard input and output).
+    Lsp(lsp::LspArgs),
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -117,6 +120,7 @@ pub fn main() -> ExitCode {
         Command::Fmt(a) => fmt::run(&a, &global),
         Command::Run(a) => run::run(&a, &global),
         Command::Release(a) => release::run(&a, &global),
+        Command::Lsp(a) => lsp::run(&a, &global),
     };
     ExitCode::from(code)
 }

@@ -15,7 +15,7 @@ use crate::syntax::{Block, Setting, Value};
 
 /// Where a setting is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Context {
+pub(crate) enum Context {
     Top,
     Stage,
     Template,
@@ -26,7 +26,7 @@ pub(super) enum Context {
 }
 
 impl Context {
-    pub(super) fn keys(self) -> &'static [&'static str] {
+    pub(crate) fn keys(self) -> &'static [&'static str] {
         match self {
             Context::Top => &[
                 "pipeline",

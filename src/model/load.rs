@@ -51,6 +51,19 @@ pub fn read_source(path: &Path) -> io::Result<String> {
 /// Loads with a custom reader (the language server reads unsaved buffers).
 /// When the main file cannot be read it is loaded as empty, with an error.
 pub fn load_with(path: &Path, read: &mut dyn FnMut(&Path) -> io::Result<String>) -> Loaded {
+    load_parsed_with(path, read, &mut syntax::parse)
+}
+
+/// How a file's text becomes its syntax tree: [`syntax::parse`], or a parse
+/// that reuses the unchanged items of the last one (the language server's).
+pub(crate) type ParseFn<'p> = dyn FnMut(FileId, &str) -> (syntax::Ast, Vec<Diag>) + 'p;
+
+/// [`load_with`], parsing with `parse`.
+pub(crate) fn load_parsed_with(
+    path: &Path,
+    read: &mut dyn FnMut(&Path) -> io::Result<String>,
+    parse: &mut ParseFn<'_>,
+) -> Loaded {
     let mut loader = Loader {
         sources: SourceMap::default(),
         items: Vec::new(),
@@ -59,6 +72,7 @@ pub fn load_with(path: &Path, read: &mut dyn FnMut(&Path) -> io::Result<String>)
         loaded: HashSet::new(),
         unparsed: HashSet::new(),
         read,
+        parse,
     };
     let name = display_name(path);
     let text = match (loader.read)(path) {
@@ -84,7 +98,7 @@ pub fn load_with(path: &Path, read: &mut dyn FnMut(&Path) -> io::Result<String>)
     loader.finish(root)
 }
 
-struct Loader<'r> {
+struct Loader<'r, 'p> {
     sources: SourceMap,
     items: Vec<(FileId, Item)>,
     diagnostics: Vec<Diag>,
@@ -96,6 +110,7 @@ struct Loader<'r> {
     loaded: HashSet<PathBuf>,
     unparsed: HashSet<String>,
     read: &'r mut dyn FnMut(&Path) -> io::Result<String>,
+    parse: &'r mut ParseFn<'p>,
 }
 
 struct Frame {
@@ -105,7 +120,7 @@ struct Frame {
     items: std::vec::IntoIter<Item>,
 }
 
-impl Loader<'_> {
+impl Loader<'_, '_> {
     fn finish(self, root: FileId) -> Loaded {
         Loaded {
             sources: self.sources,
@@ -141,7 +156,7 @@ impl Loader<'_> {
             .sources
             .add(SourceFile::new(path.to_path_buf(), name, text));
         self.loaded.insert(key.clone());
-        let (ast, diags) = syntax::parse(id, &self.sources.get(id).text);
+        let (ast, diags) = (self.parse)(id, &self.sources.get(id).text);
         self.diagnostics.extend(diags);
         self.unparsed.extend(ast.unparsed);
         self.stack.push(Frame {

@@ -12,8 +12,12 @@ mod types;
 
 use std::path::Path;
 
+/// Where a setting is, and which keys are allowed there: the language
+/// server completes the same keys the checker accepts.
+pub(crate) use body::Context;
 pub use cond::{Cond, CondExpr, CondOperand};
 pub use dag::topo_order;
+pub(crate) use load::load_parsed_with;
 pub use load::{Loaded, load, load_with, read_source};
 pub use text::{GitField, Text, TextPiece, Var, VarRef};
 pub use types::*;

@@ -47,6 +47,21 @@ pub enum PlanError {
     Diagnostics(Vec<Diag>),
 }
 
+/// Everything `slipway check` reports, in the order it prints it: the
+/// checker's diagnostics and, when they hold no error, what [`validate`]
+/// finds (which then also drops the pipeline). The language server reports
+/// the same, so that an editor and `check` never disagree.
+pub fn validate_checked(checked: &mut crate::model::Checked) {
+    if let Some(pipeline) = &checked.pipeline {
+        let found = validate(pipeline);
+        if !found.is_empty() {
+            checked.diagnostics.extend(found);
+            crate::diagnostic::sort(&mut checked.diagnostics);
+            checked.pipeline = None;
+        }
+    }
+}
+
 /// Problems only planning finds (env cycles, values that grow too large,
 /// secrets reaching places they would leak from), for every environment the
 /// pipeline can run in: what `slipway check` adds to the model's checks.

@@ -2,10 +2,12 @@
 //! `grammar/pipeline.pest`.
 
 pub mod ast;
+mod cache;
 mod parser;
 pub mod strings;
 
 pub use ast::*;
+pub(crate) use cache::{ParseCache, parse_cached};
 pub use parser::parse;
 
 #[cfg(test)]

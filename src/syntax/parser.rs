@@ -94,7 +94,7 @@ fn parse_parallel(file: FileId, text: &str) -> Option<Parsed> {
 
 /// The start of the first line at or after `from` that begins, unindented,
 /// with a letter.
-fn top_level_line_after(text: &str, from: usize) -> usize {
+pub(super) fn top_level_line_after(text: &str, from: usize) -> usize {
     let mut pos = from;
     while let Some(i) = text.get(pos..).and_then(|t| t.find('\n')) {
         pos += i + 1;
@@ -106,10 +106,10 @@ fn top_level_line_after(text: &str, from: usize) -> usize {
 }
 
 /// Items, syntax errors, and the names of declarations that failed.
-type Parsed = (Vec<Item>, Vec<Diag>, Vec<String>);
+pub(super) type Parsed = (Vec<Item>, Vec<Diag>, Vec<String>);
 
 /// Parses the items of `text` from `start` to its end.
-fn parse_range(file: FileId, text: &str, start: usize) -> Parsed {
+pub(super) fn parse_range(file: FileId, text: &str, start: usize) -> Parsed {
     let mut items = Vec::new();
     let mut diags = Vec::new();
     let mut unparsed = Vec::new();
@@ -205,7 +205,7 @@ fn skip_trivia(text: &str, mut pos: usize) -> usize {
 
 /// Every comment in the text: a `#` outside strings, to the end of its line.
 /// The grammar treats comments as silent trivia; the formatter needs them.
-fn scan_comments(file: FileId, text: &str, out: &mut Vec<Comment>) {
+pub(super) fn scan_comments(file: FileId, text: &str, out: &mut Vec<Comment>) {
     let bytes = text.as_bytes();
     let mut i = 0;
     while i < bytes.len() {

@@ -6,6 +6,8 @@ mod docker;
 mod docs;
 mod examples;
 mod fixtures;
+mod lsp;
+mod nvim;
 mod release;
 mod robustness;
 mod run;
