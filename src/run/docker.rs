@@ -99,7 +99,7 @@ impl Shared {
 }
 
 /// What the stages of one run share.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 struct Shared {
     /// Images known to be on the engine: each is looked up once per run.
     images: Arc<Mutex<HashSet<String>>>,
@@ -108,6 +108,10 @@ struct Shared {
     removals: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
     /// Containers created ahead, by stage and attempt.
     prepared: Arc<Mutex<HashMap<(String, u32), Pending>>>,
+    /// Creating ahead goes one container at a time, so that a wave of
+    /// dependents being prepared does not crowd out the engine while it
+    /// starts the stage they wait for.
+    ahead: Arc<tokio::sync::Semaphore>,
     pull: Pull,
     mode: WorkspaceMode,
     /// Where the overlay volumes' writable layers live, one folder per
@@ -147,10 +151,13 @@ impl DockerBackend {
             network,
             pipeline: pipeline.to_string(),
             shared: Shared {
+                images: Arc::default(),
+                removals: Arc::default(),
+                prepared: Arc::default(),
+                ahead: Arc::new(tokio::sync::Semaphore::new(1)),
                 pull,
                 mode,
                 scratch: std::env::temp_dir().join(format!("slipway-{run_id}")),
-                ..Shared::default()
             },
             run_id,
         })
@@ -232,6 +239,7 @@ impl Backend for DockerBackend {
         let job = job.clone();
         let key = (job.stage.name.clone(), job.attempt);
         let task = tokio::spawn(async move {
+            let _turn = shared.ahead.clone().acquire_owned().await;
             if !image_settled(&docker, &image, &shared).await {
                 return Err(String::new());
             }
