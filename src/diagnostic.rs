@@ -1,5 +1,5 @@
 //! The one diagnostic type. Every phase reports problems as [`Diag`]s that
-//! point into the [`SourceMap`]; `report::diagnostics` renders them for people
+//! point into the [`SourceMap`](crate::source::SourceMap); `report::diagnostics` renders them for people
 //! (miette), machines (JSON) and CI systems (GitHub, GitLab annotations), and
 //! the language server turns them into LSP diagnostics.
 
