@@ -51,7 +51,16 @@ impl Analysis {
     /// Loads and checks the pipeline at `root`. Items whose text has not
     /// changed since the last analysis are taken from `cache`, not parsed
     /// again: typing in one stage of a large pipeline parses that stage.
-    pub(crate) fn new(root: &Path, overlay: &Overlay<'_>, cache: &mut ParseCache) -> Self {
+    ///
+    /// When the only change since `previous` is inside a `run` script,
+    /// which nothing the checker looks at depends on, the checker is not run
+    /// again: `previous`'s diagnostics are kept, moved by the edit's length.
+    pub(crate) fn new(
+        root: &Path,
+        overlay: &Overlay<'_>,
+        cache: &mut ParseCache,
+        previous: Option<&Analysis>,
+    ) -> Self {
         let mut phases = Phases::default();
         cache.new_round();
         let loaded = phases.time("load", || {
@@ -64,8 +73,29 @@ impl Analysis {
             .diagnostics
             .iter()
             .any(|d| d.code == crate::diagnostic::Code::Syntax);
+        if let Some(diagnostics) = previous.and_then(|p| super::script_edit::carry(p, &loaded)) {
+            phases
+                .0
+                .push(("script edit: check skipped", std::time::Duration::ZERO));
+            let crate::model::Loaded { sources, items, .. } = loaded;
+            // Freeing a thousand stages' trees takes milliseconds: not on
+            // the keystroke's path.
+            std::thread::spawn(move || drop(items));
+            return Analysis {
+                root: root.to_path_buf(),
+                sources,
+                index,
+                diagnostics,
+                syntax_errors,
+                phases,
+            };
+        }
         let mut checked = phases.time("check", || crate::model::check(loaded));
         phases.time("validate", || crate::plan::validate_checked(&mut checked));
+        // The checked model is only needed for its diagnostics; freeing it
+        // is not the keystroke's business.
+        let model = checked.pipeline.take();
+        std::thread::spawn(move || drop(model));
         Analysis {
             root: root.to_path_buf(),
             sources: checked.sources,

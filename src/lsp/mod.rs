@@ -24,6 +24,7 @@ mod hover;
 mod index;
 mod navigation;
 mod position;
+mod script_edit;
 mod server;
 mod symbols;
 mod transport;

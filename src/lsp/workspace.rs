@@ -149,7 +149,16 @@ impl Workspace {
                     .files()
                     .any(|(_, f)| changed.iter().any(|c| same_file(&f.path, c)));
             if reads_changed {
-                *a = timed(self.timing, &a.root.clone(), &overlay, &mut self.cache);
+                let next = timed(
+                    self.timing,
+                    &a.root.clone(),
+                    &overlay,
+                    &mut self.cache,
+                    Some(a),
+                );
+                // The old analysis is freed off the keystroke's path.
+                let old = std::mem::replace(a, next);
+                std::thread::spawn(move || drop(old));
                 touched.push(a.root.clone());
             }
         }
@@ -162,7 +171,7 @@ impl Workspace {
             let root = find_root(&doc.path, &self.folders, &overlay);
             self.analyses.retain(|a| a.root != root);
             self.analyses
-                .push(timed(self.timing, &root, &overlay, &mut self.cache));
+                .push(timed(self.timing, &root, &overlay, &mut self.cache, None));
             touched.push(root);
         }
         // Pipelines no open document belongs to any more.
@@ -233,9 +242,10 @@ fn timed(
     root: &Path,
     overlay: &analysis::Overlay<'_>,
     cache: &mut crate::syntax::ParseCache,
+    previous: Option<&Analysis>,
 ) -> Analysis {
     let start = Instant::now();
-    let a = Analysis::new(root, overlay, cache);
+    let a = Analysis::new(root, overlay, cache, previous);
     if timing {
         super::transport::log(&format!(
             "checked `{}` in {:.2} ms ({})",

@@ -25,7 +25,13 @@ struct Client {
 impl Client {
     /// Starts `slipway lsp` in `dir` and completes the handshake.
     fn start(dir: &Path) -> Client {
-        let mut client = Client::spawn(dir);
+        Client::start_logged(dir, None)
+    }
+
+    /// [`Client::start`], with the server's timing log (`SLIPWAY_LSP_TIMING`)
+    /// written to `log`.
+    fn start_logged(dir: &Path, log: Option<&Path>) -> Client {
+        let mut client = Client::spawn_logged(dir, log);
         let root = uri(dir);
         let init = client.request(
             "initialize",
@@ -48,15 +54,20 @@ impl Client {
         client
     }
 
-    fn spawn(dir: &Path) -> Client {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_slipway"))
+    fn spawn_logged(dir: &Path, log: Option<&Path>) -> Client {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_slipway"));
+        command
             .arg("lsp")
             .current_dir(dir)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start slipway lsp");
+            .stderr(Stdio::null());
+        if let Some(log) = log {
+            command
+                .env("SLIPWAY_LSP_TIMING", "1")
+                .stderr(std::fs::File::create(log).expect("log file"));
+        }
+        let mut child = command.spawn().expect("start slipway lsp");
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = channel();
         std::thread::spawn(move || {
@@ -927,4 +938,74 @@ fn completion_inside_interpolation_knows_the_stage_scope() {
         json!({ "range": { "start": pos(&text, start), "end": pos(&text, start + 6) }, "newText": "git.branch" })
     );
     assert_eq!(client.shutdown(), Some(0));
+}
+
+/// Typing inside a `run` script skips the checker (it never reads
+/// scripts); the diagnostics must still be exactly those of a full check of
+/// the new text, moved along with the edit, including on the same line and
+/// in related information. Edits that could change meaning (`$`, `{`,
+/// quotes) take the full check and agree too.
+#[test]
+fn edits_inside_a_script_keep_diagnostics_exact() {
+    const TEXT: &str = "pipeline \"p\"\n\nstage a after c { image \"local/busybox\"\n  run \"echo one\" }\n\n\
+                        stage b after a {\n  image \"local/busybox\"\n  run \"echo b\"\n}\n\n\
+                        stage d {\n  image \"local/busybox\"\n  run \"\"\"\n    echo two\n  \"\"\"\n}\n\n\
+                        stage c after b {\n  image \"${NOPE}\"\n  run \"echo three\"\n}\n";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = write(dir.path(), "p.pipeline", TEXT);
+    let log = dir.path().join("server.log");
+    let mut client = Client::start_logged(dir.path(), Some(&log));
+    let uri = client.open(&path, TEXT);
+    let first = client.diagnostics(&uri);
+    assert!(!first.is_empty());
+
+    // (a place to find, how far into it, what to insert, how much to remove)
+    let mut text = TEXT.to_string();
+    let edits: Vec<(&str, usize, &str, usize)> = vec![
+        (" one", 4, " again and again", 0),
+        (" two", 0, "-x", 0),
+        ("-x two", 0, "", 2),
+        (" one", 4, "$HOME", 0),
+        (" two", 0, " {x}", 0),
+        (" one", 4, "", 5),
+    ];
+    for (version, (place, into, insert, remove)) in edits.into_iter().enumerate() {
+        let at = text.find(place).expect("place") + into;
+        text.replace_range(at..at + remove, insert);
+        client.change(&uri, i64::try_from(version).expect("small") + 2, &text);
+        let got = client.diagnostics(&uri);
+        let path = write(dir.path(), "fresh.pipeline", &text);
+        let mut fresh = Client::start(dir.path());
+        let fresh_uri = fresh.open(&path, &text);
+        let want = fresh.diagnostics(&fresh_uri);
+        let strip = |list: &[Value]| -> Vec<Value> {
+            list.iter()
+                .map(|d| {
+                    let mut d = d.clone();
+                    // Related places name the file they are in.
+                    if let Some(related) = d["relatedInformation"].as_array_mut() {
+                        for r in related {
+                            r["location"]["uri"] = Value::Null;
+                        }
+                    }
+                    d
+                })
+                .collect()
+        };
+        assert_eq!(strip(&got), strip(&want), "after edit {version}:\n{text}");
+    }
+    assert_eq!(client.shutdown(), Some(0));
+    // The first three edits took the short way; those adding or removing
+    // `$` or braces did not.
+    let log = std::fs::read_to_string(&log).expect("log");
+    let checks: Vec<bool> = log
+        .lines()
+        .filter(|l| l.contains("checked"))
+        .map(|l| l.contains("check skipped"))
+        .collect();
+    assert_eq!(
+        checks,
+        [false, true, true, true, false, false, false],
+        "{log}"
+    );
 }
