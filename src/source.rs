@@ -160,6 +160,16 @@ impl SourceMap {
         FileId(to_u32(self.files.len() - 1))
     }
 
+    /// The same files, with `id`'s text replaced (the language server's
+    /// edits that need no new parse).
+    pub fn with_text(&self, id: FileId, text: String) -> SourceMap {
+        let mut out = self.clone();
+        if let Some(f) = out.files.get_mut(id.0 as usize) {
+            *f = SourceFile::new(f.path.clone(), f.name.clone(), text);
+        }
+        out
+    }
+
     pub fn get(&self, id: FileId) -> &SourceFile {
         &self.files[id.0 as usize]
     }

@@ -18,6 +18,9 @@ pub(crate) struct Analysis {
     /// Whether a file failed to parse: its broken items are missing from
     /// the index, so a rename could not find every name.
     pub(crate) syntax_errors: bool,
+    /// Where the `run` scripts are: edits inside them need no new check
+    /// ([`super::script_edit`]).
+    pub(crate) scripts: Vec<crate::source::Span>,
     /// How long each step took, for `SLIPWAY_LSP_TIMING`.
     pub(crate) phases: Phases,
 }
@@ -26,6 +29,14 @@ pub(crate) struct Analysis {
 pub(crate) struct Phases(Vec<(&'static str, std::time::Duration)>);
 
 impl Phases {
+    /// An analysis made by moving the last one's results.
+    pub(crate) fn quick() -> Self {
+        Phases(vec![(
+            "script edit, nothing parsed or checked",
+            std::time::Duration::ZERO,
+        )])
+    }
+
     fn time<T>(&mut self, name: &'static str, f: impl FnOnce() -> T) -> T {
         let start = std::time::Instant::now();
         let out = f();
@@ -51,16 +62,7 @@ impl Analysis {
     /// Loads and checks the pipeline at `root`. Items whose text has not
     /// changed since the last analysis are taken from `cache`, not parsed
     /// again: typing in one stage of a large pipeline parses that stage.
-    ///
-    /// When the only change since `previous` is inside a `run` script,
-    /// which nothing the checker looks at depends on, the checker is not run
-    /// again: `previous`'s diagnostics are kept, moved by the edit's length.
-    pub(crate) fn new(
-        root: &Path,
-        overlay: &Overlay<'_>,
-        cache: &mut ParseCache,
-        previous: Option<&Analysis>,
-    ) -> Self {
+    pub(crate) fn new(root: &Path, overlay: &Overlay<'_>, cache: &mut ParseCache) -> Self {
         let mut phases = Phases::default();
         cache.new_round();
         let loaded = phases.time("load", || {
@@ -73,23 +75,7 @@ impl Analysis {
             .diagnostics
             .iter()
             .any(|d| d.code == crate::diagnostic::Code::Syntax);
-        if let Some(diagnostics) = previous.and_then(|p| super::script_edit::carry(p, &loaded)) {
-            phases
-                .0
-                .push(("script edit: check skipped", std::time::Duration::ZERO));
-            let crate::model::Loaded { sources, items, .. } = loaded;
-            // Freeing a thousand stages' trees takes milliseconds: not on
-            // the keystroke's path.
-            std::thread::spawn(move || drop(items));
-            return Analysis {
-                root: root.to_path_buf(),
-                sources,
-                index,
-                diagnostics,
-                syntax_errors,
-                phases,
-            };
-        }
+        let scripts = super::script_edit::run_strings(&loaded.items);
         let mut checked = phases.time("check", || crate::model::check(loaded));
         phases.time("validate", || crate::plan::validate_checked(&mut checked));
         // The checked model is only needed for its diagnostics; freeing it
@@ -102,6 +88,7 @@ impl Analysis {
             index,
             diagnostics: checked.diagnostics,
             syntax_errors,
+            scripts,
             phases,
         }
     }

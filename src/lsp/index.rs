@@ -2,6 +2,7 @@
 //! syntax tree before the checker consumes it: what navigation, hover,
 //! completion and symbols need, even when the pipeline has errors.
 
+use super::script_edit::Edit;
 use crate::source::{FileId, SourceMap, Span};
 use crate::syntax::{Clause, Ident, Item, Setting, StageKind, Value};
 
@@ -21,7 +22,7 @@ impl NameKind {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct StageEntry {
     pub(crate) kind: StageKind,
     pub(crate) name: Ident,
@@ -37,7 +38,7 @@ pub(crate) struct StageEntry {
     pub(crate) action: Option<&'static str>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct TemplateEntry {
     pub(crate) name: Ident,
     pub(crate) span: Span,
@@ -47,13 +48,13 @@ pub(crate) struct TemplateEntry {
 }
 
 /// A declared name with the span of its whole declaration.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Declared {
     pub(crate) name: Ident,
     pub(crate) span: Span,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct Index {
     pub(crate) stages: Vec<StageEntry>,
     pub(crate) templates: Vec<TemplateEntry>,
@@ -66,6 +67,48 @@ pub(crate) struct Index {
 const ACTIONS: [&str; 4] = ["run", "build", "release", "manual"];
 
 impl Index {
+    /// The index after an edit that changed no name ([`Edit::shift`]);
+    /// `None` if the edit overlaps a name.
+    pub(crate) fn shifted(&self, edit: &Edit) -> Option<Index> {
+        let id = |i: &Ident| -> Option<Ident> {
+            Some(Ident {
+                name: i.name.clone(),
+                span: edit.shift(i.span)?,
+            })
+        };
+        let opt = |s: Option<Span>| -> Option<Option<Span>> {
+            match s {
+                Some(s) => Some(Some(edit.shift(s)?)),
+                None => Some(None),
+            }
+        };
+        let mut out = self.clone();
+        for st in &mut out.stages {
+            st.name = id(&st.name)?;
+            st.span = edit.shift(st.span)?;
+            st.after = st.after.iter().map(id).collect::<Option<_>>()?;
+            st.uses = match &st.uses {
+                Some(u) => Some(id(u)?),
+                None => None,
+            };
+            st.when = opt(st.when)?;
+            st.image = opt(st.image)?;
+        }
+        for t in &mut out.templates {
+            t.name = id(&t.name)?;
+            t.span = edit.shift(t.span)?;
+            t.image = opt(t.image)?;
+            t.locals = t.locals.iter().map(id).collect::<Option<_>>()?;
+        }
+        for e in &mut out.environments {
+            e.name = id(&e.name)?;
+            e.span = edit.shift(e.span)?;
+        }
+        out.env = out.env.iter().map(id).collect::<Option<_>>()?;
+        out.secrets = out.secrets.iter().map(id).collect::<Option<_>>()?;
+        Some(out)
+    }
+
     pub(crate) fn new(items: &[(FileId, Item)]) -> Self {
         let mut index = Index::default();
         for (_, item) in items {

@@ -149,13 +149,9 @@ impl Workspace {
                     .files()
                     .any(|(_, f)| changed.iter().any(|c| same_file(&f.path, c)));
             if reads_changed {
-                let next = timed(
-                    self.timing,
-                    &a.root.clone(),
-                    &overlay,
-                    &mut self.cache,
-                    Some(a),
-                );
+                let next = quick(self.timing, a, &changed, all, &overlay).unwrap_or_else(|| {
+                    timed(self.timing, &a.root.clone(), &overlay, &mut self.cache)
+                });
                 // The old analysis is freed off the keystroke's path.
                 let old = std::mem::replace(a, next);
                 std::thread::spawn(move || drop(old));
@@ -171,7 +167,7 @@ impl Workspace {
             let root = find_root(&doc.path, &self.folders, &overlay);
             self.analyses.retain(|a| a.root != root);
             self.analyses
-                .push(timed(self.timing, &root, &overlay, &mut self.cache, None));
+                .push(timed(self.timing, &root, &overlay, &mut self.cache));
             touched.push(root);
         }
         // Pipelines no open document belongs to any more.
@@ -242,10 +238,9 @@ fn timed(
     root: &Path,
     overlay: &analysis::Overlay<'_>,
     cache: &mut crate::syntax::ParseCache,
-    previous: Option<&Analysis>,
 ) -> Analysis {
     let start = Instant::now();
-    let a = Analysis::new(root, overlay, cache, previous);
+    let a = Analysis::new(root, overlay, cache);
     if timing {
         super::transport::log(&format!(
             "checked `{}` in {:.2} ms ({})",
@@ -255,6 +250,34 @@ fn timed(
         ));
     }
     a
+}
+
+/// `previous` after an edit inside one of its `run` scripts, when that is
+/// all that changed: one open document, and no file or setting otherwise.
+fn quick(
+    timing: bool,
+    previous: &Analysis,
+    changed: &[PathBuf],
+    all: bool,
+    overlay: &analysis::Overlay<'_>,
+) -> Option<Analysis> {
+    let [path] = changed else { return None };
+    if all {
+        return None;
+    }
+    let start = Instant::now();
+    let file = previous.file(path)?;
+    let text = overlay(path)?;
+    let a = super::script_edit::quick(previous, file, &text)?;
+    if timing {
+        super::transport::log(&format!(
+            "checked `{}` in {:.2} ms ({})",
+            previous.root.display(),
+            start.elapsed().as_secs_f64() * 1000.0,
+            a.phases
+        ));
+    }
+    Some(a)
 }
 
 /// The pipeline `path` belongs to: the nearest `.pipeline` file, in its

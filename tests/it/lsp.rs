@@ -1001,7 +1001,7 @@ fn edits_inside_a_script_keep_diagnostics_exact() {
     let checks: Vec<bool> = log
         .lines()
         .filter(|l| l.contains("checked"))
-        .map(|l| l.contains("check skipped"))
+        .map(|l| l.contains("script edit"))
         .collect();
     assert_eq!(
         checks,
