@@ -177,6 +177,18 @@ pub(crate) fn error(global: &Global, message: &str, help: Option<&str>) {
 
 /// The pipeline file: the one given, else the single `*.pipeline` in the
 /// current directory, else `slipway.pipeline`.
+/// The async runtime of `run` and `release`: one thread, as they wait on
+/// the engine and the API rather than compute.
+pub(crate) fn runtime(global: &Global) -> Result<tokio::runtime::Runtime, u8> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            error(global, &format!("cannot start the runtime: {e}"), None);
+            exit::INTERNAL
+        })
+}
+
 pub(crate) fn find_pipeline(given: Option<&Path>) -> Result<PathBuf, (String, String)> {
     if let Some(p) = given {
         return Ok(p.to_path_buf());
@@ -305,6 +317,15 @@ fn parse_set(s: &str) -> Result<(String, String), String> {
 }
 
 impl Selection {
+    /// The project directory: the pipeline file's folder.
+    pub(crate) fn workspace(&self) -> Result<PathBuf, (String, String)> {
+        let (file, _) = self.file_and_targets();
+        Ok(find_pipeline(file.as_deref())?
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf))
+    }
+
     /// Splits `args` into the file and the stages.
     pub(crate) fn file_and_targets(&self) -> (Option<PathBuf>, Vec<String>) {
         let mut args = self.args.clone();

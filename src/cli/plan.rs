@@ -38,12 +38,9 @@ pub(crate) fn run(args: &PlanArgs, global: &Global) -> u8 {
 /// Lists the objects each release stage would apply, from its manifests
 /// (secrets stay masked; nothing talks to a cluster).
 fn release_objects(plan: &mut crate::plan::Plan, selection: &super::Selection) {
-    let (file, _) = selection.file_and_targets();
-    let workspace = super::find_pipeline(file.as_deref())
-        .ok()
-        .and_then(|p| p.parent().map(std::path::Path::to_path_buf))
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or_else(|| std::path::PathBuf::from("."));
+    let workspace = selection
+        .workspace()
+        .unwrap_or_else(|_| std::path::PathBuf::from("."));
     let rendered: Vec<(usize, Result<Vec<String>, String>)> = plan
         .stages
         .iter()

@@ -2,7 +2,7 @@
 //! on releases outside a run. The kubeconfig comes from the default loading
 //! rules (`KUBECONFIG`, `~/.kube/config`), with `--context`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::{Global, Selection, exit};
 use crate::release::apply::{self, ApiError, Kinds};
 use crate::release::render::{Scope, render};
-use crate::release::store::{Status, Store};
+use crate::release::store::{Revision, Status, Store};
 use crate::release::{Request, client};
 
 #[derive(Args, Debug)]
@@ -68,15 +68,9 @@ struct DiffArgs {
 }
 
 pub(crate) fn run(args: &ReleaseArgs, global: &Global) -> u8 {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match super::runtime(global) {
         Ok(r) => r,
-        Err(e) => {
-            super::error(global, &format!("cannot start the runtime: {e}"), None);
-            return exit::INTERNAL;
-        }
+        Err(code) => return code,
     };
     let context = args.context.as_deref();
     let result = runtime.block_on(async {
@@ -100,19 +94,24 @@ pub(crate) fn run(args: &ReleaseArgs, global: &Global) -> u8 {
     }
 }
 
-async fn status(t: &Target, context: Option<&str>) -> Result<u8, ApiError> {
+/// Every revision of the release, oldest first; none is an error.
+async fn revisions(t: &Target, context: Option<&str>) -> Result<Vec<Revision>, ApiError> {
     let client = client::connect(context).await?;
-    let store = Store::new(client, &t.namespace, &t.name);
-    let revisions = store
+    let revisions = Store::new(client, &t.namespace, &t.name)
         .list()
         .await
         .map_err(|e| ApiError::from_kube("listing revisions", e))?;
-    let Some(last) = revisions.last() else {
+    if revisions.is_empty() {
         return Err(ApiError::Failed(format!(
             "no release `{}` in namespace `{}`",
             t.name, t.namespace
         )));
-    };
+    }
+    Ok(revisions)
+}
+
+async fn status(t: &Target, context: Option<&str>) -> Result<u8, ApiError> {
+    let revisions = revisions(t, context).await?;
     let deployed = revisions
         .iter()
         .rev()
@@ -135,7 +134,11 @@ async fn status(t: &Target, context: Option<&str>) -> Result<u8, ApiError> {
         }
         None => println!("deployed:  none"),
     }
-    if deployed.is_none_or(|d| d.version != last.version) {
+    // The latest attempt, when it is not the one running.
+    if let Some(last) = revisions
+        .last()
+        .filter(|last| deployed.is_none_or(|d| d.version != last.version))
+    {
         println!(
             "latest:    revision {} {}: {}",
             last.version,
@@ -147,18 +150,7 @@ async fn status(t: &Target, context: Option<&str>) -> Result<u8, ApiError> {
 }
 
 async fn history(t: &Target, context: Option<&str>) -> Result<u8, ApiError> {
-    let client = client::connect(context).await?;
-    let store = Store::new(client, &t.namespace, &t.name);
-    let revisions = store
-        .list()
-        .await
-        .map_err(|e| ApiError::from_kube("listing revisions", e))?;
-    if revisions.is_empty() {
-        return Err(ApiError::Failed(format!(
-            "no release `{}` in namespace `{}`",
-            t.name, t.namespace
-        )));
-    }
+    let revisions = revisions(t, context).await?;
     let mut table = comfy_table::Table::new();
     table.load_style(comfy_table::presets::NOTHING);
     table.set_header(["REVISION", "TIME", "STATUS", "IMAGES", "DESCRIPTION"]);
@@ -248,7 +240,10 @@ async fn diff(d: &DiffArgs, context: Option<&str>, global: &Global) -> Result<u8
         Ok(p) => p,
         Err(code) => return Ok(code),
     };
-    let workspace = workspace(&d.selection);
+    let workspace = d
+        .selection
+        .workspace()
+        .unwrap_or_else(|_| PathBuf::from("."));
     let releases: Vec<_> = plan
         .stages
         .iter()
@@ -323,15 +318,6 @@ async fn diff(d: &DiffArgs, context: Option<&str>, global: &Global) -> Result<u8
         eprintln!("no changes");
     }
     Ok(if changed { exit::FAILED } else { exit::OK })
-}
-
-fn workspace(sel: &Selection) -> PathBuf {
-    let (file, _) = sel.file_and_targets();
-    super::find_pipeline(file.as_deref())
-        .ok()
-        .and_then(|p| p.parent().map(Path::to_path_buf))
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or_else(|| PathBuf::from("."))
 }
 
 fn print_diff(id: &str, before: &str, after: &str) -> bool {

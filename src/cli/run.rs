@@ -88,12 +88,8 @@ pub(crate) fn run(args: &RunArgs, global: &Global) -> u8 {
         Ok(p) => p,
         Err(code) => return code,
     };
-    let (file, _) = args.selection.file_and_targets();
-    let workspace = match super::find_pipeline(file.as_deref()) {
-        Ok(p) => p
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .map_or_else(|| PathBuf::from("."), Path::to_path_buf),
+    let workspace = match args.selection.workspace() {
+        Ok(w) => w,
         Err((m, h)) => {
             super::error(global, &m, Some(&h));
             return exit::INVALID;
@@ -116,15 +112,9 @@ pub(crate) fn run(args: &RunArgs, global: &Global) -> u8 {
         workspace,
         secrets,
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match super::runtime(global) {
         Ok(r) => r,
-        Err(e) => {
-            super::error(global, &format!("cannot start the runtime: {e}"), None);
-            return exit::INTERNAL;
-        }
+        Err(code) => return code,
     };
     let human = Human::new(&plan, global.color);
     let format = args.output;

@@ -184,14 +184,11 @@ async fn state(client: &kube::Client, kinds: &mut Kinds, item: &Item) -> Result<
                 .map_err(|e| ApiError::from_kube("listing pods", e))?
                 .items
         }
-        (Some(ns), None) if item.kind == "Pod" => {
-            let api: Api<Pod> = Api::namespaced(client.clone(), ns);
-            api.get_opt(&item.name)
-                .await
-                .map_err(|e| ApiError::from_kube("reading a pod", e))?
-                .into_iter()
-                .collect()
-        }
+        // A bare Pod is the object just read.
+        (_, None) if item.kind == "Pod" => serde_json::to_value(&live)
+            .and_then(serde_json::from_value::<Pod>)
+            .into_iter()
+            .collect(),
         _ => Vec::new(),
     };
     for pod in pods

@@ -100,7 +100,8 @@ pub async fn release(
     match outcome {
         Ok(()) => {
             let pruned = if req.prune {
-                prune(client, &mut kinds, previous.as_ref(), &inventory, notes).await?
+                let before = previous.as_ref().map_or(&[][..], |p| &p.inventory);
+                prune(client, &mut kinds, before, &inventory, notes).await?
             } else {
                 Vec::new()
             };
@@ -187,33 +188,23 @@ pub async fn rollback_to(
         .await
         .map_err(|e| ApiError::from_kube("recording the rollback", e))?;
     let mut kinds = Kinds::default();
-    let rollback_req = Request {
-        objects: objects.clone(),
-        ..req.clone_settings()
-    };
-    let outcome = apply_and_wait(client, &mut kinds, &objects, &rollback_req, notes).await;
+    let outcome = apply_and_wait(client, &mut kinds, &objects, req, notes).await;
     match outcome {
         Ok(()) => {
             // What only the failed revision had goes.
-            let _ = prune(
+            prune(
                 client,
                 &mut kinds,
-                Some(&Revision {
-                    inventory: failed_inventory.to_vec(),
-                    ..target.clone()
-                }),
+                failed_inventory,
                 &target.inventory,
                 notes,
             )
             .await?;
             revision.status = Status::Deployed;
-            let previous = store
-                .list()
-                .await
-                .map_err(|e| ApiError::from_kube("listing revisions", e))?
+            let previous = revisions
                 .into_iter()
                 .rev()
-                .find(|r| r.status == Status::Deployed && r.version != version);
+                .find(|r| r.status == Status::Deployed);
             finish(store, &mut revision, previous, req.history).await?;
             Ok(version)
         }
@@ -226,25 +217,8 @@ pub async fn rollback_to(
     }
 }
 
-impl Request {
-    /// The same settings, without objects.
-    fn clone_settings(&self) -> Request {
-        Request {
-            name: self.name.clone(),
-            namespace: self.namespace.clone(),
-            objects: Vec::new(),
-            images: self.images.clone(),
-            wait: self.wait,
-            rollback: false,
-            prune: false,
-            history: self.history,
-            pipeline: self.pipeline.clone(),
-            git_sha: self.git_sha.clone(),
-            force_conflicts: self.force_conflicts,
-        }
-    }
-}
-
+/// Applies `objects` (not necessarily `req`'s: a rollback's are an earlier
+/// revision's) with `req`'s namespace and settings, and waits for them.
 async fn apply_and_wait(
     client: &kube::Client,
     kinds: &mut Kinds,
@@ -294,24 +268,21 @@ async fn finish(
         .map_err(|e| ApiError::from_kube("pruning history", e))
 }
 
-/// Deletes what `previous` applied and `now` does not (only objects slipway
+/// Deletes what was applied `before` and is not `now` (only objects slipway
 /// still manages). Returns their ids.
 async fn prune(
     client: &kube::Client,
     kinds: &mut Kinds,
-    previous: Option<&Revision>,
+    before: &[Item],
     now: &[Item],
     notes: &UnboundedSender<String>,
 ) -> Result<Vec<String>, ApiError> {
-    let Some(previous) = previous else {
-        return Ok(Vec::new());
-    };
     let keep: HashSet<(&str, Option<&str>, &str)> = now
         .iter()
         .map(|i| (i.kind.as_str(), i.namespace.as_deref(), i.name.as_str()))
         .collect();
     let mut pruned = Vec::new();
-    for item in &previous.inventory {
+    for item in before {
         if keep.contains(&(
             item.kind.as_str(),
             item.namespace.as_deref(),

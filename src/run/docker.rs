@@ -397,34 +397,28 @@ async fn ensure_image(
     shared: &Shared,
     output: &Output,
 ) -> Result<(), String> {
-    if shared.images.lock().is_ok_and(|i| i.contains(image)) {
+    if image_settled(docker, image, shared).await {
         return Ok(());
     }
-    let present = docker.inspect_image(image).await.is_ok();
-    let pull = match shared.pull {
-        Pull::Never => false,
-        Pull::Missing => !present,
-        Pull::Always => true,
-    };
-    if pull {
-        output
-            .line(Stream::Stdout, &format!("pulling {image}"))
-            .await;
-        let options = bollard::query_parameters::CreateImageOptionsBuilder::default()
-            .from_image(image)
-            .build();
-        let mut stream = docker.create_image(Some(options), None, None);
-        while let Some(item) = stream.next().await {
-            if let Err(e) = item {
-                return Err(format!(
-                    "image `{image}` could not be pulled ({e}); build it first (scripts/dev-env.sh builds local/busybox and local/debian), or push it to a registry this engine can reach"
-                ));
-            }
-        }
-    } else if !present {
+    // Not on the engine, or `--pull always`.
+    if shared.pull == Pull::Never {
         return Err(format!(
             "image `{image}` is not on this engine, and `--pull never` forbids pulling it; build it first (scripts/dev-env.sh builds local/busybox and local/debian)"
         ));
+    }
+    output
+        .line(Stream::Stdout, &format!("pulling {image}"))
+        .await;
+    let options = bollard::query_parameters::CreateImageOptionsBuilder::default()
+        .from_image(image)
+        .build();
+    let mut stream = docker.create_image(Some(options), None, None);
+    while let Some(item) = stream.next().await {
+        if let Err(e) = item {
+            return Err(format!(
+                "image `{image}` could not be pulled ({e}); build it first (scripts/dev-env.sh builds local/busybox and local/debian), or push it to a registry this engine can reach"
+            ));
+        }
     }
     if let Ok(mut images) = shared.images.lock() {
         images.insert(image.to_string());

@@ -10,6 +10,8 @@ use assert_cmd::Command;
 use predicates::prelude::PredicateBooleanExt as _;
 use serde_json::Value;
 
+use crate::support::build_image;
+
 /// Whether the engine answers; panics in CI when it does not.
 fn engine() -> bool {
     let up = std::process::Command::new("/usr/bin/docker")
@@ -73,24 +75,6 @@ fn httpd_image() -> &'static str {
          HEALTHCHECK --interval=1s --timeout=1s --retries=30 CMD test -f /srv/ping\n\
          CMD [\"sh\", \"-c\", \"mkdir -p /srv && sleep 1.5 && echo pong > /srv/ping && exec httpd -f -p 8080 -h /srv\"]\n",
     )
-}
-
-/// Builds `dockerfile` (FROM local images only) as `tag`.
-fn build_image(tag: &'static str, dockerfile: &str) -> &'static str {
-    let ctx = tempfile::tempdir().expect("tempdir");
-    std::fs::write(ctx.path().join("Dockerfile"), dockerfile).expect("write");
-    let built = std::process::Command::new("/usr/bin/docker")
-        .env("DOCKER_BUILDKIT", "0")
-        .args(["build", "-q", "-t", tag, "."])
-        .current_dir(ctx.path())
-        .output()
-        .expect("docker build");
-    assert!(
-        built.status.success(),
-        "{}",
-        String::from_utf8_lossy(&built.stderr)
-    );
-    tag
 }
 
 #[test]

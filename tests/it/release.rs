@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::support::build_image;
+
 /// The test cluster's kubeconfig, started once per test process.
 fn cluster() -> Option<PathBuf> {
     static KUBECONFIG: OnceLock<Option<PathBuf>> = OnceLock::new();
@@ -42,28 +44,10 @@ fn cluster() -> Option<PathBuf> {
         .clone()
 }
 
-/// Builds a local image from a Dockerfile (FROM local/busybox).
-fn image(tag: &'static str, dockerfile: &str) -> &'static str {
-    let ctx = tempfile::tempdir().expect("tempdir");
-    std::fs::write(ctx.path().join("Dockerfile"), dockerfile).expect("write");
-    let built = std::process::Command::new("/usr/bin/docker")
-        .env("DOCKER_BUILDKIT", "0")
-        .args(["build", "-q", "-t", tag, "."])
-        .current_dir(ctx.path())
-        .output()
-        .expect("docker build");
-    assert!(
-        built.status.success(),
-        "{}",
-        String::from_utf8_lossy(&built.stderr)
-    );
-    tag
-}
-
 /// A web server that really runs as the chat container would: non-root,
 /// on 8080, answering `/healthz`.
 fn good_image() -> &'static str {
-    image(
+    build_image(
         "local/slipway-chat-test:good",
         "FROM local/busybox\nRUN mkdir -p /www && echo ok > /www/healthz\nUSER 1000\nEXPOSE 8080\n\
          CMD [\"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/www\"]\n",
@@ -72,7 +56,7 @@ fn good_image() -> &'static str {
 
 /// A container that exits 1 at once, saying why.
 fn broken_image() -> &'static str {
-    image(
+    build_image(
         "local/slipway-chat-test:broken",
         "FROM local/busybox\nUSER 1000\nCMD [\"sh\", \"-c\", \"echo cannot reach the database >&2; exit 1\"]\n",
     )

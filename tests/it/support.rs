@@ -51,3 +51,21 @@ pub fn files(dir: &Path, ext: &str) -> Vec<PathBuf> {
     out.sort();
     out
 }
+
+/// Builds `dockerfile` (FROM local images only) as `tag`.
+pub fn build_image(tag: &'static str, dockerfile: &str) -> &'static str {
+    let ctx = tempfile::tempdir().expect("tempdir");
+    std::fs::write(ctx.path().join("Dockerfile"), dockerfile).expect("write");
+    let built = std::process::Command::new("/usr/bin/docker")
+        .env("DOCKER_BUILDKIT", "0")
+        .args(["build", "-q", "-t", tag, "."])
+        .current_dir(ctx.path())
+        .output()
+        .expect("docker build");
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    tag
+}
