@@ -429,12 +429,24 @@ launched=()
 # Starts a daemon in its own session (it outlives the caller's terminal and
 # process group), with no inherited stdout or lock descriptor, so a caller
 # reading our stdout to its end does not wait for the cluster.
+#
+# `$!` is the forked shell, which execs setsid, which execs the program: until
+# then its argv[0] is not the program's and running_pid would call it gone.
+# On a busy machine that takes a while, so wait for the exec (or the exit).
 launch() {
-  local name="$1"
+  local name="$1" pid argv0
   shift
   setsid "$@" >"$run/$name.log" 2>&1 </dev/null 9>&- &
-  echo "$! $1" >"$run/$name.pid"
+  pid=$!
+  echo "$pid $1" >"$run/$name.pid"
   launched+=("$name")
+  for _ in $(seq 1 300); do
+    argv0="$({ tr '\0' '\n' <"/proc/$pid/cmdline"; } 2>/dev/null | head -n 1)"
+    [ "$argv0" = "$1" ] && return 0
+    alive "$pid" || return 0
+    sleep 0.1
+  done
+  log "$name (pid $pid) did not start $1 within 30 s"
 }
 
 # A process that exists and has not exited (a zombie waits for PID 1 to reap
