@@ -231,9 +231,16 @@ pub async fn run(
             }
         }
         // Get the next stages ready while the ones they wait for run: a
-        // stage whose dependencies have all started is prepared once.
+        // stage whose dependencies have all started, or are ready
+        // themselves, is prepared once; at most `-j` wait prepared.
         if !stop.is_cancelled() {
+            let mut waiting = (0..plan.stages.len())
+                .filter(|&i| prepared[i] && matches!(state[i], State::Pending))
+                .count();
             for i in 0..plan.stages.len() {
+                if waiting >= opts.jobs.max(1) {
+                    break;
+                }
                 let s = &plan.stages[i];
                 if prepared[i] || s.finally || s.kind == "manual" {
                     continue;
@@ -244,10 +251,12 @@ pub async fn run(
                 let soon = deps[i].iter().all(|&d| match state[d] {
                     State::Running => true,
                     State::Done(st) => st.lets_dependents_run(),
-                    _ => false,
+                    State::Pending => prepared[d],
+                    State::Skipped => false,
                 });
                 if soon {
                     prepared[i] = true;
+                    waiting += 1;
                     backend.prepare(&launcher.job(i, 1, RunStatus::Succeeded));
                 }
             }
@@ -435,11 +444,12 @@ impl Launcher<'_> {
             .await;
         let job = self.job(index, attempt, status);
         let output = Output::new(stage.name.clone(), self.events.clone(), self.masker.clone());
-        let backend = Arc::clone(self.backend);
-        let cancel = cancel.clone();
+        // Asked for now, before the scheduler prepares other stages: a
+        // backend may give the stages it executes precedence.
+        let execution = self.backend.execute(job, output, cancel.clone());
         set.spawn(async move {
             let started = Instant::now();
-            let outcome = backend.execute(job, output, cancel).await;
+            let outcome = execution.await;
             Finished {
                 index,
                 attempt,

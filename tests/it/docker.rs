@@ -521,3 +521,85 @@ fn images_are_pulled_when_missing_and_never_with_pull_never() {
     );
     docker(&["rmi", &image]);
 }
+
+/// Dependents are started ahead, their scripts held behind a gate: the
+/// container of `b` runs while `a` still does, yet `b`'s script begins only
+/// after `a` has succeeded, with its standard input closed and its own exit
+/// status; a dependent of a failure never runs its script, and its
+/// waiting container is removed.
+#[test]
+fn dependents_start_ahead_but_run_only_after_their_dependencies() {
+    if !engine() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pipeline = format!("ahead-{}", std::process::id());
+    let text = format!(
+        "pipeline \"{pipeline}\"\n\n\
+         stage a {{\n  image \"local/busybox\"\n  run \"sleep 3; echo a-done\"\n}}\n\
+         stage b after a {{\n  image \"local/busybox\"\n  run \"\"\"\n    if read -r line; then echo \"stdin:$line\"; else echo stdin-closed; fi\n    echo b-ran\n    exit 7\n  \"\"\"\n}}\n"
+    );
+    std::fs::write(dir.path().join("p.pipeline"), &text).expect("write");
+    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("slipway"))
+        .current_dir(dir.path())
+        .args(["run", "p.pipeline", "--output", "json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    // While `a` sleeps, `b`'s container is already up.
+    let filter = format!("label=dev.slipway.pipeline={pipeline}");
+    let running_b = || {
+        std::process::Command::new("/usr/bin/docker")
+            .args(["ps", "-q", "--filter", &filter, "--filter"])
+            .arg("label=dev.slipway.stage=b")
+            .output()
+            .map(|o| !o.stdout.is_empty())
+            .unwrap_or(false)
+    };
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut seen = false;
+    while Instant::now() < deadline && !seen {
+        seen = running_b();
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = child.wait_with_output().expect("wait");
+    assert!(seen, "b's container was not started while a ran");
+    assert_eq!(out.status.code(), Some(1));
+    let events: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let index = |pred: &dyn Fn(&Value) -> bool| events.iter().position(pred);
+    let a_done = index(&|e| e["event"] == "stage_finished" && e["stage"] == "a").expect("a ends");
+    let b_log = |line: &str| {
+        let line = line.to_string();
+        index(&move |e| e["stage"] == "b" && e["line"] == line.as_str())
+    };
+    assert!(b_log("b-ran").expect("b ran") > a_done, "{events:?}");
+    assert!(b_log("stdin-closed").is_some(), "{events:?}");
+    let b = events
+        .iter()
+        .find(|e| e["event"] == "stage_finished" && e["stage"] == "b")
+        .expect("b ends");
+    assert_eq!(b["exit_code"], 7, "{b}");
+    assert_eq!(left_behind(&pipeline), 0, "containers of the run were left");
+
+    // `c` waits ahead behind `a`, which fails: `c`'s script never runs (it
+    // would write to the project, which the shared workspace shows).
+    let text = format!(
+        "pipeline \"{pipeline}\"\n\n\
+         stage a {{\n  image \"local/busybox\"\n  run \"sleep 2; exit 1\"\n}}\n\
+         stage c after a {{\n  image \"local/busybox\"\n  run \"touch c-ran\"\n}}\n"
+    );
+    let (code, events, stderr, _) = run(dir.path(), &text, &["--workspace", "shared"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        events
+            .iter()
+            .any(|e| e["event"] == "stage_skipped" && e["stage"] == "c"),
+        "{events:?}"
+    );
+    assert!(!dir.path().join("c-ran").exists(), "c's script ran");
+    assert_eq!(left_behind(&pipeline), 0, "the waiting container was left");
+}
