@@ -461,12 +461,17 @@ fn an_artifact_is_handed_to_later_stages_and_kept() {
     let (code, events, stderr, _) = run(
         dir.path(),
         "stage make {\n  image \"local/busybox\"\n  artifact \"/out/\"\n  run \"mkdir -p /out && echo made-by-make > /out/report.txt\"\n}\n\
-         stage use after make {\n  image \"local/busybox\"\n  run \"echo use saw $(cat /out/report.txt)\"\n}\n\
-         stage later after use {\n  image \"local/busybox\"\n  run \"echo later saw $(cat /out/report.txt)\"\n}\n",
+         stage use after make {\n  image \"local/busybox\"\n  artifact \"used.txt\"\n  run \"echo use saw $(cat /out/report.txt); echo used-by-use > used.txt\"\n}\n\
+         stage later after use {\n  image \"local/busybox\"\n  run \"echo later saw $(cat /out/report.txt) and $(cat used.txt)\"\n}\n",
         &[],
     );
     assert_eq!(code, Some(0), "{stderr}\n{events:?}");
-    for line in ["use saw made-by-make", "later saw made-by-make"] {
+    // `use` was started ahead and ends by its gate's word: its artifact is
+    // still taken from its container.
+    for line in [
+        "use saw made-by-make",
+        "later saw made-by-make and used-by-use",
+    ] {
         assert!(
             events.iter().any(|e| e["line"] == line),
             "no `{line}` in {events:?}"
@@ -537,12 +542,13 @@ fn dependents_start_ahead_but_run_only_after_their_dependencies() {
     let text = format!(
         "pipeline \"{pipeline}\"\n\n\
          stage a {{\n  image \"local/busybox\"\n  run \"sleep 3; echo a-done\"\n}}\n\
-         stage b after a {{\n  image \"local/busybox\"\n  run \"\"\"\n    if read -r line; then echo \"stdin:$line\"; else echo stdin-closed; fi\n    echo b-ran\n    exit 7\n  \"\"\"\n}}\n"
+         stage b after a {{\n  image \"local/busybox\"\n  run \"\"\"\n    if read -r line; then echo \"stdin:$line\"; else echo stdin-closed; fi\n    echo b-ran\n    echo to-stderr >&2\n    printf no-line-break\n    exit 7\n  \"\"\"\n}}\n\
+         stage t after a {{\n  image \"local/busybox\"\n  timeout 1s\n  allow-failure\n  run \"sleep 30\"\n}}\n"
     );
     std::fs::write(dir.path().join("p.pipeline"), &text).expect("write");
     let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("slipway"))
         .current_dir(dir.path())
-        .args(["run", "p.pipeline", "--output", "json"])
+        .args(["run", "p.pipeline", "--output", "json", "--keep-going"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -578,6 +584,22 @@ fn dependents_start_ahead_but_run_only_after_their_dependencies() {
     };
     assert!(b_log("b-ran").expect("b ran") > a_done, "{events:?}");
     assert!(b_log("stdin-closed").is_some(), "{events:?}");
+    // Everything the script wrote, and nothing of the gate's end marker.
+    assert!(b_log("to-stderr").is_some(), "{events:?}");
+    assert!(b_log("no-line-break").is_some(), "{events:?}");
+    let all = serde_json::to_string(&events).expect("json");
+    assert!(!all.contains("slipway-end-"), "{all}");
+    // A timeout still kills a container started ahead.
+    let t = events
+        .iter()
+        .find(|e| e["event"] == "stage_finished" && e["stage"] == "t")
+        .expect("t ends");
+    assert!(
+        t["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("killed after its timeout")),
+        "{t}"
+    );
     let b = events
         .iter()
         .find(|e| e["event"] == "stage_finished" && e["stage"] == "b")
