@@ -7,7 +7,9 @@ mod cond;
 mod dag;
 mod load;
 mod resolve;
+mod stage;
 mod text;
+mod top;
 mod types;
 
 use std::path::Path;
