@@ -285,7 +285,11 @@ impl<'a> Top<'a> {
                 "git.branch",
                 "git.tag",
             ];
-            match closest(name, scope.iter().map(String::as_str).chain(builtins)) {
+            // In a fixed order, so that of two names as close as each
+            // other the same is offered every time.
+            let mut names: Vec<&str> = scope.iter().map(String::as_str).collect();
+            names.sort_unstable();
+            match closest(name, names.into_iter().chain(builtins)) {
                 Some(c) => format!("did you mean `{c}`?"),
                 None => format!("define it in an `env` block: `env {{ {name} = \"...\" }}`"),
             }
@@ -299,5 +303,20 @@ impl<'a> Top<'a> {
             .label("not defined")
             .help(help),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn of_names_as_close_the_first_by_name_is_offered() {
+        let text =
+            "env {\n  AC = \"c\"\n  AB = \"b\"\n}\nstage s {\n  image \"${AD}\"\n  run \"x\"\n}\n";
+        // Each check hashes names its own way: ask a few times.
+        for _ in 0..16 {
+            let checked = crate::model::check_text(std::path::Path::new("p.pipeline"), text);
+            let helps: Vec<_> = checked.diagnostics.iter().map(|d| d.help.clone()).collect();
+            assert_eq!(helps, [Some("did you mean `AB`?".to_string())]);
+        }
     }
 }
