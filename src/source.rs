@@ -83,13 +83,9 @@ pub struct SourceFile {
 
 impl SourceFile {
     pub fn new(path: PathBuf, name: String, text: String) -> Self {
+        // `match_indices` finds line breaks a word at a time.
         let line_starts = std::iter::once(0)
-            .chain(
-                text.bytes()
-                    .enumerate()
-                    .filter(|&(_, b)| b == b'\n')
-                    .map(|(i, _)| to_u32(i + 1)),
-            )
+            .chain(text.match_indices('\n').map(|(i, _)| to_u32(i + 1)))
             .collect();
         Self {
             path,
@@ -160,14 +156,15 @@ impl SourceMap {
         FileId(to_u32(self.files.len() - 1))
     }
 
-    /// The same files, with `id`'s text replaced (the language server's
-    /// edits that need no new parse).
-    pub fn with_text(&self, id: FileId, text: String) -> SourceMap {
-        let mut out = self.clone();
-        if let Some(f) = out.files.get_mut(id.0 as usize) {
-            *f = SourceFile::new(f.path.clone(), f.name.clone(), text);
+    /// Replaces `id`'s text (the language server follows edits).
+    pub fn set_text(&mut self, id: FileId, text: String) {
+        if let Some(f) = self.files.get_mut(id.0 as usize) {
+            *f = SourceFile::new(
+                std::mem::take(&mut f.path),
+                std::mem::take(&mut f.name),
+                text,
+            );
         }
-        out
     }
 
     pub fn get(&self, id: FileId) -> &SourceFile {

@@ -3,7 +3,9 @@
 //! would print.
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
+use super::checker::{Checked, Checker};
 use super::index::Index;
 use super::position::same_file;
 use crate::diagnostic::Diag;
@@ -18,38 +20,49 @@ pub(crate) struct Analysis {
     /// Whether a file failed to parse: its broken items are missing from
     /// the index, so a rename could not find every name.
     pub(crate) syntax_errors: bool,
-    /// Where the `run` scripts are: edits inside them need no new check
-    /// ([`super::script_edit`]).
-    pub(crate) scripts: Vec<crate::source::Span>,
     /// How long each step took, for `SLIPWAY_LSP_TIMING`.
     pub(crate) phases: Phases,
+    /// The check, kept for the next edit.
+    checker: Checker,
 }
 
+/// The steps of an analysis, each with how long it took, and how much of
+/// the pipeline it went through.
 #[derive(Default)]
-pub(crate) struct Phases(Vec<(&'static str, std::time::Duration)>);
+pub(crate) struct Phases {
+    steps: Vec<(&'static str, Duration)>,
+    note: String,
+}
 
 impl Phases {
-    /// An analysis made by moving the last one's results.
-    pub(crate) fn quick() -> Self {
-        Phases(vec![(
-            "script edit, nothing parsed or checked",
-            std::time::Duration::ZERO,
-        )])
+    fn time<T>(&mut self, name: &'static str, f: impl FnOnce() -> T) -> T {
+        let start = Instant::now();
+        let out = f();
+        self.steps.push((name, start.elapsed()));
+        out
     }
 
-    fn time<T>(&mut self, name: &'static str, f: impl FnOnce() -> T) -> T {
-        let start = std::time::Instant::now();
-        let out = f();
-        self.0.push((name, start.elapsed()));
-        out
+    fn checked(&mut self, c: &Checked, parsed: Option<usize>) {
+        self.steps.push(("check", c.check_time));
+        self.steps.push(("validate", c.validate_time));
+        let parsed = parsed.map_or(String::new(), |n| format!("{n} items parsed, "));
+        self.note = format!(
+            "{parsed}{} of {} stages checked, {} planned",
+            c.checked, c.stages, c.planned
+        );
     }
 }
 
 impl std::fmt::Display for Phases {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        for (i, (name, took)) in self.0.iter().enumerate() {
+        f.write_str("(")?;
+        for (i, (name, took)) in self.steps.iter().enumerate() {
             let sep = if i == 0 { "" } else { ", " };
             write!(f, "{sep}{name} {:.2}", took.as_secs_f64() * 1000.0)?;
+        }
+        f.write_str(")")?;
+        if !self.note.is_empty() {
+            write!(f, ": {}", self.note)?;
         }
         Ok(())
     }
@@ -61,7 +74,7 @@ pub(crate) type Overlay<'a> = dyn Fn(&Path) -> Option<String> + 'a;
 impl Analysis {
     /// Loads and checks the pipeline at `root`. Items whose text has not
     /// changed since the last analysis are taken from `cache`, not parsed
-    /// again: typing in one stage of a large pipeline parses that stage.
+    /// again.
     pub(crate) fn new(root: &Path, overlay: &Overlay<'_>, cache: &mut ParseCache) -> Self {
         let mut phases = Phases::default();
         cache.new_round();
@@ -71,26 +84,63 @@ impl Analysis {
             })
         });
         let index = phases.time("index", || Index::new(&loaded.items));
-        let syntax_errors = loaded
-            .diagnostics
-            .iter()
-            .any(|d| d.code == crate::diagnostic::Code::Syntax);
-        let scripts = super::script_edit::run_strings(&loaded.items);
-        let mut checked = phases.time("check", || crate::model::check(loaded));
-        phases.time("validate", || crate::plan::validate_checked(&mut checked));
-        // The checked model is only needed for its diagnostics; freeing it
-        // is not the keystroke's business.
-        let model = checked.pipeline.take();
-        std::thread::spawn(move || drop(model));
+        let (mut checker, sources) = Checker::new(loaded);
+        let checked = checker.check(&sources);
+        phases.checked(&checked, None);
         Analysis {
             root: root.to_path_buf(),
-            sources: checked.sources,
+            sources,
             index,
             diagnostics: checked.diagnostics,
-            syntax_errors,
-            scripts,
+            syntax_errors: checker.syntax_errors(),
             phases,
+            checker,
         }
+    }
+
+    /// Follows an edit of `file`, whose text is now `text`, parsing again
+    /// only the pieces it touched and checking again only what depends on
+    /// them ([`Checker::edit`]). `false` when the pipeline must be loaded
+    /// again instead; the analysis is then not to be used.
+    pub(crate) fn edit(&mut self, file: FileId, text: String) -> bool {
+        let mut phases = Phases::default();
+        let old = &self.sources.get(file).text;
+        if *old == text {
+            return true;
+        }
+        let Some(edited) = phases.time("reparse", || self.checker.edit(file, old, &text)) else {
+            return false;
+        };
+        let index = phases.time("index", || {
+            let decls = self.checker.decls(edited.stages.start, edited.added);
+            std::mem::take(&mut self.index).edited(
+                &edited.region,
+                edited.stages.clone(),
+                decls,
+                self.checker.settings(),
+            )
+        });
+        let Some(index) = index else {
+            return false;
+        };
+        self.index = index;
+        self.sources.set_text(file, text);
+        let checked = self.checker.check(&self.sources);
+        phases.checked(&checked, Some(edited.parsed));
+        self.diagnostics = checked.diagnostics;
+        self.syntax_errors = self.checker.syntax_errors();
+        self.phases = phases;
+        true
+    }
+
+    /// Whether every file but `file` still reads as it did: open buffers
+    /// first, then the disk.
+    pub(crate) fn others_unchanged(&self, file: FileId, overlay: &Overlay<'_>) -> bool {
+        let mut read = reader(overlay);
+        self.sources
+            .files()
+            .filter(|(id, _)| *id != file)
+            .all(|(_, f)| read(&f.path).is_ok_and(|text| text == f.text))
     }
 
     /// The id of `path` among the loaded files.

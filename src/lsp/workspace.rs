@@ -149,12 +149,12 @@ impl Workspace {
                     .files()
                     .any(|(_, f)| changed.iter().any(|c| same_file(&f.path, c)));
             if reads_changed {
-                let next = quick(self.timing, a, &changed, all, &overlay).unwrap_or_else(|| {
-                    timed(self.timing, &a.root.clone(), &overlay, &mut self.cache)
-                });
-                // The old analysis is freed off the keystroke's path.
-                let old = std::mem::replace(a, next);
-                std::thread::spawn(move || drop(old));
+                if all || !follow(self.timing, a, &changed, &overlay) {
+                    let next = timed(self.timing, &a.root.clone(), &overlay, &mut self.cache);
+                    // The old analysis is freed off the keystroke's path.
+                    let old = std::mem::replace(a, next);
+                    std::thread::spawn(move || drop(old));
+                }
                 touched.push(a.root.clone());
             }
         }
@@ -243,7 +243,7 @@ fn timed(
     let a = Analysis::new(root, overlay, cache);
     if timing {
         super::transport::log(&format!(
-            "checked `{}` in {:.2} ms ({})",
+            "checked `{}` in {:.2} ms {}",
             root.display(),
             start.elapsed().as_secs_f64() * 1000.0,
             a.phases
@@ -252,32 +252,37 @@ fn timed(
     a
 }
 
-/// `previous` after an edit inside one of its `run` scripts, when that is
-/// all that changed: one open document, and no file or setting otherwise.
-fn quick(
+/// Follows the edit of one open document in `a` ([`Analysis::edit`]), when
+/// that is all that changed: no other document, and no other file on disk.
+/// `false` when `a` must be loaded and checked again.
+fn follow(
     timing: bool,
-    previous: &Analysis,
+    a: &mut Analysis,
     changed: &[PathBuf],
-    all: bool,
     overlay: &analysis::Overlay<'_>,
-) -> Option<Analysis> {
-    let [path] = changed else { return None };
-    if all {
-        return None;
-    }
+) -> bool {
     let start = Instant::now();
-    let file = previous.file(path)?;
-    let text = overlay(path)?;
-    let a = super::script_edit::quick(previous, file, &text)?;
+    let Some(path) = changed.first() else {
+        return false;
+    };
+    if changed.iter().any(|c| c != path) {
+        return false;
+    }
+    let (Some(file), Some(text)) = (a.file(path), overlay(path)) else {
+        return false;
+    };
+    if !a.others_unchanged(file, overlay) || !a.edit(file, text) {
+        return false;
+    }
     if timing {
         super::transport::log(&format!(
-            "checked `{}` in {:.2} ms ({})",
-            previous.root.display(),
+            "checked `{}` in {:.2} ms {}",
+            a.root.display(),
             start.elapsed().as_secs_f64() * 1000.0,
             a.phases
         ));
     }
-    Some(a)
+    true
 }
 
 /// The pipeline `path` belongs to: the nearest `.pipeline` file, in its

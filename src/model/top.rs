@@ -222,6 +222,20 @@ impl<'a> Top<'a> {
         }
     }
 
+    /// The pipeline without stages: what planning a stage reads of the
+    /// rest (the language server plans stages one by one).
+    pub(crate) fn shell(&self) -> Pipeline {
+        Pipeline {
+            name: self.name(),
+            env: self.env.clone(),
+            secrets: self.secrets.clone(),
+            environments: self.environments.clone(),
+            templates: IndexMap::new(),
+            stages: IndexMap::new(),
+            finally: IndexMap::new(),
+        }
+    }
+
     /// Every `${...}` of `text` names something in `scope`, and secrets are
     /// declared and only used in env values.
     pub(super) fn check_text(

@@ -7,7 +7,9 @@ mod parser;
 pub mod strings;
 
 pub use ast::*;
-pub(crate) use cache::{ParseCache, parse_cached};
+pub(crate) use cache::{
+    ParseCache, each_span, parse_cached, parse_pieces, piece_after, piece_before,
+};
 pub use parser::parse;
 
 #[cfg(test)]

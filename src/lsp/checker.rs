@@ -1,0 +1,459 @@
+//! A pipeline's check, kept between edits: its top-level items, and for
+//! each stage declaration what checking it found and what planning it
+//! found. An edit parses again only the pieces it touched ([`Region`]);
+//! then only their stages are checked and planned again, unless it touched
+//! a top-level setting, which every stage's check depends on.
+//!
+//! Every step is the one `slipway check` takes (`model::Top`,
+//! `model::StageUnit::check`, `model::assemble`, `plan::Validation`), in
+//! the same order, so the diagnostics are the same, in the same order.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use super::edit::Region;
+use crate::diagnostic::{Code, Diag};
+use crate::model::{Compiled, Dep, Loaded, Stage, StageUnit, Top, assemble};
+use crate::plan::{Environments, StageFindings, Validation, cell_order};
+use crate::source::{FileId, SourceMap};
+use crate::syntax::{Item, Setting, StageDecl, each_span, parse_pieces};
+
+pub(crate) struct Checker {
+    root: FileId,
+    /// Every top-level item, in the order loading gives them (each
+    /// include's items where it is included).
+    items: Vec<Entry>,
+    /// One per stage declaration in `items`, in order; `None` for those
+    /// to check (again).
+    units: Vec<Option<Unit>>,
+    /// What loading found: syntax errors and include problems.
+    loaded: Vec<Diag>,
+    unparsed: HashSet<String>,
+    compiled: Compiled,
+    /// The order planning visits the stages' cells in, kept while no
+    /// stage's name, `after` list or number of cells changes.
+    order: Option<CellOrder>,
+}
+
+/// A top-level item. Most edits move most stage declarations and few of
+/// them are read again, so a stage declaration's spans are moved when it
+/// is next read; settings are read on every check, and moved at once.
+struct Entry {
+    file: FileId,
+    item: Item,
+    /// How far the item moved since its spans were last moved.
+    moved: i64,
+}
+
+impl Entry {
+    fn is_stage(&self) -> bool {
+        matches!(self.item, Item::Stage(_))
+    }
+
+    /// Where the item is now.
+    fn range(&self) -> (usize, usize) {
+        let span = self.item.span();
+        let at = |x: u32| usize::try_from(i64::from(x) + self.moved).unwrap_or(0);
+        (at(span.start), at(span.end))
+    }
+
+    fn settle(&mut self) {
+        if self.moved != 0 {
+            let by = self.moved;
+            let at = |x: &mut u32| *x = u32::try_from(i64::from(*x) + by).unwrap_or(u32::MAX);
+            each_span(&mut self.item, &mut |s| {
+                at(&mut s.start);
+                at(&mut s.end);
+            });
+            self.moved = 0;
+        }
+    }
+
+    fn decl(&self) -> Option<&StageDecl> {
+        match &self.item {
+            Item::Stage(d) => Some(d),
+            Item::Setting(_) => None,
+        }
+    }
+}
+
+struct Unit {
+    check: StageUnit,
+    /// What planning the stage found, once validation has needed it.
+    found: Option<StageFindings>,
+}
+
+/// The order planning visits the stages' cells in, as (stage, cell)
+/// pairs, and the graph it was worked out for.
+struct CellOrder {
+    graph: Vec<Node>,
+    cells: Vec<(usize, usize)>,
+}
+
+/// A stage as the plan order sees it: its name, the names it runs after,
+/// its number of cells.
+struct Node(String, Vec<String>, usize);
+
+/// What [`Checker::edit`] changed: the stage declarations `stages` (their
+/// positions among the stage declarations, before the edit) became `added`
+/// new ones.
+pub(crate) struct Edited {
+    pub(crate) region: Region,
+    pub(crate) stages: std::ops::Range<usize>,
+    pub(crate) added: usize,
+    /// Items parsed again.
+    pub(crate) parsed: usize,
+}
+
+/// A check's diagnostics, and how much of the pipeline it went through.
+pub(crate) struct Checked {
+    pub(crate) diagnostics: Vec<Diag>,
+    /// Stages checked (again), and planned, of `stages`.
+    pub(crate) checked: usize,
+    pub(crate) planned: usize,
+    pub(crate) stages: usize,
+    /// How long checking took, and validating.
+    pub(crate) check_time: Duration,
+    pub(crate) validate_time: Duration,
+}
+
+/// Stage models this many or more are freed on a thread of their own.
+const FREE_APART: usize = 64;
+
+impl Checker {
+    /// Takes the items of a pipeline just loaded; its sources are the
+    /// caller's.
+    pub(crate) fn new(loaded: Loaded) -> (Self, SourceMap) {
+        let Loaded {
+            sources,
+            items,
+            diagnostics,
+            root,
+            unparsed,
+        } = loaded;
+        let items: Vec<Entry> = items
+            .into_iter()
+            .map(|(file, item)| Entry {
+                file,
+                item,
+                moved: 0,
+            })
+            .collect();
+        let stages = items.iter().filter(|e| e.is_stage()).count();
+        let checker = Checker {
+            root,
+            items,
+            units: (0..stages).map(|_| None).collect(),
+            loaded: diagnostics,
+            unparsed,
+            compiled: Compiled::default(),
+            order: None,
+        };
+        (checker, sources)
+    }
+
+    /// Whether loading found a syntax error.
+    pub(crate) fn syntax_errors(&self) -> bool {
+        self.loaded.iter().any(|d| d.code == Code::Syntax)
+    }
+
+    /// The top-level settings.
+    pub(crate) fn settings(&self) -> impl Iterator<Item = &Setting> {
+        self.items.iter().filter_map(|e| match &e.item {
+            Item::Setting(s) => Some(s),
+            Item::Stage(_) => None,
+        })
+    }
+
+    /// The stage declarations `from..from + n` (when just parsed, so in
+    /// place).
+    pub(crate) fn decls(&self, from: usize, n: usize) -> impl Iterator<Item = &StageDecl> {
+        self.items.iter().filter_map(Entry::decl).skip(from).take(n)
+    }
+
+    /// What `slipway check` reports for the pipeline, `sources` being its
+    /// files: the stages not checked yet are checked, and planned when
+    /// validation needs it.
+    pub(crate) fn check(&mut self, sources: &SourceMap) -> Checked {
+        let start = Instant::now();
+        let at: Vec<usize> = (0..self.items.len())
+            .filter(|&i| self.items[i].is_stage())
+            .collect();
+        for (slot, &i) in self.units.iter().zip(&at) {
+            if slot.is_none() {
+                self.items[i].settle();
+            }
+        }
+        let mut diags = self.loaded.clone();
+        let mut top = Top::new(sources, self.root, &self.unparsed);
+        for e in &self.items {
+            if let Item::Setting(s) = &e.item {
+                top.setting(e.file, s, &mut diags);
+            }
+        }
+        let mut checked = 0;
+        for (slot, &i) in self.units.iter_mut().zip(&at) {
+            if let (None, Some(decl)) = (&slot, self.items[i].decl()) {
+                checked += 1;
+                *slot = Some(Unit {
+                    check: StageUnit::check(&top, &mut self.compiled, decl),
+                    found: None,
+                });
+            }
+        }
+        let mut units: Vec<&mut Unit> = self.units.iter_mut().flatten().collect();
+        let placed = {
+            let checks: Vec<&StageUnit> = units.iter().map(|u| &u.check).collect();
+            assemble(&top, &checks, &mut diags)
+        };
+        crate::diagnostic::sort(&mut diags);
+        diags.dedup();
+        let check_time = start.elapsed();
+
+        let start = Instant::now();
+        let mut planned = 0;
+        if !diags.iter().any(Diag::is_error) {
+            let order: Vec<usize> = placed
+                .stages
+                .iter()
+                .chain(&placed.finally)
+                .copied()
+                .collect();
+            // The stages planned in an earlier round are checked again to be
+            // planned now: their declarations must be in place.
+            for &u in &order {
+                if units[u].found.is_none() && units[u].check.stage.is_none() {
+                    self.items[at[u]].settle();
+                }
+            }
+            let decl = |u: usize| self.items[at[u]].decl();
+            let mut v = Validating {
+                top: &top,
+                units: &mut units,
+                order: &order,
+                compiled: &mut self.compiled,
+                cells: &mut self.order,
+            };
+            let found = v.run(decl, &mut planned);
+            if !found.is_empty() {
+                diags.extend(found);
+                crate::diagnostic::sort(&mut diags);
+            }
+        }
+        // Only the diagnostics are kept.
+        let models: Vec<Stage> = units
+            .iter_mut()
+            .filter_map(|u| u.check.stage.take())
+            .collect();
+        if models.len() >= FREE_APART {
+            std::thread::spawn(move || drop(models));
+        }
+        Checked {
+            diagnostics: diags,
+            checked,
+            planned,
+            stages: at.len(),
+            check_time,
+            validate_time: start.elapsed(),
+        }
+    }
+
+    /// Follows an edit of `file`, whose text went from `old` to `new`: the
+    /// pieces it touched are parsed again, and their stages (every stage,
+    /// when it touched a top-level setting) will be checked again. `None`
+    /// when the pipeline must be loaded again, and nothing was changed:
+    /// when the edit touches an `include` line or leaves a syntax error,
+    /// when the pipeline had a syntax error or a missing include, or when
+    /// nothing changed.
+    pub(crate) fn edit(&mut self, file: FileId, old: &str, new: &str) -> Option<Edited> {
+        let broken = |d: &Diag| matches!(d.code, Code::Syntax | Code::MissingInclude);
+        if !self.unparsed.is_empty() || self.loaded.iter().any(broken) {
+            return None;
+        }
+        let region = Region::of(file, old, new)?;
+        let (old_piece, new_piece) = (
+            &old[region.start..region.old_end],
+            &new[region.start..region.new_end],
+        );
+        if old_piece.contains("include") || new_piece.contains("include") {
+            return None;
+        }
+        let fresh = parse_pieces(file, new, region.start, region.new_end)?;
+        // The items of the region are one run of `items`: no include is
+        // among them.
+        let inside =
+            |e: &Entry| e.file == file && (region.start..region.old_end).contains(&e.range().0);
+        // Starts in the region and ends after it, or the other way round.
+        let straddles = |e: &Entry| {
+            let (start, end) = e.range();
+            e.file == file
+                && start < region.old_end
+                && end > region.start
+                && (start < region.start || end > region.old_end)
+        };
+        let at = match self.items.iter().position(inside) {
+            Some(at) => at,
+            // Nothing there before: nowhere to put what is there now.
+            None if !fresh.is_empty() => return None,
+            None => self.items.len(),
+        };
+        let count = self.items[at..].iter().take_while(|e| inside(e)).count();
+        if self.items[at + count..].iter().any(inside)
+            || self.items.iter().any(straddles)
+            || !self.loaded.iter().all(|d| region.fits(d))
+        {
+            return None;
+        }
+
+        // The edit is taken from here on.
+        let old_items = &self.items[at..at + count];
+        let first = self.items[..at].iter().filter(|e| e.is_stage()).count();
+        let removed = old_items.iter().filter(|e| e.is_stage()).count();
+        let added = fresh.iter().filter(|i| matches!(i, Item::Stage(_))).count();
+        let settings = old_items.iter().any(|e| !e.is_stage())
+            || fresh.iter().any(|i| matches!(i, Item::Setting(_)));
+        let parsed = fresh.len();
+        let by =
+            i64::try_from(region.new_end).unwrap_or(0) - i64::try_from(region.old_end).unwrap_or(0);
+        for e in &mut self.items[at + count..] {
+            if e.file == file && e.range().0 >= region.old_end {
+                e.moved += by;
+                if !e.is_stage() {
+                    e.settle();
+                }
+            }
+        }
+        self.items.splice(
+            at..at + count,
+            fresh.into_iter().map(|item| Entry {
+                file,
+                item,
+                moved: 0,
+            }),
+        );
+        self.units
+            .splice(first..first + removed, (0..added).map(|_| None));
+        for d in &mut self.loaded {
+            region.move_diag(d);
+        }
+        for slot in &mut self.units {
+            let keep = !settings && slot.as_mut().is_some_and(|u| u.moved(&region));
+            if !keep {
+                *slot = None;
+            }
+        }
+        Some(Edited {
+            region,
+            stages: first..first + removed,
+            added,
+            parsed,
+        })
+    }
+}
+
+impl Unit {
+    /// Moves every place the unit points at; `false` when one touches the
+    /// region, and then the unit must be checked again.
+    fn moved(&mut self, region: &Region) -> bool {
+        let check = &mut self.check;
+        let mut ok = check
+            .own
+            .iter_mut()
+            .chain(&mut check.refs)
+            .all(|d| region.move_diag(d));
+        if let Some(head) = &mut check.head {
+            ok &= region.move_span(&mut head.span);
+            ok &= head.after.iter_mut().all(|d| region.move_span(&mut d.span));
+        }
+        if let Some(found) = &mut self.found {
+            ok &= found
+                .found
+                .iter_mut()
+                .flatten()
+                .flatten()
+                .all(|d| region.move_diag(d));
+        }
+        ok
+    }
+}
+
+/// Validation, stage by stage as `plan::validate` plans them: each
+/// stage's findings are kept until it or the settings change.
+struct Validating<'a, 'u> {
+    top: &'a Top<'a>,
+    units: &'a mut [&'u mut Unit],
+    /// The placed units: the stages, then the `finally` ones.
+    order: &'a [usize],
+    compiled: &'a mut Compiled,
+    cells: &'a mut Option<CellOrder>,
+}
+
+impl Validating<'_, '_> {
+    /// What validation finds; `planned` counts the stages planned now.
+    fn run<'d>(
+        &mut self,
+        decl: impl Fn(usize) -> Option<&'d StageDecl>,
+        planned: &mut usize,
+    ) -> Vec<Diag> {
+        let shell = self.top.shell();
+        let environments = Environments::new(&shell);
+        let validation = Validation::new(&shell, &environments);
+        for &u in self.order {
+            let unit = &mut self.units[u];
+            if unit.found.is_some() {
+                continue;
+            }
+            // A stage checked in an earlier round is checked again to be
+            // planned: its model is not kept.
+            let stage = unit.check.stage.take().or_else(|| {
+                decl(u).and_then(|d| StageUnit::check(self.top, self.compiled, d).stage)
+            });
+            if let Some(stage) = stage {
+                *planned += 1;
+                unit.found = Some(validation.stage(&stage));
+                unit.check.stage = Some(stage);
+            }
+        }
+        let none = StageFindings::default();
+        let units = &*self.units;
+        let order = self.order;
+        let found = |k: usize| units[order[k]].found.as_ref().unwrap_or(&none);
+        // Placed stages all have a head.
+        let graph: Vec<(&str, &[Dep], usize)> = order
+            .iter()
+            .enumerate()
+            .map(|(k, &u)| match &units[u].check.head {
+                Some(head) => (head.name.as_str(), head.after.as_slice(), found(k).cells),
+                None => ("", &[][..], 0),
+            })
+            .collect();
+        let same = self.cells.as_ref().is_some_and(|kept| {
+            kept.graph.len() == graph.len()
+                && kept
+                    .graph
+                    .iter()
+                    .zip(&graph)
+                    .all(|(n, (name, after, cells))| {
+                        n.0 == *name
+                            && n.2 == *cells
+                            && n.1.len() == after.len()
+                            && n.1.iter().zip(after.iter()).all(|(a, d)| *a == d.name)
+                    })
+        });
+        if !same {
+            let nodes = graph
+                .iter()
+                .map(|(name, after, cells)| {
+                    let after = after.iter().map(|d| d.name.clone()).collect();
+                    Node((*name).to_string(), after, *cells)
+                })
+                .collect();
+            *self.cells = Some(CellOrder {
+                graph: nodes,
+                cells: cell_order(&graph),
+            });
+        }
+        let cells = self.cells.as_ref().map_or(&[][..], |o| o.cells.as_slice());
+        validation.collect(cells, found)
+    }
+}
