@@ -1,8 +1,12 @@
 //! A pipeline's check, kept between edits: its top-level items, and for
 //! each stage declaration what checking it found and what planning it
-//! found. An edit parses again only the pieces it touched ([`Region`]);
-//! then only their stages are checked and planned again, unless it touched
-//! a top-level setting, which every stage's check depends on.
+//! found. An edit parses again only the pieces it touched ([`Region`]).
+//! Then a stage is checked again when its declaration was in them, when
+//! they held the template it uses, or when the names declared at the top
+//! level changed (env, secrets, templates: [`Declared`]); it is planned
+//! again when it was checked again, or when a value of the pipeline's env
+//! it looks up changed ([`Globals`]). Whatever else a stage's results point
+//! at lies outside the edit and moves with it.
 //!
 //! Every step is the one `slipway check` takes (`model::Top`,
 //! `model::StageUnit::check`, `model::assemble`, `plan::Validation`), in
@@ -13,10 +17,10 @@ use std::time::{Duration, Instant};
 
 use super::edit::Region;
 use crate::diagnostic::{Code, Diag};
-use crate::model::{Compiled, Dep, Loaded, Stage, StageUnit, Top, assemble};
-use crate::plan::{Environments, StageFindings, Validation, cell_order};
+use crate::model::{Compiled, Declared, Dep, Loaded, Stage, StageUnit, Top, assemble};
+use crate::plan::{Environments, Globals, StageFindings, Validation, cell_order};
 use crate::source::{FileId, SourceMap};
-use crate::syntax::{Item, Setting, StageDecl, each_span, parse_pieces};
+use crate::syntax::{Item, Setting, StageDecl, Value, each_span, parse_pieces};
 
 pub(crate) struct Checker {
     root: FileId,
@@ -33,6 +37,14 @@ pub(crate) struct Checker {
     /// The order planning visits the stages' cells in, kept while no
     /// stage's name, `after` list or number of cells changes.
     order: Option<CellOrder>,
+    /// The names declared at the top level in the last check.
+    declared: Option<Declared>,
+    /// The templates edited since the last check, by name; whether one
+    /// without a name was.
+    stale_templates: HashSet<String>,
+    stale_all: bool,
+    /// What planning could read of the pipeline's env in the last check.
+    globals: Option<Globals>,
 }
 
 /// A top-level item. Most edits move most stage declarations and few of
@@ -148,6 +160,10 @@ impl Checker {
             unparsed,
             compiled: Compiled::default(),
             order: None,
+            declared: None,
+            stale_templates: HashSet::new(),
+            stale_all: false,
+            globals: None,
         };
         (checker, sources)
     }
@@ -176,14 +192,6 @@ impl Checker {
     /// validation needs it.
     pub(crate) fn check(&mut self, sources: &SourceMap) -> Checked {
         let start = Instant::now();
-        let at: Vec<usize> = (0..self.items.len())
-            .filter(|&i| self.items[i].is_stage())
-            .collect();
-        for (slot, &i) in self.units.iter().zip(&at) {
-            if slot.is_none() {
-                self.items[i].settle();
-            }
-        }
         let mut diags = self.loaded.clone();
         let mut top = Top::new(sources, self.root, &self.unparsed);
         for e in &self.items {
@@ -191,9 +199,50 @@ impl Checker {
                 top.setting(e.file, s, &mut diags);
             }
         }
+        // A stage's check depends on the names declared at the top level
+        // and on its template.
+        let declared = top.declared();
+        let all = std::mem::take(&mut self.stale_all) || self.declared.as_ref() != Some(&declared);
+        let stale = std::mem::take(&mut self.stale_templates);
+        for slot in &mut self.units {
+            let template = slot
+                .as_ref()
+                .and_then(|u| u.check.head.as_ref())
+                .and_then(|h| h.template.as_ref());
+            if all || template.is_some_and(|t| stale.contains(t)) {
+                *slot = None;
+            }
+        }
+        self.declared = Some(declared);
+        // Planning a stage depends on the values of the pipeline's env it
+        // looks up.
+        let shell = top.shell();
+        let environments = Environments::new(&shell);
+        let validation = Validation::new(&shell, &environments);
+        let globals = validation.globals();
+        let changed = self.globals.as_ref().and_then(|g| g.changed(&globals));
+        for unit in self.units.iter_mut().flatten() {
+            let stale = unit.found.as_ref().is_some_and(|f| {
+                changed
+                    .as_ref()
+                    .is_none_or(|c| f.asked.iter().any(|n| c.contains(n)))
+            });
+            if stale {
+                unit.found = None;
+            }
+        }
+        self.globals = Some(globals);
+
+        let at: Vec<usize> = (0..self.items.len())
+            .filter(|&i| self.items[i].is_stage())
+            .collect();
         let mut checked = 0;
         for (slot, &i) in self.units.iter_mut().zip(&at) {
-            if let (None, Some(decl)) = (&slot, self.items[i].decl()) {
+            if slot.is_some() {
+                continue;
+            }
+            self.items[i].settle();
+            if let Some(decl) = self.items[i].decl() {
                 checked += 1;
                 *slot = Some(Unit {
                     check: StageUnit::check(&top, &mut self.compiled, decl),
@@ -229,6 +278,7 @@ impl Checker {
             let decl = |u: usize| self.items[at[u]].decl();
             let mut v = Validating {
                 top: &top,
+                validation: &validation,
                 units: &mut units,
                 order: &order,
                 compiled: &mut self.compiled,
@@ -259,8 +309,8 @@ impl Checker {
     }
 
     /// Follows an edit of `file`, whose text went from `old` to `new`: the
-    /// pieces it touched are parsed again, and their stages (every stage,
-    /// when it touched a top-level setting) will be checked again. `None`
+    /// pieces it touched are parsed again, and their stages, and those of
+    /// templates they declare, will be checked again. `None`
     /// when the pipeline must be loaded again, and nothing was changed:
     /// when the edit touches an `include` line or leaves a syntax error,
     /// when the pipeline had a syntax error or a missing include, or when
@@ -310,8 +360,15 @@ impl Checker {
         let first = self.items[..at].iter().filter(|e| e.is_stage()).count();
         let removed = old_items.iter().filter(|e| e.is_stage()).count();
         let added = fresh.iter().filter(|i| matches!(i, Item::Stage(_))).count();
-        let settings = old_items.iter().any(|e| !e.is_stage())
-            || fresh.iter().any(|i| matches!(i, Item::Setting(_)));
+        for item in old_items.iter().map(|e| &e.item).chain(&fresh) {
+            match template_name(item) {
+                Some(Some(name)) => {
+                    self.stale_templates.insert(name.to_string());
+                }
+                Some(None) => self.stale_all = true,
+                None => {}
+            }
+        }
         let parsed = fresh.len();
         let by =
             i64::try_from(region.new_end).unwrap_or(0) - i64::try_from(region.old_end).unwrap_or(0);
@@ -337,8 +394,7 @@ impl Checker {
             region.move_diag(d);
         }
         for slot in &mut self.units {
-            let keep = !settings && slot.as_mut().is_some_and(|u| u.moved(&region));
-            if !keep {
+            if slot.as_mut().is_some_and(|u| !u.moved(&region)) {
                 *slot = None;
             }
         }
@@ -348,6 +404,17 @@ impl Checker {
             added,
             parsed,
         })
+    }
+}
+
+/// `Some` for a `template` item: with the name it declares, if it does.
+fn template_name(item: &Item) -> Option<Option<&str>> {
+    match item {
+        Item::Setting(s) if s.key.name == "template" => Some(match s.args.first() {
+            Some(Value::Word(w)) => Some(w.name.as_str()),
+            _ => None,
+        }),
+        _ => None,
     }
 }
 
@@ -381,6 +448,7 @@ impl Unit {
 /// stage's findings are kept until it or the settings change.
 struct Validating<'a, 'u> {
     top: &'a Top<'a>,
+    validation: &'a Validation<'a>,
     units: &'a mut [&'u mut Unit],
     /// The placed units: the stages, then the `finally` ones.
     order: &'a [usize],
@@ -395,9 +463,7 @@ impl Validating<'_, '_> {
         decl: impl Fn(usize) -> Option<&'d StageDecl>,
         planned: &mut usize,
     ) -> Vec<Diag> {
-        let shell = self.top.shell();
-        let environments = Environments::new(&shell);
-        let validation = Validation::new(&shell, &environments);
+        let validation = self.validation;
         for &u in self.order {
             let unit = &mut self.units[u];
             if unit.found.is_some() {

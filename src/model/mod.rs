@@ -25,7 +25,7 @@ pub use load::{Loaded, load, load_with, read_source};
 pub(crate) use resolve::assemble;
 pub(crate) use stage::StageUnit;
 pub use text::{GitField, Text, TextPiece, Var, VarRef};
-pub(crate) use top::Top;
+pub(crate) use top::{Declared, Top};
 pub use types::*;
 
 use crate::diagnostic::Diag;

@@ -14,6 +14,15 @@ use crate::diagnostic::{Code, Diag, closest, did_you_mean};
 use crate::source::{FileId, SourceMap, Span};
 use crate::syntax::{Setting, Value};
 
+/// See [`Top::declared`].
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Declared {
+    global: Vec<String>,
+    env: Vec<String>,
+    secrets: Vec<String>,
+    templates: Vec<String>,
+}
+
 pub(crate) struct Top<'a> {
     pub(super) sources: &'a SourceMap,
     /// Names of declarations that failed to parse: a reference to one is not
@@ -219,6 +228,19 @@ impl<'a> Top<'a> {
             templates: self.templates,
             stages,
             finally,
+        }
+    }
+
+    /// The names declared at the top level: a stage's check depends on
+    /// these and on the body of the template it uses, nothing else here.
+    pub(crate) fn declared(&self) -> Declared {
+        let mut global: Vec<String> = self.global.iter().cloned().collect();
+        global.sort_unstable();
+        Declared {
+            global,
+            env: self.env.keys().cloned().collect(),
+            secrets: self.secrets.keys().cloned().collect(),
+            templates: self.templates.keys().cloned().collect(),
         }
     }
 

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use indexmap::IndexMap;
 
 pub use types::*;
-pub(crate) use validate::{Environments, StageFindings, Validation, cell_order};
+pub(crate) use validate::{Environments, Globals, StageFindings, Validation, cell_order};
 pub use validate::{validate, validate_checked};
 
 use crate::diagnostic::{Diag, did_you_mean};

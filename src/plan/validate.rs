@@ -9,7 +9,7 @@
 //! reports them: the language server keeps each stage's findings while
 //! neither the stage nor those settings change.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use indexmap::IndexMap;
 
@@ -106,6 +106,54 @@ struct Global<'a> {
 pub(crate) struct StageFindings {
     pub(crate) cells: usize,
     pub(crate) found: Vec<Vec<Vec<Diag>>>,
+    /// The pipeline's env names planning the stage looked up, sorted: it
+    /// finds the same while they keep their values ([`Globals::changed`]).
+    pub(crate) asked: Vec<String>,
+}
+
+/// What planning a stage can read of each environment's global scope:
+/// whether the environment plans stages, and every value.
+#[derive(Debug, PartialEq)]
+pub(crate) struct Globals(Vec<GlobalValues>);
+
+#[derive(Debug, PartialEq)]
+struct GlobalValues {
+    environment: String,
+    stages: bool,
+    /// Every name's value and whether it holds a secret; `None` when a
+    /// name does not resolve (a cycle): looking it up reports afresh.
+    values: Option<IndexMap<Shared, (Shared, bool)>>,
+}
+
+impl Globals {
+    /// The names whose value differs between `self` and `now`; `None` when
+    /// more than values changed (environments, or names that do not
+    /// resolve), and every stage may plan differently.
+    pub(crate) fn changed(&self, now: &Globals) -> Option<HashSet<String>> {
+        if self.0.len() != now.0.len() {
+            return None;
+        }
+        let mut changed = HashSet::new();
+        for (old, new) in self.0.iter().zip(&now.0) {
+            if old.environment != new.environment || old.stages != new.stages {
+                return None;
+            }
+            let (Some(a), Some(b)) = (&old.values, &new.values) else {
+                return None;
+            };
+            for (name, value) in a {
+                if b.get(name) != Some(value) {
+                    changed.insert(name.to_string());
+                }
+            }
+            for name in b.keys() {
+                if !a.contains_key(name) {
+                    changed.insert(name.to_string());
+                }
+            }
+        }
+        Some(changed)
+    }
 }
 
 impl<'a> Validation<'a> {
@@ -132,9 +180,30 @@ impl<'a> Validation<'a> {
         Validation { pipeline, globals }
     }
 
+    /// Every environment's global values.
+    pub(crate) fn globals(&self) -> Globals {
+        Globals(
+            self.globals
+                .iter()
+                .map(|g| GlobalValues {
+                    environment: g.ctx.environment.clone(),
+                    stages: g.stages,
+                    values: g.scope.complete().then(|| {
+                        g.scope
+                            .resolved()
+                            .iter()
+                            .map(|(k, r)| (k.clone(), (r.value.clone(), r.secret)))
+                            .collect()
+                    }),
+                })
+                .collect(),
+        )
+    }
+
     /// Plans each cell of `stage` in each environment that plans stages.
     pub(crate) fn stage(&self, stage: &Stage) -> StageFindings {
         let cells = matrix_cells(stage);
+        let mut asked = Vec::new();
         let found = self
             .globals
             .iter()
@@ -151,14 +220,18 @@ impl<'a> Validation<'a> {
                         let scope = g.scope.stage_scope(stage, &cell.values, g.ctx);
                         let mut found = Vec::new();
                         plan_cell(self.pipeline, &cell, &scope, g.ctx, &mut found);
+                        asked.extend(scope.asked());
                         found
                     })
                     .collect()
             })
             .collect();
+        asked.sort_unstable();
+        asked.dedup();
         StageFindings {
             cells: cells.len(),
             found,
+            asked,
         }
     }
 

@@ -1019,7 +1019,7 @@ fn check_says(dir: &Path, main: &str, files: &[&str]) -> Vec<Vec<Value>> {
 
 /// How the server went about each check, from its timing log: `full`
 /// when it loaded the pipeline again, else how many stages it checked
-/// again: `all` of them or `few`.
+/// again: `all` of them, `few` or `none`.
 fn ways(log: &str) -> Vec<&'static str> {
     log.lines()
         .filter(|l| l.contains("checked `"))
@@ -1036,6 +1036,7 @@ fn ways(log: &str) -> Vec<&'static str> {
                 .collect();
             // `N items parsed, C of S stages checked, P planned`
             match counts.as_slice() {
+                [_, 0, _, _] => "none",
                 [_, c, s, _] if c == s => "all",
                 [_, _, _, _] => "few",
                 _ => "?",
@@ -1106,8 +1107,9 @@ stage lint uses tools {
 /// error and its fix, matrices, secrets, the pipeline's env, a template, a
 /// whole new stage, a stage removed, an included file changed on disk)
 /// are followed piece by piece: only what an edit touched is parsed again
-/// and only its stages checked again, unless it touched a top-level
-/// setting. After each, the diagnostics of every file are exactly those of
+/// and only the stages that depend on it checked again: its own, those
+/// using a template it changed, every stage when it changed the names
+/// declared at the top level. After each, the diagnostics of every file are exactly those of
 /// `slipway check`, related places included, and the outline is that of a
 /// server that just opened the text.
 #[test]
@@ -1161,19 +1163,26 @@ fn edits_outside_scripts_keep_diagnostics_exact() {
         ("\"18\", \"20\"]", "\"18\", \"20\", \"22\"]", "few"),
         ("NODE = [", "REGISTRY = [\"a\"]\n    NODE = [", "few"),
         ("REGISTRY = [\"a\"]\n    NODE = [", "NODE = [", "few"),
-        // Top-level settings: every stage is checked again.
+        // Names declared at the top level: every stage is checked again.
         ("secret TOKEN", "secret TOKEN OTHER", "all"),
+        (
+            "LEVEL = \"info\"",
+            "LEVEL = \"info\"\n  EXTRA = \"e\"",
+            "all",
+        ),
+        ("\n  EXTRA = \"e\"", "", "all"),
         (
             "image \"${REGISTRY}/deploy\"",
             "image \"${LEVEL}/deploy\"",
             "few",
         ),
-        // The pipeline's env leaks a secret into an image: validation. What
-        // a stage's check and validation found moves with an edit before
-        // it.
-        ("LEVEL = \"info\"", "LEVEL = \"${secret.TOKEN}\"", "all"),
+        // A value of the pipeline's env leaks a secret into an image: no
+        // stage is checked again, the one that reads it is planned again.
+        // What a stage's check and validation found moves with an edit
+        // before it.
+        ("LEVEL = \"info\"", "LEVEL = \"${secret.TOKEN}\"", "none"),
         ("STAGE_ID = \"12\"", "STAGE_ID = \"1\"", "few"),
-        ("LEVEL = \"${secret.TOKEN}\"", "LEVEL = \"info\"", "all"),
+        ("LEVEL = \"${secret.TOKEN}\"", "LEVEL = \"info\"", "none"),
         (
             "run \"deploy\"",
             "run \"deploy\"\n  artifact \"${MISSING}\"",
@@ -1181,11 +1190,13 @@ fn edits_outside_scripts_keep_diagnostics_exact() {
         ),
         ("STAGE_ID = \"1\"", "STAGE_ID = \"12\"", "few"),
         ("\n  artifact \"${MISSING}\"", "", "few"),
+        // A template: the stages that use it are checked again.
         (
             "image \"local/busybox\"\n}\n\nstage build",
-            "image \"local/box\"\n}\n\nstage build",
-            "all",
+            "image \"${BOX}\"\n}\n\nstage build",
+            "few",
         ),
+        ("image \"${BOX}\"", "image \"local/box\"", "few"),
         // A new stage at the end, then a stage removed.
         (
             "run \"notify\"\n}\n",
