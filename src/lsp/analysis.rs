@@ -10,7 +10,7 @@ use super::index::Index;
 use super::position::same_file;
 use crate::diagnostic::Diag;
 use crate::source::{FileId, SourceMap};
-use crate::syntax::{ParseCache, parse_cached};
+use crate::syntax::{Item, ParseCache, parse_cached};
 
 pub(crate) struct Analysis {
     pub(crate) root: PathBuf,
@@ -78,13 +78,24 @@ impl Analysis {
     pub(crate) fn new(root: &Path, overlay: &Overlay<'_>, cache: &mut ParseCache) -> Self {
         let mut phases = Phases::default();
         cache.new_round();
+        let mut syntax = Vec::new();
+        let mut includes = Vec::new();
         let loaded = phases.time("load", || {
             crate::model::load_parsed_with(root, &mut reader(overlay), &mut |id, text| {
-                parse_cached(id, text, cache)
+                let (ast, errors) = parse_cached(id, text, cache);
+                includes.extend(ast.items.iter().filter_map(|item| match item {
+                    Item::Setting(s) if s.key.name == "include" => {
+                        Some((id, s.span.start as usize))
+                    }
+                    _ => None,
+                }));
+                let diags = errors.iter().map(|e| e.diag.clone()).collect();
+                syntax.push((id, errors));
+                (ast, diags)
             })
         });
         let index = phases.time("index", || Index::new(&loaded.items));
-        let (mut checker, sources) = Checker::new(loaded);
+        let (mut checker, sources) = Checker::new(loaded, syntax, includes);
         let checked = checker.check(&sources);
         phases.checked(&checked, None);
         Analysis {
@@ -171,4 +182,118 @@ pub(crate) fn includes(root: &Path, path: &Path, overlay: &Overlay<'_>) -> bool 
         .sources
         .files()
         .any(|(_, f)| same_file(&f.path, path))
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// A pipeline with a bit of everything an edit can touch: an include,
+    /// secrets, env, environments, templates, a matrix, conditions,
+    /// scripts on several lines (one with an unindented line), a `finally`
+    /// stage and comments.
+    const BASE: &str = "pipeline \"p\"\n\ninclude \"inc.pipeline\"\n\nsecret TOKEN\n\n\
+        env {\n  A = \"a\"\n  B = \"${A}-b\"\n}\n\n\
+        environment prod {\n  env {\n    K = \"${secret.TOKEN}\"\n  }\n}\n\n\
+        # templates\ntemplate t {\n  image \"img:${A}\"\n  env { T = \"t\" }\n}\n\n\
+        stage a uses t {\n  env {\n    X = \"${B}\"\n  }\n  run \"make\"\n}\n\n\
+        stage b after a uses t when branch == \"main\" {\n  matrix {\n    N = [\"1\", \"2\"]\n  }\n  run \"\"\"\n    echo ${N}\nmore\n  \"\"\"\n}\n\n\
+        stage c after a, b {\n  image \"x-${A}\"\n  artifact \"out/\"\n  run \"c\"\n}\n\n\
+        finally f {\n  image \"i\"\n  run \"f\"\n}\n";
+
+    const INCLUDED: &str = "template u {\n  image \"u\"\n}\n\nstage i uses u {\n  run \"i\"\n}\n";
+
+    /// What edits insert: pieces of syntax that make and break things.
+    const PIECES: &[&str] = &[
+        "",
+        "x",
+        " ",
+        "\n",
+        "{",
+        "}",
+        "\"",
+        "\"\"\"",
+        "#",
+        "${A}",
+        "${NOPE}",
+        "${secret.TOKEN}",
+        ", b",
+        "after c ",
+        "uses t ",
+        "uses nope ",
+        "stage n {\n  image \"n\"\n  run \"n\"\n}\n",
+        "stage a {\n  run \"dup\"\n}\n",
+        "template t {\n  image \"t2\"\n}\n",
+        "env {\n  A = \"a2\"\n}\n",
+        "  matrix { A = [\"m\"] }\n",
+        "secret S\n",
+        "include \"inc.pipeline\"\n",
+        "=",
+        "[",
+        "1",
+        "${K}",
+        "${X}",
+        "${B}${B}",
+    ];
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+        /// After every edit, an analysis followed edit by edit has the
+        /// diagnostics and the index of one made afresh, and those are the
+        /// diagnostics `slipway check` reports. Half the edits are undone
+        /// next, so that texts that check, and plan, come often.
+        #[test]
+        fn a_followed_edit_is_a_fresh_analysis(
+            edits in prop::collection::vec(
+                (0.0..1.0f64, 0usize..12, 0..PIECES.len(), any::<bool>()),
+                1..10,
+            )
+        ) {
+            let dir = tempfile::tempdir().map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let root = dir.path().join("main.pipeline");
+            std::fs::write(dir.path().join("inc.pipeline"), INCLUDED)
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let mut text = BASE.to_string();
+            let mut cache = ParseCache::default();
+            let open = |text: &str| {
+                let text = text.to_string();
+                let root = root.clone();
+                move |p: &Path| (p == root).then(|| text.clone())
+            };
+            let mut followed = Analysis::new(&root, &open(&text), &mut cache);
+            let mut texts = Vec::new();
+            for (at, remove, piece, undo) in edits {
+                let start = ((text.len() as f64) * at) as usize;
+                let end = (start + remove).min(text.len());
+                let mut edited = text.clone();
+                edited.replace_range(start..end, PIECES[piece]);
+                texts.push(edited);
+                if undo {
+                    texts.push(text.clone());
+                }
+                text = texts.last().cloned().unwrap_or_default();
+            }
+            for text in texts {
+                let file = followed.file(&root).ok_or_else(|| TestCaseError::fail("no root"))?;
+                if !followed.edit(file, text.clone()) {
+                    followed = Analysis::new(&root, &open(&text), &mut cache);
+                }
+                let fresh = Analysis::new(&root, &open(&text), &mut ParseCache::default());
+                prop_assert_eq!(&followed.diagnostics, &fresh.diagnostics, "{}", text);
+                prop_assert_eq!(
+                    format!("{:?}", followed.index),
+                    format!("{:?}", fresh.index),
+                    "{}",
+                    text
+                );
+                prop_assert_eq!(followed.syntax_errors, fresh.syntax_errors);
+                let mut checked = crate::model::check_text(&root, &text);
+                crate::plan::validate_checked(&mut checked);
+                prop_assert_eq!(&fresh.diagnostics, &checked.diagnostics, "{}", text);
+            }
+        }
+    }
 }

@@ -1,12 +1,21 @@
-//! A pipeline's check, kept between edits: its top-level items, and for
-//! each stage declaration what checking it found and what planning it
-//! found. An edit parses again only the pieces it touched ([`Region`]).
-//! Then a stage is checked again when its declaration was in them, when
-//! they held the template it uses, or when the names declared at the top
-//! level changed (env, secrets, templates: [`Declared`]); it is planned
-//! again when it was checked again, or when a value of the pipeline's env
-//! it looks up changed ([`Globals`]). Whatever else a stage's results point
-//! at lies outside the edit and moves with it.
+//! A pipeline's check, kept between edits: its top-level items and syntax
+//! errors, and for each stage declaration what checking it found and what
+//! planning it found.
+//!
+//! An edit parses again only the items it touched ([`Region`]), and syntax
+//! errors are found as a parse of the whole text finds them: an item's
+//! parse reads the text from its start to its end, so parsing resumes at
+//! the last item before the change and stops at the first item after it
+//! that the last parse started too (or, when an item before the change
+//! failed, from that one: a failed parse may have read anything after it).
+//!
+//! Then a stage is checked again when its declaration was parsed again,
+//! when the template it uses was, or when the names declared at the top
+//! level changed (env, secrets, templates: [`Declared`]), or, for a stage
+//! using an unknown template, the declarations that fail to parse; it is
+//! planned again when it was checked again, or when a value of the
+//! pipeline's env it looks up changed ([`Globals`]). Whatever else a
+//! stage's results point at lies outside the edit and moves with it.
 //!
 //! Every step is the one `slipway check` takes (`model::Top`,
 //! `model::StageUnit::check`, `model::assemble`, `plan::Validation`), in
@@ -15,12 +24,12 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use super::edit::Region;
+use super::edit::{Diff, Region};
 use crate::diagnostic::{Code, Diag};
 use crate::model::{Compiled, Declared, Dep, Loaded, Stage, StageUnit, Top, assemble};
 use crate::plan::{Environments, Globals, StageFindings, Validation, cell_order};
 use crate::source::{FileId, SourceMap};
-use crate::syntax::{Item, Setting, StageDecl, Value, each_span, parse_pieces};
+use crate::syntax::{Item, Setting, StageDecl, SyntaxError, Value, each_span, parse_from};
 
 pub(crate) struct Checker {
     root: FileId,
@@ -30,8 +39,13 @@ pub(crate) struct Checker {
     /// One per stage declaration in `items`, in order; `None` for those
     /// to check (again).
     units: Vec<Option<Unit>>,
-    /// What loading found: syntax errors and include problems.
+    /// What loading found besides syntax errors: include problems.
     loaded: Vec<Diag>,
+    /// Each file's syntax errors, in order.
+    errors: Vec<Vec<SyntaxError>>,
+    /// Where `include` lines start: an include's items are where it is.
+    includes: Vec<(FileId, usize)>,
+    /// The names of declarations that failed to parse.
     unparsed: HashSet<String>,
     compiled: Compiled,
     /// The order planning visits the stages' cells in, kept while no
@@ -43,6 +57,9 @@ pub(crate) struct Checker {
     /// without a name was.
     stale_templates: HashSet<String>,
     stale_all: bool,
+    /// Whether the declarations that failed to parse changed since the last
+    /// check: a stage using an unknown template depends on them.
+    stale_unknown: bool,
     /// What planning could read of the pipeline's env in the last check.
     globals: Option<Globals>,
 }
@@ -135,7 +152,13 @@ const FREE_APART: usize = 64;
 impl Checker {
     /// Takes the items of a pipeline just loaded; its sources are the
     /// caller's.
-    pub(crate) fn new(loaded: Loaded) -> (Self, SourceMap) {
+    /// Takes a pipeline just loaded, with the syntax errors of each file
+    /// and where its `include` lines start; its sources are the caller's.
+    pub(crate) fn new(
+        loaded: Loaded,
+        syntax: Vec<(FileId, Vec<SyntaxError>)>,
+        includes: Vec<(FileId, usize)>,
+    ) -> (Self, SourceMap) {
         let Loaded {
             sources,
             items,
@@ -143,6 +166,17 @@ impl Checker {
             root,
             unparsed,
         } = loaded;
+        let mut errors: Vec<Vec<SyntaxError>> = sources.files().map(|_| Vec::new()).collect();
+        for (file, list) in syntax {
+            if let Some(slot) = errors.get_mut(file.0 as usize) {
+                *slot = list;
+            }
+        }
+        // Syntax errors are kept with where their items start.
+        let loaded: Vec<Diag> = diagnostics
+            .into_iter()
+            .filter(|d| d.code != Code::Syntax)
+            .collect();
         let items: Vec<Entry> = items
             .into_iter()
             .map(|(file, item)| Entry {
@@ -156,21 +190,24 @@ impl Checker {
             root,
             items,
             units: (0..stages).map(|_| None).collect(),
-            loaded: diagnostics,
+            loaded,
+            errors,
+            includes,
             unparsed,
             compiled: Compiled::default(),
             order: None,
             declared: None,
             stale_templates: HashSet::new(),
             stale_all: false,
+            stale_unknown: false,
             globals: None,
         };
         (checker, sources)
     }
 
-    /// Whether loading found a syntax error.
+    /// Whether a file has a syntax error.
     pub(crate) fn syntax_errors(&self) -> bool {
-        self.loaded.iter().any(|d| d.code == Code::Syntax)
+        self.errors.iter().any(|e| !e.is_empty())
     }
 
     /// The top-level settings.
@@ -193,6 +230,7 @@ impl Checker {
     pub(crate) fn check(&mut self, sources: &SourceMap) -> Checked {
         let start = Instant::now();
         let mut diags = self.loaded.clone();
+        diags.extend(self.errors.iter().flatten().map(|e| e.diag.clone()));
         let mut top = Top::new(sources, self.root, &self.unparsed);
         for e in &self.items {
             if let Item::Setting(s) = &e.item {
@@ -204,12 +242,15 @@ impl Checker {
         let declared = top.declared();
         let all = std::mem::take(&mut self.stale_all) || self.declared.as_ref() != Some(&declared);
         let stale = std::mem::take(&mut self.stale_templates);
+        let unknown = std::mem::take(&mut self.stale_unknown);
         for slot in &mut self.units {
             let template = slot
                 .as_ref()
                 .and_then(|u| u.check.head.as_ref())
                 .and_then(|h| h.template.as_ref());
-            if all || template.is_some_and(|t| stale.contains(t)) {
+            let stale =
+                template.is_some_and(|t| stale.contains(t) || (unknown && !top.has_template(t)));
+            if all || stale {
                 *slot = None;
             }
         }
@@ -309,46 +350,68 @@ impl Checker {
     }
 
     /// Follows an edit of `file`, whose text went from `old` to `new`: the
-    /// pieces it touched are parsed again, and their stages, and those of
-    /// templates they declare, will be checked again. `None`
+    /// items it touched are parsed again ([`parse_from`]) and their stages,
+    /// and those of templates they declare, will be checked again. `None`
     /// when the pipeline must be loaded again, and nothing was changed:
-    /// when the edit touches an `include` line or leaves a syntax error,
-    /// when the pipeline had a syntax error or a missing include, or when
-    /// nothing changed.
+    /// when the edit touches an `include` line, when an include is missing
+    /// (it may have appeared), or when nothing changed.
     pub(crate) fn edit(&mut self, file: FileId, old: &str, new: &str) -> Option<Edited> {
-        let broken = |d: &Diag| matches!(d.code, Code::Syntax | Code::MissingInclude);
-        if !self.unparsed.is_empty() || self.loaded.iter().any(broken) {
+        if self.loaded.iter().any(|d| d.code == Code::MissingInclude) {
             return None;
         }
-        let region = Region::of(file, old, new)?;
-        let (old_piece, new_piece) = (
-            &old[region.start..region.old_end],
-            &new[region.start..region.new_end],
-        );
-        if old_piece.contains("include") || new_piece.contains("include") {
-            return None;
+        let diff = Diff::of(old, new)?;
+        let errors = self.errors.get(file.0 as usize)?;
+        // Where the old parse was at the start of an item, in order.
+        let mut tops: Vec<usize> = self
+            .items
+            .iter()
+            .filter(|e| e.file == file)
+            .map(|e| e.range().0)
+            .chain(errors.iter().map(|e| e.at))
+            .collect();
+        tops.sort_unstable();
+        // An item's parse reads the text from its start to its end: parse
+        // again from the last item that starts before the change, or from
+        // the first item that failed before it, whose parse may have read
+        // anything after it; up to the first item after the change that the
+        // old parse started too, from where both parses read the same text.
+        let mut start = tops
+            .iter()
+            .rev()
+            .find(|&&t| t < diff.start)
+            .copied()
+            .unwrap_or(0);
+        if let Some(first) = errors.first() {
+            start = start.min(first.at);
         }
-        let fresh = parse_pieces(file, new, region.start, region.new_end)?;
-        // The items of the region are one run of `items`: no include is
-        // among them.
-        let inside =
-            |e: &Entry| e.file == file && (region.start..region.old_end).contains(&e.range().0);
-        // Starts in the region and ends after it, or the other way round.
-        let straddles = |e: &Entry| {
-            let (start, end) = e.range();
-            e.file == file
-                && start < region.old_end
-                && end > region.start
-                && (start < region.start || end > region.old_end)
+        let old_at = |q: usize| q - diff.new_end + diff.old_end;
+        let ((fresh, fresh_errors), stopped) = parse_from(file, new, start, &mut |q| {
+            q >= diff.new_end && tops.binary_search(&old_at(q)).is_ok()
+        });
+        let region = Region {
+            file,
+            start,
+            old_end: old_at(stopped),
+            new_end: stopped,
         };
+        let replaced = start..region.old_end;
+        if old[replaced.clone()].contains("include") || new[start..stopped].contains("include") {
+            return None;
+        }
+        // The old items parsed again: one run of `items`, since no include
+        // is among them.
+        let inside = |e: &Entry| e.file == file && replaced.contains(&e.range().0);
+        let straddles = |e: &Entry| {
+            let (s, end) = e.range();
+            e.file == file && s < start && end > start
+        };
+        let count = self.items.iter().filter(|e| inside(e)).count();
         let at = match self.items.iter().position(inside) {
             Some(at) => at,
-            // Nothing there before: nowhere to put what is there now.
-            None if !fresh.is_empty() => return None,
-            None => self.items.len(),
+            None if fresh.is_empty() => self.items.len(),
+            None => self.anchor(file, start, region.old_end)?,
         };
-        let count = self.items[at..].iter().take_while(|e| inside(e)).count();
-        if self.items[at + count..].iter().any(inside)
+        if !self.items[at..at + count].iter().all(inside)
             || self.items.iter().any(straddles)
             || !self.loaded.iter().all(|d| region.fits(d))
         {
@@ -372,7 +435,7 @@ impl Checker {
         let parsed = fresh.len();
         let by =
             i64::try_from(region.new_end).unwrap_or(0) - i64::try_from(region.old_end).unwrap_or(0);
-        for e in &mut self.items[at + count..] {
+        for e in &mut self.items {
             if e.file == file && e.range().0 >= region.old_end {
                 e.moved += by;
                 if !e.is_stage() {
@@ -390,6 +453,26 @@ impl Checker {
         );
         self.units
             .splice(first..first + removed, (0..added).map(|_| None));
+        if let Some(errors) = self.errors.get_mut(file.0 as usize) {
+            let (mut kept, mut after) = (Vec::new(), Vec::new());
+            for mut e in std::mem::take(errors) {
+                if e.at < region.start {
+                    kept.push(e);
+                } else if e.at >= region.old_end {
+                    e.at = e.at - region.old_end + region.new_end;
+                    region.move_diag(&mut e.diag);
+                    after.push(e);
+                }
+            }
+            kept.extend(fresh_errors);
+            kept.append(&mut after);
+            *errors = kept;
+        }
+        for (f, at) in &mut self.includes {
+            if *f == file && *at >= region.old_end {
+                *at = *at - region.old_end + region.new_end;
+            }
+        }
         for d in &mut self.loaded {
             region.move_diag(d);
         }
@@ -398,12 +481,52 @@ impl Checker {
                 *slot = None;
             }
         }
+        let unparsed: HashSet<String> = self
+            .errors
+            .iter()
+            .flatten()
+            .filter_map(|e| e.name.clone())
+            .collect();
+        if unparsed != self.unparsed {
+            self.unparsed = unparsed;
+            self.stale_unknown = true;
+        }
         Some(Edited {
             region,
             stages: first..first + removed,
             added,
             parsed,
         })
+    }
+
+    /// Where in `items` the items parsed from `start..end` of `file` go,
+    /// when no old item was there: before the file's next item, or after
+    /// its last one before, whichever no include line separates from the
+    /// place (an include's items are where the include is).
+    fn anchor(&self, file: FileId, start: usize, end: usize) -> Option<usize> {
+        let before = self
+            .items
+            .iter()
+            .rposition(|e| e.file == file && e.range().0 < start);
+        let next = self
+            .items
+            .iter()
+            .position(|e| e.file == file && e.range().0 >= end);
+        let starts = |i: Option<usize>| i.map(|i| self.items[i].range().0);
+        let (from, to) = (starts(before), starts(next));
+        let includes = || {
+            self.includes
+                .iter()
+                .filter(move |(f, _)| *f == file)
+                .map(|(_, at)| *at)
+        };
+        let include_before = includes().any(|i| from.is_none_or(|f| i > f) && i < start);
+        let include_after = includes().any(|i| i >= end && to.is_none_or(|t| i < t));
+        match (before, next) {
+            (_, Some(next)) if !include_after => Some(next),
+            (Some(before), _) if !include_before => Some(before + 1),
+            _ => None,
+        }
     }
 }
 

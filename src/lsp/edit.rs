@@ -1,20 +1,41 @@
-//! Where an edit changed a file, in whole top-level pieces, and where the
-//! places after it went.
+//! What an edit changed in a file, and where the places after it went.
 //!
 //! The editor sends the whole text on every change; what changed is what
 //! lies between the longest common start and the longest common end of the
-//! old text and the new. That place is widened to whole pieces, cut as the
-//! incremental parse cuts a file ([`crate::syntax::parse_cached`]): from the
-//! last top-level line before it to the first after it. Those two lines are
-//! top-level lines in the new text too, since the edit touched neither them
-//! nor the line breaks before them, so the pieces outside the region are
-//! the same pieces, with the same syntax, moved by the edit's length.
+//! old text and the new ([`Diff`]). The checker parses again from the item
+//! before that place until parsing is back in step with the old parse: the
+//! [`Region`] it parsed again. Whatever lies before the region stays where
+//! it is; whatever lies after it moves by the edit's length.
 
 use crate::diagnostic::Diag;
 use crate::source::{FileId, Span};
-use crate::syntax::{piece_after, piece_before};
 
-/// Bytes `start..old_end` of `file` became `start..new_end`: whole pieces.
+/// Bytes `start..old_end` of the old text became `start..new_end`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Diff {
+    pub(crate) start: usize,
+    pub(crate) old_end: usize,
+    pub(crate) new_end: usize,
+}
+
+impl Diff {
+    /// What changed from `old` to `new`; `None` when nothing did.
+    pub(crate) fn of(old: &str, new: &str) -> Option<Diff> {
+        let (a, b) = (old.as_bytes(), new.as_bytes());
+        let prefix = common_prefix(a, b);
+        if prefix == a.len() && prefix == b.len() {
+            return None;
+        }
+        let suffix = common_suffix(&a[prefix..], &b[prefix..]);
+        Some(Diff {
+            start: prefix,
+            old_end: a.len() - suffix,
+            new_end: b.len() - suffix,
+        })
+    }
+}
+
+/// Bytes `start..old_end` of `file` were parsed again as `start..new_end`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Region {
     pub(crate) file: FileId,
@@ -24,26 +45,6 @@ pub(crate) struct Region {
 }
 
 impl Region {
-    /// The pieces that changed when `file`'s text went from `old` to `new`;
-    /// `None` when it did not change.
-    pub(crate) fn of(file: FileId, old: &str, new: &str) -> Option<Region> {
-        let (a, b) = (old.as_bytes(), new.as_bytes());
-        let prefix = common_prefix(a, b);
-        if prefix == a.len() && prefix == b.len() {
-            return None;
-        }
-        let room = a.len().min(b.len()) - prefix;
-        let suffix = common_suffix(&a[prefix..], &b[prefix..]).min(room);
-        let start = piece_before(old, prefix);
-        let old_end = piece_after(old, a.len() - suffix);
-        Some(Region {
-            file,
-            start,
-            old_end,
-            new_end: old_end + b.len() - a.len(),
-        })
-    }
-
     /// Where `span` is after the edit: the same before the region, moved
     /// by the edit's length after it; `None` when it touches the region.
     pub(crate) fn moved(&self, span: Span) -> Option<Span> {
@@ -120,32 +121,17 @@ fn common_suffix(a: &[u8], b: &[u8]) -> usize {
 mod tests {
     use super::*;
 
-    const OLD: &str =
-        "pipeline \"p\"\n\nstage a {\n  run \"x\"\n}\n\nstage b after a {\n  run \"y\"\n}\n";
-
-    fn region(new: &str) -> Option<(usize, usize, usize)> {
-        Region::of(FileId(0), OLD, new).map(|r| (r.start, r.old_end, r.new_end))
-    }
-
     #[test]
-    fn an_edit_is_widened_to_whole_pieces() {
-        let a = OLD.find("stage a").unwrap_or(0);
-        let b = OLD.find("stage b").unwrap_or(0);
-        assert_eq!(region(OLD), None);
-        // Inside `stage a`: that piece.
-        let new = OLD.replace("\"x\"", "\"xyz\"");
-        assert_eq!(region(&new), Some((a, b, b + 2)));
-        // At the start of `stage b`'s line: the line may stop being a
-        // top-level one, so the piece before is in too.
-        let new = OLD.replace("stage b", " stage b");
-        assert_eq!(region(&new), Some((a, OLD.len(), OLD.len() + 1)));
-        // At the very start.
-        let new = format!("# hi\n{OLD}");
-        assert_eq!(region(&new), Some((0, a, a + 5)));
-        // Where the change goes is the first place that explains it: here
-        // a line break before `stage b`, which may end its line.
-        let new = OLD.replace("\n\nstage b", "\n\n\nstage b");
-        assert_eq!(region(&new), Some((a, OLD.len(), OLD.len() + 1)));
+    fn a_diff_is_what_lies_between_the_common_ends() {
+        let old = "stage a {\n  run \"x\"\n}\n";
+        assert_eq!(Diff::of(old, old), None);
+        let diff = |new: &str| Diff::of(old, new).map(|d| (d.start, d.old_end, d.new_end));
+        assert_eq!(diff(&old.replace("\"x\"", "\"xyz\"")), Some((18, 18, 20)));
+        assert_eq!(diff(&old.replace("x", "")), Some((17, 18, 17)));
+        // Where repeated text gives a choice, the first place that explains
+        // the change.
+        assert_eq!(diff(&old.replace("\n}", "\n\n}")), Some((20, 20, 21)));
+        assert_eq!(diff(""), Some((0, old.len(), 0)));
     }
 
     #[test]

@@ -231,6 +231,11 @@ impl<'a> Top<'a> {
         }
     }
 
+    /// Whether a template of that name is declared.
+    pub(crate) fn has_template(&self, name: &str) -> bool {
+        self.templates.contains_key(name)
+    }
+
     /// The names declared at the top level: a stage's check depends on
     /// these and on the body of the template it uses, nothing else here.
     pub(crate) fn declared(&self) -> Declared {

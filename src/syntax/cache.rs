@@ -11,8 +11,7 @@
 use std::collections::HashMap;
 
 use super::ast::*;
-use super::parser::{parse, parse_range, scan_comments, top_level_line_after};
-use crate::diagnostic::Diag;
+use super::parser::{SyntaxError, parse_range, scan_comments, top_level_line_after};
 use crate::source::{FileId, Span};
 
 /// Items by the text they were parsed from, with spans from the start of
@@ -54,50 +53,13 @@ fn bounds(text: &str, start: usize, end: usize) -> Vec<usize> {
     bounds
 }
 
-/// Where the piece before `pos` starts: the last top-level line that
-/// starts before `pos`, or the text's start.
-pub(crate) fn piece_before(text: &str, pos: usize) -> usize {
-    let bytes = text.as_bytes();
-    let mut end = pos.min(bytes.len());
-    while let Some(nl) = bytes[..end].iter().rposition(|&b| b == b'\n') {
-        let line = nl + 1;
-        if line < pos && bytes.get(line).is_some_and(u8::is_ascii_alphabetic) {
-            return line;
-        }
-        end = nl;
-    }
-    0
-}
-
-/// Where the piece after the one holding `pos` starts: the first top-level
-/// line after `pos`, or the text's end.
-pub(crate) fn piece_after(text: &str, pos: usize) -> usize {
-    top_level_line_after(text, pos)
-}
-
-/// The items of `text[start..end]`, whole pieces, parsed piece by piece as
-/// [`parse_cached`] parses them, with spans in `file`; `None` when a piece
-/// has a syntax error (then only [`parse`] reports errors right).
-pub(crate) fn parse_pieces(
+/// [`parse`], reusing the items of unchanged pieces from `cache`; the
+/// syntax errors with where their items start.
+pub(crate) fn parse_cached(
     file: FileId,
     text: &str,
-    start: usize,
-    end: usize,
-) -> Option<Vec<Item>> {
-    let mut items = Vec::new();
-    for w in bounds(text, start, end).windows(2) {
-        let (parsed, diags, _) = parse_range(FileId(0), &text[w[0]..w[1]], 0);
-        if !diags.is_empty() {
-            return None;
-        }
-        let base = u32::try_from(w[0]).ok()?;
-        items.extend(parsed.into_iter().map(|item| placed(item, file, base)));
-    }
-    Some(items)
-}
-
-/// [`parse`], reusing the items of unchanged pieces from `cache`.
-pub(crate) fn parse_cached(file: FileId, text: &str, cache: &mut ParseCache) -> (Ast, Vec<Diag>) {
+    cache: &mut ParseCache,
+) -> (Ast, Vec<SyntaxError>) {
     let mut items = Vec::new();
     for w in bounds(text, 0, text.len()).windows(2) {
         let (start, end) = (w[0], w[1]);
@@ -107,24 +69,27 @@ pub(crate) fn parse_cached(file: FileId, text: &str, cache: &mut ParseCache) -> 
             items.extend(found.iter().cloned().map(|item| placed(item, file, base)));
             continue;
         }
-        let (parsed, diags, _) = parse_range(FileId(0), chunk, 0);
-        if !diags.is_empty() {
-            return parse(file, text);
+        let (parsed, errors) = parse_range(FileId(0), chunk, 0);
+        if !errors.is_empty() {
+            // What `parse` does with errors: one parse of the whole text.
+            let (items, errors) = parse_range(file, text, 0);
+            return (ast(file, text, items, &errors), errors);
         }
         items.extend(parsed.iter().cloned().map(|item| placed(item, file, base)));
         cache.current.insert(chunk.to_string(), parsed);
     }
+    (ast(file, text, items, &[]), Vec::new())
+}
+
+fn ast(file: FileId, text: &str, items: Vec<Item>, errors: &[SyntaxError]) -> Ast {
     let mut comments = Vec::new();
     scan_comments(file, text, &mut comments);
-    (
-        Ast {
-            file,
-            items,
-            comments,
-            unparsed: Vec::new(),
-        },
-        Vec::new(),
-    )
+    Ast {
+        file,
+        items,
+        comments,
+        unparsed: errors.iter().filter_map(|e| e.name.clone()).collect(),
+    }
 }
 
 /// Calls `f` on every span of `item`.
@@ -245,15 +210,23 @@ fn placed(mut item: Item, file: FileId, base: u32) -> Item {
 
 #[cfg(test)]
 mod tests {
+    use super::super::parser::parse;
     use super::*;
+    use crate::diagnostic::Diag;
 
     const TEXT: &str = "\u{feff}pipeline \"p\"\n# a comment\nenv {\n  A = \"${git.sha}\\n\"\n}\n\ntemplate t {\n  image \"x\"\n  matrix { N = [\"1\", \"2\"] }\n}\n\nstage a uses t when (branch == \"main\" || !changed(\"docs/**\")) && env.A =~ \"x\" {\n  run \"\"\"\n    echo ${N}\n  \"\"\"\n  timeout 10m\n  retry 2\n  allow-failure\n}\n\nstage b after a,\n  a {\n  build \".\" {\n    push true\n    label \"k\" = \"v\"\n  }\n}\n";
+
+    /// [`parse_cached`] as [`parse`] answers.
+    fn cached(file: FileId, text: &str, cache: &mut ParseCache) -> (Ast, Vec<Diag>) {
+        let (ast, errors) = parse_cached(file, text, cache);
+        (ast, SyntaxError::split(errors).0)
+    }
 
     #[test]
     fn a_cached_parse_is_the_parse() {
         let mut cache = ParseCache::default();
         let file = FileId(3);
-        assert_eq!(parse_cached(file, TEXT, &mut cache), parse(file, TEXT));
+        assert_eq!(cached(file, TEXT, &mut cache), parse(file, TEXT));
         // Edits before, inside and after items; the unchanged ones come
         // from the cache at their new places.
         let edits = [
@@ -264,17 +237,13 @@ mod tests {
         ];
         for text in &edits {
             cache.new_round();
-            assert_eq!(
-                parse_cached(file, text, &mut cache),
-                parse(file, text),
-                "{text}"
-            );
+            assert_eq!(cached(file, text, &mut cache), parse(file, text), "{text}");
             assert!(cache.previous.len() + cache.current.len() > 0);
         }
         // Errors are reported as a whole parse reports them.
         let broken = TEXT.replace("retry 2", "retry 2 {");
         cache.new_round();
-        let (ast, diags) = parse_cached(file, &broken, &mut cache);
+        let (ast, diags) = cached(file, &broken, &mut cache);
         assert!(!diags.is_empty());
         assert_eq!((ast, diags), parse(file, &broken));
     }
