@@ -55,16 +55,15 @@ impl Phases {
 
 impl std::fmt::Display for Phases {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("(")?;
-        for (i, (name, took)) in self.steps.iter().enumerate() {
-            let sep = if i == 0 { "" } else { ", " };
-            write!(f, "{sep}{name} {:.2}", took.as_secs_f64() * 1000.0)?;
+        if !self.steps.is_empty() {
+            f.write_str("(")?;
+            for (i, (name, took)) in self.steps.iter().enumerate() {
+                let sep = if i == 0 { "" } else { ", " };
+                write!(f, "{sep}{name} {:.2}", took.as_secs_f64() * 1000.0)?;
+            }
+            f.write_str("): ")?;
         }
-        f.write_str(")")?;
-        if !self.note.is_empty() {
-            write!(f, ": {}", self.note)?;
-        }
-        Ok(())
+        f.write_str(&self.note)
     }
 }
 
@@ -144,14 +143,30 @@ impl Analysis {
         true
     }
 
-    /// Whether every file but `file` still reads as it did: open buffers
-    /// first, then the disk.
-    pub(crate) fn others_unchanged(&self, file: FileId, overlay: &Overlay<'_>) -> bool {
+    /// The files whose text changed since the analysis, with their text
+    /// now (open buffers first, then the disk); `None` when one cannot be
+    /// read, or when an include was missing: it may be there now.
+    pub(crate) fn changes(&self, overlay: &Overlay<'_>) -> Option<Vec<(FileId, String)>> {
+        if self.checker.includes_missing() {
+            return None;
+        }
         let mut read = reader(overlay);
-        self.sources
-            .files()
-            .filter(|(id, _)| *id != file)
-            .all(|(_, f)| read(&f.path).is_ok_and(|text| text == f.text))
+        let mut changes = Vec::new();
+        for (id, f) in self.sources.files() {
+            let text = read(&f.path).ok()?;
+            if text != f.text {
+                changes.push((id, text));
+            }
+        }
+        Some(changes)
+    }
+
+    /// Marks the analysis as checked again with nothing changed.
+    pub(crate) fn unchanged(&mut self) {
+        self.phases = Phases {
+            steps: Vec::new(),
+            note: "nothing changed".into(),
+        };
     }
 
     /// The id of `path` among the loaded files.

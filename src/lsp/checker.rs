@@ -205,6 +205,11 @@ impl Checker {
         (checker, sources)
     }
 
+    /// Whether an include could not be read.
+    pub(crate) fn includes_missing(&self) -> bool {
+        self.loaded.iter().any(|d| d.code == Code::MissingInclude)
+    }
+
     /// Whether a file has a syntax error.
     pub(crate) fn syntax_errors(&self) -> bool {
         self.errors.iter().any(|e| !e.is_empty())
@@ -356,7 +361,7 @@ impl Checker {
     /// when the edit touches an `include` line, when an include is missing
     /// (it may have appeared), or when nothing changed.
     pub(crate) fn edit(&mut self, file: FileId, old: &str, new: &str) -> Option<Edited> {
-        if self.loaded.iter().any(|d| d.code == Code::MissingInclude) {
+        if self.includes_missing() {
             return None;
         }
         let diff = Diff::of(old, new)?;

@@ -149,7 +149,7 @@ impl Workspace {
                     .files()
                     .any(|(_, f)| changed.iter().any(|c| same_file(&f.path, c)));
             if reads_changed {
-                if all || !follow(self.timing, a, &changed, &overlay) {
+                if !follow(self.timing, a, &overlay) {
                     let next = timed(self.timing, &a.root.clone(), &overlay, &mut self.cache);
                     // The old analysis is freed off the keystroke's path.
                     let old = std::mem::replace(a, next);
@@ -252,29 +252,24 @@ fn timed(
     a
 }
 
-/// Follows the edit of one open document in `a` ([`Analysis::edit`]), when
-/// that is all that changed: no other document, and no other file on disk.
-/// `false` when `a` must be loaded and checked again.
-fn follow(
-    timing: bool,
-    a: &mut Analysis,
-    changed: &[PathBuf],
-    overlay: &analysis::Overlay<'_>,
-) -> bool {
+/// Brings `a` up to date with what its files read now, open buffers over
+/// the disk: when one of them changed, by following that edit
+/// ([`Analysis::edit`]). `false` when `a` must be loaded and checked again:
+/// more than one file changed, one cannot be read, or an include was
+/// missing (it may be there now).
+fn follow(timing: bool, a: &mut Analysis, overlay: &analysis::Overlay<'_>) -> bool {
     let start = Instant::now();
-    let Some(path) = changed.first() else {
+    let Some(mut changes) = a.changes(overlay) else {
         return false;
     };
-    if changed.iter().any(|c| c != path) {
-        return false;
-    }
-    let (Some(file), Some(text)) = (a.file(path), overlay(path)) else {
-        return false;
+    let followed = match changes.pop() {
+        None => {
+            a.unchanged();
+            true
+        }
+        Some((file, text)) => changes.is_empty() && a.edit(file, text),
     };
-    if !a.others_unchanged(file, overlay) || !a.edit(file, text) {
-        return false;
-    }
-    if timing {
+    if followed && timing {
         super::transport::log(&format!(
             "checked `{}` in {:.2} ms {}",
             a.root.display(),
@@ -282,7 +277,7 @@ fn follow(
             a.phases
         ));
     }
-    true
+    followed
 }
 
 /// The pipeline `path` belongs to: the nearest `.pipeline` file, in its

@@ -1018,14 +1018,17 @@ fn check_says(dir: &Path, main: &str, files: &[&str]) -> Vec<Vec<Value>> {
 }
 
 /// How the server went about each check, from its timing log: `full`
-/// when it loaded the pipeline again, else how many stages it checked
-/// again: `all` of them, `few` or `none`.
+/// when it loaded the pipeline again, `unchanged` when nothing had, else
+/// how many stages it checked again: `all` of them, `few` or `none`.
 fn ways(log: &str) -> Vec<&'static str> {
     log.lines()
         .filter(|l| l.contains("checked `"))
         .map(|l| {
             if l.contains("(load ") {
                 return "full";
+            }
+            if l.contains("nothing changed") {
+                return "unchanged";
             }
             let counts: Vec<u64> = l
                 .rsplit(": ")
@@ -1105,8 +1108,8 @@ stage lint uses tools {
 
 /// Edits outside scripts (env values, stage names, `after` lists, a syntax
 /// error and its fix, matrices, secrets, the pipeline's env, a template, a
-/// whole new stage, a stage removed, an included file changed on disk)
-/// are followed item by item: only what an edit touched is parsed again
+/// whole new stage, a stage removed, an included file changed on disk,
+/// saves) are followed item by item: only what an edit touched is parsed again
 /// and only the stages that depend on it checked again: its own, those
 /// using a template it changed, every stage when it changed the names
 /// declared at the top level. After each, the diagnostics of every file are exactly those of
@@ -1248,6 +1251,25 @@ fn edits_outside_scripts_keep_diagnostics_exact() {
         got_some(&check_says(dir.path(), "main.pipeline", &files)[1]),
         "the included file's problem is reported"
     );
+    // A save: nothing changed, nothing is checked again. Then the included
+    // file changes on disk alone, and the next save follows that edit.
+    client.notify(
+        "textDocument/didSave",
+        json!({ "textDocument": { "uri": uri } }),
+    );
+    assert_eq!(
+        said_now(&mut client),
+        check_says(dir.path(), "main.pipeline", &files)
+    );
+    write(dir.path(), "ci/common.pipeline", EDITED_COMMON);
+    client.notify(
+        "textDocument/didSave",
+        json!({ "textDocument": { "uri": uri } }),
+    );
+    let got = said_now(&mut client);
+    assert_eq!(got, check_says(dir.path(), "main.pipeline", &files));
+    assert!(!got_some(&got[1]), "{got:?}");
+    expected.extend(["unchanged", "few"]);
 
     // The outline is that of the text opened afresh.
     let symbols = |client: &mut Client, uri: &str| {
