@@ -95,6 +95,30 @@ impl SourceFile {
         }
     }
 
+    /// The file with its text replaced by `text`, in which bytes
+    /// `start..old_end` became `start..new_end`: only the line breaks in
+    /// between are looked for again.
+    fn edited(mut self, text: String, start: usize, old_end: usize, new_end: usize) -> Self {
+        let (start_u, old_u) = (to_u32(start), to_u32(old_end));
+        // A line starts after a line break: up to `start` and after
+        // `old_end`, those breaks did not change.
+        let before = self.line_starts.partition_point(|&s| s <= start_u);
+        let after = self.line_starts.partition_point(|&s| s <= old_u);
+        let moved: Vec<u32> = self.line_starts[after..]
+            .iter()
+            .map(|&s| to_u32(s as usize - old_end + new_end))
+            .collect();
+        self.line_starts.truncate(before);
+        self.line_starts.extend(
+            text[start..new_end]
+                .match_indices('\n')
+                .map(|(i, _)| to_u32(start + i + 1)),
+        );
+        self.line_starts.extend(moved);
+        self.text = text;
+        self
+    }
+
     /// 1-based line and column (in characters) of a byte offset.
     pub fn line_col(&self, offset: u32) -> (usize, usize) {
         let line = self.line_starts.partition_point(|&s| s <= offset) - 1;
@@ -156,14 +180,21 @@ impl SourceMap {
         FileId(to_u32(self.files.len() - 1))
     }
 
-    /// Replaces `id`'s text (the language server follows edits).
-    pub fn set_text(&mut self, id: FileId, text: String) {
+    /// Replaces `id`'s text with `text`, in which bytes `start..old_end`
+    /// of the old text became `start..new_end` (the language server
+    /// follows edits).
+    pub(crate) fn edit(
+        &mut self,
+        id: FileId,
+        text: String,
+        start: usize,
+        old_end: usize,
+        new_end: usize,
+    ) {
         if let Some(f) = self.files.get_mut(id.0 as usize) {
-            *f = SourceFile::new(
-                std::mem::take(&mut f.path),
-                std::mem::take(&mut f.name),
-                text,
-            );
+            let empty = SourceFile::new(PathBuf::new(), String::new(), String::new());
+            let old = std::mem::replace(f, empty);
+            *f = old.edited(text, start, old_end, new_end);
         }
     }
 
@@ -210,6 +241,20 @@ mod tests {
         // `é` is two bytes but one column.
         assert_eq!(f.line_col(5), (2, 2));
         assert_eq!(f.line_utf16(5), (1, 1));
+    }
+
+    #[test]
+    fn an_edited_file_has_the_lines_of_its_new_text() {
+        let old = "ab\ncd\nef\ngh\n";
+        for (start, old_end, insert) in [(4, 7, "X\nY\nZ"), (0, 0, "\n"), (3, 3, ""), (2, 3, "")] {
+            let mut new = old.to_string();
+            new.replace_range(start..old_end, insert);
+            let f = SourceFile::new("a".into(), "a".into(), old.into());
+            let edited = f.edited(new.clone(), start, old_end, start + insert.len());
+            let fresh = SourceFile::new("a".into(), "a".into(), new.clone());
+            assert_eq!(edited.line_starts, fresh.line_starts, "{new:?}");
+            assert_eq!(edited.text, new);
+        }
     }
 
     #[test]

@@ -134,7 +134,9 @@ impl Analysis {
             return false;
         };
         self.index = index;
-        self.sources.set_text(file, text);
+        let diff = edited.diff;
+        self.sources
+            .edit(file, text, diff.start, diff.old_end, diff.new_end);
         let checked = self.checker.check(&self.sources);
         phases.checked(&checked, Some(edited.parsed));
         self.diagnostics = checked.diagnostics;
@@ -257,9 +259,9 @@ mod tests {
         #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
         /// After every edit, an analysis followed edit by edit has the
-        /// diagnostics and the index of one made afresh, and those are the
-        /// diagnostics `slipway check` reports. Half the edits are undone
-        /// next, so that texts that check, and plan, come often.
+        /// diagnostics, index and sources of one made afresh, and those
+        /// are the diagnostics `slipway check` reports. Half the edits are
+        /// undone next, so that texts that check, and plan, come often.
         #[test]
         fn a_followed_edit_is_a_fresh_analysis(
             edits in prop::collection::vec(
@@ -305,6 +307,11 @@ mod tests {
                     text
                 );
                 prop_assert_eq!(followed.syntax_errors, fresh.syntax_errors);
+                // The same text and lines.
+                prop_assert_eq!(
+                    format!("{:?}", followed.sources),
+                    format!("{:?}", fresh.sources)
+                );
                 let mut checked = crate::model::check_text(&root, &text);
                 crate::plan::validate_checked(&mut checked);
                 prop_assert_eq!(&fresh.diagnostics, &checked.diagnostics, "{}", text);

@@ -127,6 +127,8 @@ struct Node(String, Vec<String>, usize);
 /// positions among the stage declarations, before the edit) became `added`
 /// new ones.
 pub(crate) struct Edited {
+    /// What changed in the text.
+    pub(crate) diff: Diff,
     pub(crate) region: Region,
     pub(crate) stages: std::ops::Range<usize>,
     pub(crate) added: usize,
@@ -497,6 +499,7 @@ impl Checker {
             self.stale_unknown = true;
         }
         Some(Edited {
+            diff,
             region,
             stages: first..first + removed,
             added,
