@@ -45,7 +45,9 @@ impl Phases {
     fn checked(&mut self, c: &Checked, parsed: Option<usize>) {
         self.steps.push(("check", c.check_time));
         self.steps.push(("validate", c.validate_time));
-        let parsed = parsed.map_or(String::new(), |n| format!("{n} items parsed, "));
+        let parsed = parsed.map_or(String::new(), |n| {
+            format!("{n} item{} parsed again, ", if n == 1 { "" } else { "s" })
+        });
         self.note = format!(
             "{parsed}{} of {} stages checked, {} planned",
             c.checked, c.stages, c.planned

@@ -1037,7 +1037,7 @@ fn ways(log: &str) -> Vec<&'static str> {
                 .split(|c: char| !c.is_ascii_digit())
                 .filter_map(|n| n.parse().ok())
                 .collect();
-            // `N items parsed, C of S stages checked, P planned`
+            // `N items parsed again, C of S stages checked, P planned`
             match counts.as_slice() {
                 [_, 0, _, _] => "none",
                 [_, c, s, _] if c == s => "all",
