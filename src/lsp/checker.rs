@@ -152,8 +152,6 @@ pub(crate) struct Checked {
 const FREE_APART: usize = 64;
 
 impl Checker {
-    /// Takes the items of a pipeline just loaded; its sources are the
-    /// caller's.
     /// Takes a pipeline just loaded, with the syntax errors of each file
     /// and where its `include` lines start; its sources are the caller's.
     pub(crate) fn new(
@@ -255,9 +253,9 @@ impl Checker {
                 .as_ref()
                 .and_then(|u| u.check.head.as_ref())
                 .and_then(|h| h.template.as_ref());
-            let stale =
+            let uses_stale =
                 template.is_some_and(|t| stale.contains(t) || (unknown && !top.has_template(t)));
-            if all || stale {
+            if all || uses_stale {
                 *slot = None;
             }
         }

@@ -4,9 +4,9 @@
 //!
 //! A file is cut before every line that begins, unindented, with a letter,
 //! as the parallel parse cuts it, and for the same reason the result is the
-//! same as [`parse`]'s: a cut inside an item leaves that item unfinished, a
-//! syntax error, and any syntax error sends the whole file to [`parse`], so
-//! errors are found and reported exactly as always.
+//! same as [`parse`](super::parse)'s: a cut inside an item leaves that item
+//! unfinished, a syntax error, and any syntax error sends the whole file to
+//! one parse, so errors are found and reported exactly as always.
 
 use std::collections::HashMap;
 
@@ -53,8 +53,8 @@ fn bounds(text: &str, start: usize, end: usize) -> Vec<usize> {
     bounds
 }
 
-/// [`parse`], reusing the items of unchanged pieces from `cache`; the
-/// syntax errors with where their items start.
+/// [`parse`](super::parse), reusing the items of unchanged pieces from
+/// `cache`; the syntax errors with where their items start.
 pub(crate) fn parse_cached(
     file: FileId,
     text: &str,
