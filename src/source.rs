@@ -83,13 +83,9 @@ pub struct SourceFile {
 
 impl SourceFile {
     pub fn new(path: PathBuf, name: String, text: String) -> Self {
+        // `match_indices` finds line breaks a word at a time.
         let line_starts = std::iter::once(0)
-            .chain(
-                text.bytes()
-                    .enumerate()
-                    .filter(|&(_, b)| b == b'\n')
-                    .map(|(i, _)| to_u32(i + 1)),
-            )
+            .chain(text.match_indices('\n').map(|(i, _)| to_u32(i + 1)))
             .collect();
         Self {
             path,
@@ -97,6 +93,30 @@ impl SourceFile {
             text,
             line_starts,
         }
+    }
+
+    /// The file with its text replaced by `text`, in which bytes
+    /// `start..old_end` became `start..new_end`: only the line breaks in
+    /// between are looked for again.
+    fn edited(mut self, text: String, start: usize, old_end: usize, new_end: usize) -> Self {
+        let (start_u, old_u) = (to_u32(start), to_u32(old_end));
+        // A line starts after a line break: up to `start` and after
+        // `old_end`, those breaks did not change.
+        let before = self.line_starts.partition_point(|&s| s <= start_u);
+        let after = self.line_starts.partition_point(|&s| s <= old_u);
+        let moved: Vec<u32> = self.line_starts[after..]
+            .iter()
+            .map(|&s| to_u32(s as usize - old_end + new_end))
+            .collect();
+        self.line_starts.truncate(before);
+        self.line_starts.extend(
+            text[start..new_end]
+                .match_indices('\n')
+                .map(|(i, _)| to_u32(start + i + 1)),
+        );
+        self.line_starts.extend(moved);
+        self.text = text;
+        self
     }
 
     /// 1-based line and column (in characters) of a byte offset.
@@ -160,14 +180,22 @@ impl SourceMap {
         FileId(to_u32(self.files.len() - 1))
     }
 
-    /// The same files, with `id`'s text replaced (the language server's
-    /// edits that need no new parse).
-    pub fn with_text(&self, id: FileId, text: String) -> SourceMap {
-        let mut out = self.clone();
-        if let Some(f) = out.files.get_mut(id.0 as usize) {
-            *f = SourceFile::new(f.path.clone(), f.name.clone(), text);
+    /// Replaces `id`'s text with `text`, in which bytes `start..old_end`
+    /// of the old text became `start..new_end` (the language server
+    /// follows edits).
+    pub(crate) fn edit(
+        &mut self,
+        id: FileId,
+        text: String,
+        start: usize,
+        old_end: usize,
+        new_end: usize,
+    ) {
+        if let Some(f) = self.files.get_mut(id.0 as usize) {
+            let empty = SourceFile::new(PathBuf::new(), String::new(), String::new());
+            let old = std::mem::replace(f, empty);
+            *f = old.edited(text, start, old_end, new_end);
         }
-        out
     }
 
     pub fn get(&self, id: FileId) -> &SourceFile {
@@ -213,6 +241,20 @@ mod tests {
         // `é` is two bytes but one column.
         assert_eq!(f.line_col(5), (2, 2));
         assert_eq!(f.line_utf16(5), (1, 1));
+    }
+
+    #[test]
+    fn an_edited_file_has_the_lines_of_its_new_text() {
+        let old = "ab\ncd\nef\ngh\n";
+        for (start, old_end, insert) in [(4, 7, "X\nY\nZ"), (0, 0, "\n"), (3, 3, ""), (2, 3, "")] {
+            let mut new = old.to_string();
+            new.replace_range(start..old_end, insert);
+            let f = SourceFile::new("a".into(), "a".into(), old.into());
+            let edited = f.edited(new.clone(), start, old_end, start + insert.len());
+            let fresh = SourceFile::new("a".into(), "a".into(), new.clone());
+            assert_eq!(edited.line_starts, fresh.line_starts, "{new:?}");
+            assert_eq!(edited.text, new);
+        }
     }
 
     #[test]

@@ -2,9 +2,9 @@
 //! syntax tree before the checker consumes it: what navigation, hover,
 //! completion and symbols need, even when the pipeline has errors.
 
-use super::script_edit::Edit;
+use super::edit::Region;
 use crate::source::{FileId, SourceMap, Span};
-use crate::syntax::{Clause, Ident, Item, Setting, StageKind, Value};
+use crate::syntax::{Clause, Ident, Item, Setting, StageDecl, StageKind, Value};
 
 /// The kinds of names that can be looked up, renamed and referred to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,88 +67,92 @@ pub(crate) struct Index {
 const ACTIONS: [&str; 4] = ["run", "build", "release", "manual"];
 
 impl Index {
-    /// The index after an edit that changed no name ([`Edit::shift`]);
-    /// `None` if the edit overlaps a name.
-    pub(crate) fn shifted(&self, edit: &Edit) -> Option<Index> {
-        let id = |i: &Ident| -> Option<Ident> {
-            Some(Ident {
-                name: i.name.clone(),
-                span: edit.shift(i.span)?,
-            })
-        };
-        let opt = |s: Option<Span>| -> Option<Option<Span>> {
-            match s {
-                Some(s) => Some(Some(edit.shift(s)?)),
-                None => Some(None),
-            }
-        };
-        let mut out = self.clone();
-        for st in &mut out.stages {
-            st.name = id(&st.name)?;
-            st.span = edit.shift(st.span)?;
-            st.after = st.after.iter().map(id).collect::<Option<_>>()?;
-            st.uses = match &st.uses {
-                Some(u) => Some(id(u)?),
-                None => None,
-            };
-            st.when = opt(st.when)?;
-            st.image = opt(st.image)?;
-        }
-        for t in &mut out.templates {
-            t.name = id(&t.name)?;
-            t.span = edit.shift(t.span)?;
-            t.image = opt(t.image)?;
-            t.locals = t.locals.iter().map(id).collect::<Option<_>>()?;
-        }
-        for e in &mut out.environments {
-            e.name = id(&e.name)?;
-            e.span = edit.shift(e.span)?;
-        }
-        out.env = out.env.iter().map(id).collect::<Option<_>>()?;
-        out.secrets = out.secrets.iter().map(id).collect::<Option<_>>()?;
-        Some(out)
-    }
-
     pub(crate) fn new(items: &[(FileId, Item)]) -> Self {
         let mut index = Index::default();
         for (_, item) in items {
             match item {
-                Item::Stage(decl) => {
-                    let mut entry = StageEntry {
-                        kind: decl.kind,
-                        name: decl.name.clone(),
-                        span: decl.span,
-                        after: Vec::new(),
-                        uses: None,
-                        when: None,
-                        image: None,
-                        action: None,
-                    };
-                    for clause in &decl.clauses {
-                        match clause {
-                            Clause::After { names, .. } => {
-                                entry.after.extend(names.iter().cloned())
-                            }
-                            Clause::Uses { template, .. } => {
-                                entry.uses.get_or_insert_with(|| template.clone());
-                            }
-                            Clause::When { expr, .. } => {
-                                entry.when.get_or_insert(expr.span());
-                            }
-                        }
-                    }
-                    entry.image = image(&decl.body.settings);
-                    entry.action = decl
-                        .body
-                        .settings
-                        .iter()
-                        .find_map(|s| ACTIONS.iter().find(|a| **a == s.key.name).copied());
-                    index.stages.push(entry);
-                }
+                Item::Stage(decl) => index.stages.push(Self::stage_entry(decl)),
                 Item::Setting(s) => index.top_setting(s),
             }
         }
         index
+    }
+
+    /// What the index knows of one stage declaration.
+    pub(crate) fn stage_entry(decl: &StageDecl) -> StageEntry {
+        let mut entry = StageEntry {
+            kind: decl.kind,
+            name: decl.name.clone(),
+            span: decl.span,
+            after: Vec::new(),
+            uses: None,
+            when: None,
+            image: None,
+            action: None,
+        };
+        for clause in &decl.clauses {
+            match clause {
+                Clause::After { names, .. } => entry.after.extend(names.iter().cloned()),
+                Clause::Uses { template, .. } => {
+                    entry.uses.get_or_insert_with(|| template.clone());
+                }
+                Clause::When { expr, .. } => {
+                    entry.when.get_or_insert(expr.span());
+                }
+            }
+        }
+        entry.image = image(&decl.body.settings);
+        entry.action = decl
+            .body
+            .settings
+            .iter()
+            .find_map(|s| ACTIONS.iter().find(|a| **a == s.key.name).copied());
+        entry
+    }
+
+    /// The index after an edit: the stage entries `stages` (one per stage
+    /// declaration, in order) replaced by those of `decls`, the others
+    /// moved, and what the top-level settings declare read again from
+    /// `settings`. `None` when a stage entry kept touches the region.
+    pub(crate) fn edited<'d>(
+        mut self,
+        region: &Region,
+        stages: std::ops::Range<usize>,
+        decls: impl Iterator<Item = &'d StageDecl>,
+        settings: impl Iterator<Item = &'d Setting>,
+    ) -> Option<Index> {
+        let fresh: Vec<StageEntry> = decls.map(Self::stage_entry).collect();
+        self.stages.splice(stages.clone(), fresh.iter().cloned());
+        let moved = stages.start + fresh.len();
+        for (i, st) in self.stages.iter_mut().enumerate() {
+            if (stages.start..moved).contains(&i) {
+                continue;
+            }
+            let mut ok = region.move_span(&mut st.name.span) && region.move_span(&mut st.span);
+            for a in &mut st.after {
+                ok &= region.move_span(&mut a.span);
+            }
+            for s in st
+                .uses
+                .iter_mut()
+                .map(|u| &mut u.span)
+                .chain(&mut st.when)
+                .chain(&mut st.image)
+            {
+                ok &= region.move_span(s);
+            }
+            if !ok {
+                return None;
+            }
+        }
+        let mut index = Index {
+            stages: self.stages,
+            ..Index::default()
+        };
+        for s in settings {
+            index.top_setting(s);
+        }
+        Some(index)
     }
 
     fn top_setting(&mut self, s: &Setting) {

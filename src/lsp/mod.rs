@@ -7,6 +7,9 @@
 //!   belong to, an [`analysis::Analysis`]: the files loaded (open buffers
 //!   over the disk), checked exactly as `slipway check` does, and an
 //!   [`index::Index`] of the names declared and referenced in them;
+//! - an analysis keeps its [`checker::Checker`]: the top-level items and
+//!   what checking each stage found, so that an edit ([`edit::Region`])
+//!   parses, checks and plans again only the stages it touched;
 //! - one file per feature turns an analysis into answers: [`diagnostics`],
 //!   [`navigation`] (definition, references, rename), [`completion`],
 //!   [`hover`], [`symbols`] and [`formatting`]; [`position`] converts
@@ -17,14 +20,15 @@
 //! keystrokes costs one check, not one per keystroke.
 
 mod analysis;
+mod checker;
 mod completion;
 mod diagnostics;
+mod edit;
 mod formatting;
 mod hover;
 mod index;
 mod navigation;
 mod position;
-mod script_edit;
 mod server;
 mod symbols;
 mod transport;

@@ -149,12 +149,12 @@ impl Workspace {
                     .files()
                     .any(|(_, f)| changed.iter().any(|c| same_file(&f.path, c)));
             if reads_changed {
-                let next = quick(self.timing, a, &changed, all, &overlay).unwrap_or_else(|| {
-                    timed(self.timing, &a.root.clone(), &overlay, &mut self.cache)
-                });
-                // The old analysis is freed off the keystroke's path.
-                let old = std::mem::replace(a, next);
-                std::thread::spawn(move || drop(old));
+                if !follow(self.timing, a, &overlay) {
+                    let next = timed(self.timing, &a.root.clone(), &overlay, &mut self.cache);
+                    // The old analysis is freed off the keystroke's path.
+                    let old = std::mem::replace(a, next);
+                    std::thread::spawn(move || drop(old));
+                }
                 touched.push(a.root.clone());
             }
         }
@@ -243,7 +243,7 @@ fn timed(
     let a = Analysis::new(root, overlay, cache);
     if timing {
         super::transport::log(&format!(
-            "checked `{}` in {:.2} ms ({})",
+            "checked `{}` in {:.2} ms {}",
             root.display(),
             start.elapsed().as_secs_f64() * 1000.0,
             a.phases
@@ -252,32 +252,32 @@ fn timed(
     a
 }
 
-/// `previous` after an edit inside one of its `run` scripts, when that is
-/// all that changed: one open document, and no file or setting otherwise.
-fn quick(
-    timing: bool,
-    previous: &Analysis,
-    changed: &[PathBuf],
-    all: bool,
-    overlay: &analysis::Overlay<'_>,
-) -> Option<Analysis> {
-    let [path] = changed else { return None };
-    if all {
-        return None;
-    }
+/// Brings `a` up to date with what its files read now, open buffers over
+/// the disk: when one of them changed, by following that edit
+/// ([`Analysis::edit`]). `false` when `a` must be loaded and checked again:
+/// more than one file changed, one cannot be read, or an include was
+/// missing (it may be there now).
+fn follow(timing: bool, a: &mut Analysis, overlay: &analysis::Overlay<'_>) -> bool {
     let start = Instant::now();
-    let file = previous.file(path)?;
-    let text = overlay(path)?;
-    let a = super::script_edit::quick(previous, file, &text)?;
-    if timing {
+    let Some(mut changes) = a.changes(overlay) else {
+        return false;
+    };
+    let followed = match changes.pop() {
+        None => {
+            a.unchanged();
+            true
+        }
+        Some((file, text)) => changes.is_empty() && a.edit(file, text),
+    };
+    if followed && timing {
         super::transport::log(&format!(
-            "checked `{}` in {:.2} ms ({})",
-            previous.root.display(),
+            "checked `{}` in {:.2} ms {}",
+            a.root.display(),
             start.elapsed().as_secs_f64() * 1000.0,
             a.phases
         ));
     }
-    Some(a)
+    followed
 }
 
 /// The pipeline `path` belongs to: the nearest `.pipeline` file, in its

@@ -74,7 +74,7 @@ const PATHS: [&str; 8] = [
 /// written on many stages, and compiling one costs as much as checking a
 /// hundred stages.
 #[derive(Default)]
-pub(super) struct Compiled {
+pub(crate) struct Compiled {
     globs: HashMap<String, Result<Arc<GlobMatcher>, String>>,
     regexes: HashMap<String, Result<Regex, String>>,
 }

@@ -8,12 +8,15 @@
 mod eval;
 mod scope;
 mod types;
+mod validate;
 
 use std::collections::HashMap;
 
 use indexmap::IndexMap;
 
 pub use types::*;
+pub(crate) use validate::{Environments, Globals, StageFindings, Validation, cell_order};
+pub use validate::{validate, validate_checked};
 
 use crate::diagnostic::{Diag, did_you_mean};
 use crate::model::{Action, Pipeline, Stage};
@@ -45,70 +48,6 @@ pub enum PlanError {
     /// Problems in the source found while planning (env cycles, secrets
     /// reaching a place they would leak from).
     Diagnostics(Vec<Diag>),
-}
-
-/// Everything `slipway check` reports, in the order it prints it: the
-/// checker's diagnostics and, when they hold no error, what [`validate`]
-/// finds (which then also drops the pipeline). The language server reports
-/// the same, so that an editor and `check` never disagree.
-pub fn validate_checked(checked: &mut crate::model::Checked) {
-    if let Some(pipeline) = &checked.pipeline {
-        let found = validate(pipeline);
-        if !found.is_empty() {
-            checked.diagnostics.extend(found);
-            crate::diagnostic::sort(&mut checked.diagnostics);
-            checked.pipeline = None;
-        }
-    }
-}
-
-/// Problems only planning finds (env cycles, values that grow too large,
-/// secrets reaching places they would leak from), for every environment the
-/// pipeline can run in: what `slipway check` adds to the model's checks.
-///
-/// Stages are planned once, with no environment. An environment changes
-/// only the values it defines: those are resolved on their own, and the
-/// stages planned again only when the environment brings secrets, the one
-/// way its values can leak into a stage.
-pub fn validate(pipeline: &Pipeline) -> Vec<Diag> {
-    fn add(found: Vec<Diag>, diags: &mut Vec<Diag>) {
-        for d in found {
-            if !diags.contains(&d) {
-                diags.push(d);
-            }
-        }
-    }
-    let planned = |environment: Option<String>| {
-        let opts = Options {
-            environment,
-            ..Options::default()
-        };
-        match plan(pipeline, &opts) {
-            Err(PlanError::Diagnostics(found)) => found,
-            _ => Vec::new(),
-        }
-    };
-    let mut diags: Vec<Diag> = Vec::new();
-    add(planned(None), &mut diags);
-    for (name, environment) in &pipeline.environments {
-        if environment
-            .env
-            .values()
-            .any(crate::model::EnvValue::is_secret)
-        {
-            add(planned(Some(name.clone())), &mut diags);
-        } else {
-            let ctx = scope::Context {
-                environment: name.clone(),
-                git: GitContext::default(),
-            };
-            let set = IndexMap::new();
-            let mut found = Vec::new();
-            Scope::global(pipeline, Some(environment), &set, &ctx, &mut found);
-            add(found, &mut diags);
-        }
-    }
-    diags
 }
 
 /// The secret placeholder shown wherever a secret's value would be.
@@ -169,17 +108,7 @@ pub fn plan(pipeline: &Pipeline, opts: &Options) -> Result<Plan, PlanError> {
         }
     }
 
-    // Dependencies between cells.
-    let deps: Vec<Vec<usize>> = cells
-        .iter()
-        .map(|c| {
-            c.stage
-                .after
-                .iter()
-                .flat_map(|d| cells_of.get(d.name.as_str()).into_iter().flatten().copied())
-                .collect()
-        })
-        .collect();
+    let deps = cell_deps(cells.iter().map(|c| c.stage.after.as_slice()), &cells_of);
     let selected = select(&cells, &cells_of, &deps, &opts.targets, pipeline)?;
 
     let order = crate::model::topo_order(&deps).unwrap_or_else(|| (0..cells.len()).collect());
@@ -282,6 +211,22 @@ pub fn cell_name(stage: &str, values: &IndexMap<String, String>) -> String {
     }
     let parts: Vec<String> = values.iter().map(|(k, v)| format!("{k}={v}")).collect();
     format!("{stage}[{}]", parts.join(","))
+}
+
+/// What each cell waits for: every cell of every stage its stage runs
+/// after. `afters` are the cells' stages' `after` lists.
+fn cell_deps<'d>(
+    afters: impl Iterator<Item = &'d [crate::model::Dep]>,
+    cells_of: &HashMap<&str, Vec<usize>>,
+) -> Vec<Vec<usize>> {
+    afters
+        .map(|after| {
+            after
+                .iter()
+                .flat_map(|d| cells_of.get(d.name.as_str()).into_iter().flatten().copied())
+                .collect()
+        })
+        .collect()
 }
 
 /// The cartesian product of a stage's matrix, first key outermost.

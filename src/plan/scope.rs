@@ -85,6 +85,9 @@ pub(crate) struct Scope<'a> {
     /// The global scope's every name, resolved once, in declaration order:
     /// what stage scopes fall back to.
     resolved: IndexMap<Shared, Resolved>,
+    /// The names a stage scope looked up in the global one: what planning
+    /// the stage read of the pipeline's values.
+    asked: RefCell<Vec<String>>,
 }
 
 impl<'a> Scope<'a> {
@@ -107,6 +110,7 @@ impl<'a> Scope<'a> {
             memo: RefCell::default(),
             visiting: RefCell::default(),
             resolved: IndexMap::new(),
+            asked: RefCell::default(),
         };
         // Resolve everything once, so stage scopes share the work and env
         // cycles are reported once.
@@ -138,7 +142,24 @@ impl<'a> Scope<'a> {
             memo: RefCell::default(),
             visiting: RefCell::default(),
             resolved: IndexMap::new(),
+            asked: RefCell::default(),
         }
+    }
+
+    /// Every name of the global scope resolved, in declaration order.
+    pub(crate) fn resolved(&self) -> &IndexMap<Shared, Resolved> {
+        &self.resolved
+    }
+
+    /// Whether every name of the global scope resolved (none is in a
+    /// cycle, or nested too deeply).
+    pub(crate) fn complete(&self) -> bool {
+        self.own_names().len() == self.resolved.len()
+    }
+
+    /// The names this stage scope looked up in the global one.
+    pub(crate) fn asked(&self) -> Vec<String> {
+        self.asked.take()
     }
 
     /// The names this scope's own layers define, in declaration order.
@@ -168,8 +189,9 @@ impl<'a> Scope<'a> {
                 return self.resolve_in(i, name, at, diags);
             }
         }
-        self.parent
-            .and_then(|p| p.lookup(name, usize::MAX, at, diags))
+        let parent = self.parent?;
+        self.asked.borrow_mut().push(name.to_string());
+        parent.lookup(name, usize::MAX, at, diags)
     }
 
     fn resolve_in(

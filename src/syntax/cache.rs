@@ -4,15 +4,14 @@
 //!
 //! A file is cut before every line that begins, unindented, with a letter,
 //! as the parallel parse cuts it, and for the same reason the result is the
-//! same as [`parse`]'s: a cut inside an item leaves that item unfinished, a
-//! syntax error, and any syntax error sends the whole file to [`parse`], so
-//! errors are found and reported exactly as always.
+//! same as [`parse`](super::parse)'s: a cut inside an item leaves that item
+//! unfinished, a syntax error, and any syntax error sends the whole file to
+//! one parse, so errors are found and reported exactly as always.
 
 use std::collections::HashMap;
 
 use super::ast::*;
-use super::parser::{parse, parse_range, scan_comments, top_level_line_after};
-use crate::diagnostic::Diag;
+use super::parser::{SyntaxError, parse_range, scan_comments, top_level_line_after};
 use crate::source::{FileId, Span};
 
 /// Items by the text they were parsed from, with spans from the start of
@@ -38,175 +37,196 @@ impl ParseCache {
     }
 }
 
-/// [`parse`], reusing the items of unchanged pieces from `cache`.
-pub(crate) fn parse_cached(file: FileId, text: &str, cache: &mut ParseCache) -> (Ast, Vec<Diag>) {
-    let mut bounds = vec![0];
+/// Where the pieces of `text[start..end]` start, and `end`: `start`, then
+/// every top-level line after it and before `end`.
+fn bounds(text: &str, start: usize, end: usize) -> Vec<usize> {
+    let mut bounds = vec![start];
     loop {
-        let last = bounds.last().copied().unwrap_or(0);
+        let last = bounds.last().copied().unwrap_or(start);
         let next = top_level_line_after(text, last);
-        if next >= text.len() || next <= last {
+        if next >= end || next <= last {
             break;
         }
         bounds.push(next);
     }
-    bounds.push(text.len());
+    bounds.push(end);
+    bounds
+}
+
+/// [`parse`](super::parse), reusing the items of unchanged pieces from
+/// `cache`; the syntax errors with where their items start.
+pub(crate) fn parse_cached(
+    file: FileId,
+    text: &str,
+    cache: &mut ParseCache,
+) -> (Ast, Vec<SyntaxError>) {
     let mut items = Vec::new();
-    for w in bounds.windows(2) {
+    for w in bounds(text, 0, text.len()).windows(2) {
         let (start, end) = (w[0], w[1]);
         let chunk = &text[start..end];
         let base = u32::try_from(start).unwrap_or(u32::MAX);
         if let Some(found) = cache.items(chunk) {
-            items.extend(found.iter().cloned().map(|mut item| {
-                shift_item(&mut item, file, base);
-                item
-            }));
+            items.extend(found.iter().cloned().map(|item| placed(item, file, base)));
             continue;
         }
-        let (parsed, diags, _) = parse_range(FileId(0), chunk, 0);
-        if !diags.is_empty() {
-            return parse(file, text);
+        let (parsed, errors) = parse_range(FileId(0), chunk, 0);
+        if !errors.is_empty() {
+            // What `parse` does with errors: one parse of the whole text.
+            let (items, errors) = parse_range(file, text, 0);
+            return (ast(file, text, items, &errors), errors);
         }
-        items.extend(parsed.iter().cloned().map(|mut item| {
-            shift_item(&mut item, file, base);
-            item
-        }));
+        items.extend(parsed.iter().cloned().map(|item| placed(item, file, base)));
         cache.current.insert(chunk.to_string(), parsed);
     }
+    (ast(file, text, items, &[]), Vec::new())
+}
+
+fn ast(file: FileId, text: &str, items: Vec<Item>, errors: &[SyntaxError]) -> Ast {
     let mut comments = Vec::new();
     scan_comments(file, text, &mut comments);
-    (
-        Ast {
-            file,
-            items,
-            comments,
-            unparsed: Vec::new(),
-        },
-        Vec::new(),
-    )
+    Ast {
+        file,
+        items,
+        comments,
+        unparsed: errors.iter().filter_map(|e| e.name.clone()).collect(),
+    }
 }
 
-fn shift(span: &mut Span, file: FileId, by: u32) {
-    span.file = file;
-    span.start = span.start.saturating_add(by);
-    span.end = span.end.saturating_add(by);
-}
-
-fn shift_item(item: &mut Item, file: FileId, by: u32) {
+/// Calls `f` on every span of `item`.
+pub(crate) fn each_span(item: &mut Item, f: &mut impl FnMut(&mut Span)) {
     match item {
         Item::Stage(s) => {
-            shift(&mut s.span, file, by);
-            shift(&mut s.name.span, file, by);
+            f(&mut s.span);
+            f(&mut s.name.span);
             for c in &mut s.clauses {
                 match c {
                     Clause::After { names, span } => {
-                        shift(span, file, by);
+                        f(span);
                         for n in names {
-                            shift(&mut n.span, file, by);
+                            f(&mut n.span);
                         }
                     }
                     Clause::Uses { template, span } => {
-                        shift(span, file, by);
-                        shift(&mut template.span, file, by);
+                        f(span);
+                        f(&mut template.span);
                     }
                     Clause::When { expr, span } => {
-                        shift(span, file, by);
-                        shift_expr(expr, file, by);
+                        f(span);
+                        expr_spans(expr, f);
                     }
                 }
             }
-            shift_block(&mut s.body, file, by);
+            block_spans(&mut s.body, f);
         }
-        Item::Setting(s) => shift_setting(s, file, by),
+        Item::Setting(s) => setting_spans(s, f),
     }
 }
 
-fn shift_block(b: &mut Block, file: FileId, by: u32) {
-    shift(&mut b.span, file, by);
+fn block_spans(b: &mut Block, f: &mut impl FnMut(&mut Span)) {
+    f(&mut b.span);
     for s in &mut b.settings {
-        shift_setting(s, file, by);
+        setting_spans(s, f);
     }
 }
 
-fn shift_setting(s: &mut Setting, file: FileId, by: u32) {
-    shift(&mut s.span, file, by);
-    shift(&mut s.key.span, file, by);
+fn setting_spans(s: &mut Setting, f: &mut impl FnMut(&mut Span)) {
+    f(&mut s.span);
+    f(&mut s.key.span);
     for v in s.args.iter_mut().chain(s.assign.iter_mut()) {
-        shift_value(v, file, by);
+        value_spans(v, f);
     }
     if let Some(b) = &mut s.block {
-        shift_block(b, file, by);
+        block_spans(b, f);
     }
 }
 
-fn shift_value(v: &mut Value, file: FileId, by: u32) {
+fn value_spans(v: &mut Value, f: &mut impl FnMut(&mut Span)) {
     match v {
-        Value::Str(s) => shift_str(s, file, by),
-        Value::Word(w) => shift(&mut w.span, file, by),
+        Value::Str(s) => str_spans(s, f),
+        Value::Word(w) => f(&mut w.span),
         Value::Number { span, .. } | Value::Duration { span, .. } | Value::Bool { span, .. } => {
-            shift(span, file, by);
+            f(span);
         }
         Value::List { items, span } => {
-            shift(span, file, by);
+            f(span);
             for i in items {
-                shift_value(i, file, by);
+                value_spans(i, f);
             }
         }
     }
 }
 
-fn shift_str(s: &mut Str, file: FileId, by: u32) {
-    shift(&mut s.span, file, by);
+fn str_spans(s: &mut Str, f: &mut impl FnMut(&mut Span)) {
+    f(&mut s.span);
     for p in &mut s.parts {
         match p {
             StrPart::Text(_) => {}
-            StrPart::Escape { span, .. } | StrPart::Interp { span, .. } => shift(span, file, by),
+            StrPart::Escape { span, .. } | StrPart::Interp { span, .. } => f(span),
         }
     }
 }
 
-fn shift_expr(e: &mut Expr, file: FileId, by: u32) {
+fn expr_spans(e: &mut Expr, f: &mut impl FnMut(&mut Span)) {
     match e {
         Expr::Or(l, r) | Expr::And(l, r) => {
-            shift_expr(l, file, by);
-            shift_expr(r, file, by);
+            expr_spans(l, f);
+            expr_spans(r, f);
         }
         Expr::Not { expr, span } | Expr::Group { expr, span } => {
-            shift(span, file, by);
-            shift_expr(expr, file, by);
+            f(span);
+            expr_spans(expr, f);
         }
         Expr::Compare { lhs, rhs, .. } => {
-            shift_operand(lhs, file, by);
-            shift_operand(rhs, file, by);
+            operand_spans(lhs, f);
+            operand_spans(rhs, f);
         }
-        Expr::Operand(o) => shift_operand(o, file, by),
+        Expr::Operand(o) => operand_spans(o, f),
     }
 }
 
-fn shift_operand(o: &mut Operand, file: FileId, by: u32) {
+fn operand_spans(o: &mut Operand, f: &mut impl FnMut(&mut Span)) {
     match o {
-        Operand::Path { span, .. } | Operand::Bool { span, .. } => shift(span, file, by),
-        Operand::Str(s) => shift_str(s, file, by),
+        Operand::Path { span, .. } | Operand::Bool { span, .. } => f(span),
+        Operand::Str(s) => str_spans(s, f),
         Operand::Call { name, args, span } => {
-            shift(span, file, by);
-            shift(&mut name.span, file, by);
+            f(span);
+            f(&mut name.span);
             for a in args {
-                shift_value(a, file, by);
+                value_spans(a, f);
             }
         }
     }
+}
+
+/// `item`, parsed in file 0 from offset 0, moved to `base` in `file`.
+fn placed(mut item: Item, file: FileId, base: u32) -> Item {
+    each_span(&mut item, &mut |span| {
+        span.file = file;
+        span.start = span.start.saturating_add(base);
+        span.end = span.end.saturating_add(base);
+    });
+    item
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::parser::parse;
     use super::*;
+    use crate::diagnostic::Diag;
 
     const TEXT: &str = "\u{feff}pipeline \"p\"\n# a comment\nenv {\n  A = \"${git.sha}\\n\"\n}\n\ntemplate t {\n  image \"x\"\n  matrix { N = [\"1\", \"2\"] }\n}\n\nstage a uses t when (branch == \"main\" || !changed(\"docs/**\")) && env.A =~ \"x\" {\n  run \"\"\"\n    echo ${N}\n  \"\"\"\n  timeout 10m\n  retry 2\n  allow-failure\n}\n\nstage b after a,\n  a {\n  build \".\" {\n    push true\n    label \"k\" = \"v\"\n  }\n}\n";
+
+    /// [`parse_cached`] as [`parse`] answers.
+    fn cached(file: FileId, text: &str, cache: &mut ParseCache) -> (Ast, Vec<Diag>) {
+        let (ast, errors) = parse_cached(file, text, cache);
+        (ast, SyntaxError::split(errors).0)
+    }
 
     #[test]
     fn a_cached_parse_is_the_parse() {
         let mut cache = ParseCache::default();
         let file = FileId(3);
-        assert_eq!(parse_cached(file, TEXT, &mut cache), parse(file, TEXT));
+        assert_eq!(cached(file, TEXT, &mut cache), parse(file, TEXT));
         // Edits before, inside and after items; the unchanged ones come
         // from the cache at their new places.
         let edits = [
@@ -217,17 +237,13 @@ mod tests {
         ];
         for text in &edits {
             cache.new_round();
-            assert_eq!(
-                parse_cached(file, text, &mut cache),
-                parse(file, text),
-                "{text}"
-            );
+            assert_eq!(cached(file, text, &mut cache), parse(file, text), "{text}");
             assert!(cache.previous.len() + cache.current.len() > 0);
         }
         // Errors are reported as a whole parse reports them.
         let broken = TEXT.replace("retry 2", "retry 2 {");
         cache.new_round();
-        let (ast, diags) = parse_cached(file, &broken, &mut cache);
+        let (ast, diags) = cached(file, &broken, &mut cache);
         assert!(!diags.is_empty());
         assert_eq!((ast, diags), parse(file, &broken));
     }

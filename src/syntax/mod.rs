@@ -7,8 +7,9 @@ mod parser;
 pub mod strings;
 
 pub use ast::*;
-pub(crate) use cache::{ParseCache, parse_cached};
+pub(crate) use cache::{ParseCache, each_span, parse_cached};
 pub use parser::parse;
+pub(crate) use parser::{SyntaxError, parse_from};
 
 #[cfg(test)]
 mod tests;

@@ -26,8 +26,8 @@ const PARALLEL_MIN_BYTES: usize = 256 * 1024;
 /// Parses one file. Always returns a tree: items that fail to parse are left
 /// out and reported, and parsing resumes at the next top-level line.
 pub fn parse(file: FileId, text: &str) -> (Ast, Vec<Diag>) {
-    let (items, diags, unparsed) =
-        parse_parallel(file, text).unwrap_or_else(|| parse_range(file, text, 0));
+    let (items, errors) = parse_parallel(file, text).unwrap_or_else(|| parse_range(file, text, 0));
+    let (diags, unparsed) = SyntaxError::split(errors);
     let mut comments = Vec::new();
     scan_comments(file, text, &mut comments);
     (
@@ -82,12 +82,11 @@ fn parse_parallel(file: FileId, text: &str) -> Option<Parsed> {
             .map(|h| h.join().ok())
             .collect::<Option<Vec<_>>>()
     })?;
-    if chunks.iter().any(|(_, d, _)| !d.is_empty()) {
+    if chunks.iter().any(|(_, errors)| !errors.is_empty()) {
         return None;
     }
     Some((
-        chunks.into_iter().flat_map(|(items, _, _)| items).collect(),
-        Vec::new(),
+        chunks.into_iter().flat_map(|(items, _)| items).collect(),
         Vec::new(),
     ))
 }
@@ -105,31 +104,74 @@ pub(super) fn top_level_line_after(text: &str, from: usize) -> usize {
     text.len()
 }
 
-/// Items, syntax errors, and the names of declarations that failed.
-pub(super) type Parsed = (Vec<Item>, Vec<Diag>, Vec<String>);
+/// A syntax error, with where the item it is in starts. The item is left
+/// out, and parsing goes on at the next top-level line.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct SyntaxError {
+    /// Where the item starts: where parsing was when it failed.
+    pub(crate) at: usize,
+    pub(crate) diag: Diag,
+    /// What the item declares, when it is a stage or a template: references
+    /// to it are not reported as well.
+    pub(crate) name: Option<String>,
+}
+
+impl SyntaxError {
+    /// The diagnostics, and the names of the declarations that failed.
+    pub(crate) fn split(errors: Vec<SyntaxError>) -> (Vec<Diag>, Vec<String>) {
+        let mut diags = Vec::with_capacity(errors.len());
+        let mut names = Vec::new();
+        for e in errors {
+            diags.push(e.diag);
+            names.extend(e.name);
+        }
+        (diags, names)
+    }
+}
+
+/// Items and syntax errors.
+pub(super) type Parsed = (Vec<Item>, Vec<SyntaxError>);
 
 /// Parses the items of `text` from `start` to its end.
 pub(super) fn parse_range(file: FileId, text: &str, start: usize) -> Parsed {
+    parse_from(file, text, start, &mut |_| false).0
+}
+
+/// Parses the items of `text` from `start`, which is where an item starts
+/// or the text's start, as parsing the whole text finds them from there:
+/// each item's parse reads only the text from its start on. Stops before
+/// the item at a place `stop` accepts; returns what it found, and where it
+/// stopped (the text's end when it did not).
+pub(crate) fn parse_from(
+    file: FileId,
+    text: &str,
+    start: usize,
+    stop: &mut dyn FnMut(usize) -> bool,
+) -> (Parsed, usize) {
     let mut items = Vec::new();
-    let mut diags = Vec::new();
-    let mut unparsed = Vec::new();
+    let mut errors = Vec::new();
     let mut pos = start;
     loop {
         pos = skip_trivia(text, pos);
         if pos >= text.len() {
             break;
         }
+        if stop(pos) {
+            return ((items, errors), pos);
+        }
         let rest = &text[pos..];
         if let Some(offset) = too_deep(rest) {
-            diags.push(
-                Diag::error(
+            errors.push(SyntaxError {
+                at: pos,
+                diag: Diag::error(
                     Code::Syntax,
                     Span::new(file, pos + offset, pos + offset + 1),
                     "too deeply nested",
                 )
                 .label(format!("more than {MAX_NESTING} levels of brackets"))
                 .help("split the condition or list into smaller parts"),
-            );
+                name: None,
+            });
             pos = recover(text, pos);
             continue;
         }
@@ -148,13 +190,15 @@ pub(super) fn parse_range(file: FileId, text: &str, start: usize) -> Parsed {
                         let item = b.item(pair);
                         match b.too_many {
                             None => items.push(item),
-                            Some(at) => diags.push(
-                                Diag::error(Code::Syntax, at, "condition too long")
+                            Some(at) => errors.push(SyntaxError {
+                                at: pos,
+                                diag: Diag::error(Code::Syntax, at, "condition too long")
                                     .label(format!(
                                         "more than {MAX_OPERATORS} `&&`, `||` and `!` operators"
                                     ))
                                     .help("split the condition, or the stage, into smaller parts"),
-                            ),
+                                name: None,
+                            }),
                         }
                     }
                 }
@@ -162,13 +206,16 @@ pub(super) fn parse_range(file: FileId, text: &str, start: usize) -> Parsed {
                 pos += consumed.max(1);
             }
             Err(err) => {
-                diags.push(syntax_error(file, pos, rest, &err));
-                unparsed.extend(declared_name(rest));
+                errors.push(SyntaxError {
+                    at: pos,
+                    diag: syntax_error(file, pos, rest, &err),
+                    name: declared_name(rest),
+                });
                 pos = recover(text, pos);
             }
         }
     }
-    (items, diags, unparsed)
+    ((items, errors), text.len())
 }
 
 /// `NAME` of a `stage NAME`, `finally NAME` or `template NAME` line.

@@ -940,11 +940,367 @@ fn completion_inside_interpolation_knows_the_stage_scope() {
     assert_eq!(client.shutdown(), Some(0));
 }
 
-/// Typing inside a `run` script skips the checker (it never reads
-/// scripts); the diagnostics must still be exactly those of a full check of
-/// the new text, moved along with the edit, including on the same line and
-/// in related information. Edits that could change meaning (`$`, `{`,
-/// quotes) take the full check and agree too.
+/// What a diagnostic says, the same way whether it comes from the server
+/// or from `slipway check --diagnostics json`: code, severity, message with
+/// its help, range (the texts are ASCII, so columns are UTF-16 units), and
+/// the related places, by file name relative to `dir`.
+fn said(d: &Value, dir: &Path) -> Value {
+    let root = format!("{}/", uri(dir));
+    let file_of = |uri: &Value| {
+        uri.as_str()
+            .and_then(|u| u.strip_prefix(root.as_str()))
+            .unwrap_or("")
+            .to_string()
+    };
+    let related: Vec<Value> = d["relatedInformation"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| {
+            json!([
+                file_of(&r["location"]["uri"]),
+                r["location"]["range"]["start"],
+                r["message"]
+            ])
+        })
+        .collect();
+    json!([d["code"], d["severity"], d["message"], d["range"], related])
+}
+
+/// [`said`] for a line of `slipway check --diagnostics json`.
+fn said_by_check(d: &Value) -> Value {
+    let at = |line: &Value, column: &Value| {
+        json!({
+            "line": line.as_u64().unwrap_or(0) - 1,
+            "character": column.as_u64().unwrap_or(0) - 1
+        })
+    };
+    let mut message = d["message"].as_str().unwrap_or("").to_string();
+    if let Some(help) = d["help"].as_str() {
+        message = format!("{message}\nhelp: {help}");
+    }
+    let related: Vec<Value> = d["related"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| json!([r["file"], at(&r["line"], &r["column"]), r["message"]]))
+        .collect();
+    json!([
+        d["code"],
+        if d["severity"] == "error" { 1 } else { 2 },
+        message,
+        { "start": at(&d["line"], &d["column"]), "end": at(&d["end_line"], &d["end_column"]) },
+        related
+    ])
+}
+
+/// What `slipway check` says about each of `files` (names relative to
+/// `dir`), checking `main` there.
+fn check_says(dir: &Path, main: &str, files: &[&str]) -> Vec<Vec<Value>> {
+    let out = Command::new(env!("CARGO_BIN_EXE_slipway"))
+        .args(["check", "--diagnostics", "json", main])
+        .current_dir(dir)
+        .output()
+        .expect("check runs");
+    let all: Vec<Value> = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    files
+        .iter()
+        .map(|f| {
+            all.iter()
+                .filter(|d| d["file"] == *f)
+                .map(said_by_check)
+                .collect()
+        })
+        .collect()
+}
+
+/// How the server went about each check, from its timing log: `full`
+/// when it loaded the pipeline again, `unchanged` when nothing had, else
+/// how many stages it checked again: `all` of them, `few` or `none`.
+fn ways(log: &str) -> Vec<&'static str> {
+    log.lines()
+        .filter(|l| l.contains("checked `"))
+        .map(|l| {
+            if l.contains("(load ") {
+                return "full";
+            }
+            if l.contains("nothing changed") {
+                return "unchanged";
+            }
+            let counts: Vec<u64> = l
+                .rsplit(": ")
+                .next()
+                .unwrap_or("")
+                .split(|c: char| !c.is_ascii_digit())
+                .filter_map(|n| n.parse().ok())
+                .collect();
+            // `N items parsed again, C of S stages checked, P planned`
+            match counts.as_slice() {
+                [_, 0, _, _] => "none",
+                [_, c, s, _] if c == s => "all",
+                [_, _, _, _] => "few",
+                _ => "?",
+            }
+        })
+        .collect()
+}
+
+const EDITED: &str = r#"pipeline "p"
+
+include "ci/common.pipeline"
+
+secret TOKEN
+
+env {
+  REGISTRY = "localhost:5000"
+  LEVEL = "info"
+}
+
+environment prod {
+  env {
+    KEY = "${secret.TOKEN}"
+  }
+}
+
+template box {
+  image "local/busybox"
+}
+
+stage build uses box {
+  env {
+    STAGE_ID = "1"
+  }
+  run "make"
+}
+
+stage test after build uses box {
+  matrix {
+    NODE = ["18", "20"]
+  }
+  env {
+    TARGET = "${REGISTRY}/app"
+  }
+  run "make test"
+}
+
+stage deploy after test {
+  image "${REGISTRY}/deploy"
+  run "deploy"
+}
+
+finally notify {
+  image "local/busybox"
+  run "notify"
+}
+"#;
+
+const EDITED_COMMON: &str = r#"template tools {
+  image "local/tools"
+}
+
+stage lint uses tools {
+  run "lint"
+}
+"#;
+
+/// Edits outside scripts (env values, stage names, `after` lists, a syntax
+/// error and its fix, matrices, secrets, the pipeline's env, a template, a
+/// whole new stage, a stage removed, an included file changed on disk,
+/// saves) are followed item by item: only what an edit touched is parsed again
+/// and only the stages that depend on it checked again: its own, those
+/// using a template it changed, every stage when it changed the names
+/// declared at the top level. After each, the diagnostics of every file are exactly those of
+/// `slipway check`, related places included, and the outline is that of a
+/// server that just opened the text.
+#[test]
+fn edits_outside_scripts_keep_diagnostics_exact() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = write(dir.path(), "main.pipeline", EDITED);
+    let common = write(dir.path(), "ci/common.pipeline", EDITED_COMMON);
+    let log = dir.path().join("server.log");
+    let common_uri = uri(&common);
+    let mut client = Client::start_logged(dir.path(), Some(&log));
+    let uri = client.open(&path, EDITED);
+    let files = ["main.pipeline", "ci/common.pipeline"];
+    let said_now = |client: &mut Client| -> Vec<Vec<Value>> {
+        [&uri, &common_uri]
+            .iter()
+            .map(|u| {
+                client
+                    .diagnostics(u)
+                    .iter()
+                    .map(|d| said(d, dir.path()))
+                    .collect()
+            })
+            .collect()
+    };
+    assert_eq!(
+        said_now(&mut client),
+        check_says(dir.path(), "main.pipeline", &files)
+    );
+
+    // (what to replace, with what, how the server should go about it)
+    let edits: Vec<(&str, &str, &str)> = vec![
+        // A stage's env value, broken and mended.
+        ("STAGE_ID = \"1\"", "STAGE_ID = \"12\"", "few"),
+        ("STAGE_ID = \"12\"", "STAGE_ID = \"${NOPE}\"", "few"),
+        ("STAGE_ID = \"${NOPE}\"", "STAGE_ID = \"12\"", "few"),
+        // A stage renamed, and back: its dependents' `after` go unknown.
+        ("stage build uses", "stage built uses", "few"),
+        ("stage built uses", "stage build uses", "few"),
+        // A cycle through three stages, and an `after` into the include.
+        ("stage build uses", "stage build after deploy uses", "few"),
+        ("stage build after deploy uses", "stage build uses", "few"),
+        (
+            "stage deploy after test {",
+            "stage deploy after test, lint {",
+            "few",
+        ),
+        // A syntax error, and its fix: only the broken stage is parsed
+        // again; it is missing while broken, and checked when mended.
+        ("after test, lint {", "after test, lint", "none"),
+        ("after test, lint\n", "after test, lint {\n", "few"),
+        // A matrix value, and a matrix key hiding the pipeline's env.
+        ("\"18\", \"20\"]", "\"18\", \"20\", \"22\"]", "few"),
+        ("NODE = [", "REGISTRY = [\"a\"]\n    NODE = [", "few"),
+        ("REGISTRY = [\"a\"]\n    NODE = [", "NODE = [", "few"),
+        // Names declared at the top level: every stage is checked again.
+        ("secret TOKEN", "secret TOKEN OTHER", "all"),
+        (
+            "LEVEL = \"info\"",
+            "LEVEL = \"info\"\n  EXTRA = \"e\"",
+            "all",
+        ),
+        ("\n  EXTRA = \"e\"", "", "all"),
+        (
+            "image \"${REGISTRY}/deploy\"",
+            "image \"${LEVEL}/deploy\"",
+            "few",
+        ),
+        // A value of the pipeline's env leaks a secret into an image: no
+        // stage is checked again, the one that reads it is planned again.
+        // What a stage's check and validation found moves with an edit
+        // before it.
+        ("LEVEL = \"info\"", "LEVEL = \"${secret.TOKEN}\"", "none"),
+        ("STAGE_ID = \"12\"", "STAGE_ID = \"1\"", "few"),
+        ("LEVEL = \"${secret.TOKEN}\"", "LEVEL = \"info\"", "none"),
+        (
+            "run \"deploy\"",
+            "run \"deploy\"\n  artifact \"${MISSING}\"",
+            "few",
+        ),
+        ("STAGE_ID = \"1\"", "STAGE_ID = \"12\"", "few"),
+        ("\n  artifact \"${MISSING}\"", "", "few"),
+        // A template: the stages that use it are checked again.
+        (
+            "image \"local/busybox\"\n}\n\nstage build",
+            "image \"${BOX}\"\n}\n\nstage build",
+            "few",
+        ),
+        ("image \"${BOX}\"", "image \"local/box\"", "few"),
+        // A new stage at the end, then a stage removed.
+        (
+            "run \"notify\"\n}\n",
+            "run \"notify\"\n}\n\nstage extra after deploy {\n  image \"x\"\n  run \"y\"\n}\n",
+            "few",
+        ),
+        (
+            "stage deploy after test, lint {\n  image \"${LEVEL}/deploy\"\n  run \"deploy\"\n}\n\n",
+            "",
+            "few",
+        ),
+    ];
+    let mut text = EDITED.to_string();
+    let mut version = 1;
+    let mut expected = vec!["full"];
+    for (from, to, way) in edits {
+        assert!(text.contains(from), "`{from}` is not in\n{text}");
+        text = text.replacen(from, to, 1);
+        version += 1;
+        client.change(&uri, version, &text);
+        expected.push(way);
+        let got = said_now(&mut client);
+        write(dir.path(), "main.pipeline", &text);
+        let want = check_says(dir.path(), "main.pipeline", &files);
+        assert_eq!(got, want, "after `{from}` became `{to}`:\n{text}");
+    }
+    // A change on disk to the included file, not open: the next edit
+    // loads the pipeline again, and the one after is followed again.
+    write(
+        dir.path(),
+        "ci/common.pipeline",
+        &EDITED_COMMON.replace("run \"lint\"", "run \"lint\"\n  retry many"),
+    );
+    for (from, to) in [("\"12\"", "\"123\""), ("\"123\"", "\"1234\"")] {
+        text = text.replacen(from, to, 1);
+        version += 1;
+        client.change(&uri, version, &text);
+        let got = said_now(&mut client);
+        write(dir.path(), "main.pipeline", &text);
+        assert_eq!(
+            got,
+            check_says(dir.path(), "main.pipeline", &files),
+            "{text}"
+        );
+    }
+    expected.extend(["full", "few"]);
+    assert!(
+        got_some(&check_says(dir.path(), "main.pipeline", &files)[1]),
+        "the included file's problem is reported"
+    );
+    // A save: nothing changed, nothing is checked again. Then the included
+    // file changes on disk alone, and the next save follows that edit.
+    client.notify(
+        "textDocument/didSave",
+        json!({ "textDocument": { "uri": uri } }),
+    );
+    assert_eq!(
+        said_now(&mut client),
+        check_says(dir.path(), "main.pipeline", &files)
+    );
+    write(dir.path(), "ci/common.pipeline", EDITED_COMMON);
+    client.notify(
+        "textDocument/didSave",
+        json!({ "textDocument": { "uri": uri } }),
+    );
+    let got = said_now(&mut client);
+    assert_eq!(got, check_says(dir.path(), "main.pipeline", &files));
+    assert!(!got_some(&got[1]), "{got:?}");
+    expected.extend(["unchanged", "few"]);
+
+    // The outline is that of the text opened afresh.
+    let symbols = |client: &mut Client, uri: &str| {
+        client.result(
+            "textDocument/documentSymbol",
+            json!({ "textDocument": { "uri": uri } }),
+        )
+    };
+    let edited = symbols(&mut client, &uri);
+    let fresh_dir = tempfile::tempdir().expect("tempdir");
+    write(fresh_dir.path(), "ci/common.pipeline", EDITED_COMMON);
+    let fresh_path = write(fresh_dir.path(), "main.pipeline", &text);
+    let mut fresh = Client::start(fresh_dir.path());
+    let fresh_uri = fresh.open(&fresh_path, &text);
+    assert_eq!(edited, symbols(&mut fresh, &fresh_uri));
+    assert_eq!(fresh.shutdown(), Some(0));
+
+    assert_eq!(client.shutdown(), Some(0));
+    let log = std::fs::read_to_string(&log).expect("log");
+    assert_eq!(ways(&log), expected, "{log}");
+}
+
+fn got_some(list: &[Value]) -> bool {
+    !list.is_empty()
+}
+
+/// Typing inside a `run` script is followed like any edit: the stage is
+/// parsed again and the stage checked again. The diagnostics
+/// must still be exactly those of a full check of the new text, moved
+/// along with the edit, including on the same line and in related
+/// information, and also when the edit adds `$`, braces or quotes.
 #[test]
 fn edits_inside_a_script_keep_diagnostics_exact() {
     const TEXT: &str = "pipeline \"p\"\n\nstage a after c { image \"local/busybox\"\n  run \"echo one\" }\n\n\
@@ -995,17 +1351,11 @@ fn edits_inside_a_script_keep_diagnostics_exact() {
         assert_eq!(strip(&got), strip(&want), "after edit {version}:\n{text}");
     }
     assert_eq!(client.shutdown(), Some(0));
-    // The first three edits took the short way; those adding or removing
-    // `$` or braces did not.
+    // Every edit was followed, one stage checked again.
     let log = std::fs::read_to_string(&log).expect("log");
-    let checks: Vec<bool> = log
-        .lines()
-        .filter(|l| l.contains("checked"))
-        .map(|l| l.contains("script edit"))
-        .collect();
     assert_eq!(
-        checks,
-        [false, true, true, true, false, false, false],
+        ways(&log),
+        ["full", "few", "few", "few", "few", "few", "few"],
         "{log}"
     );
 }
