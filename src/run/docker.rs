@@ -114,7 +114,7 @@ type LogStream = Pin<
     >,
 >;
 
-/// The command of a container started ahead: it waits for one line on
+/// The command of every stage's container: it waits for one line on
 /// standard input (or its end, which stops it), runs the stage's
 /// `sh -e -c SCRIPT` (`$1`), then writes `NONCE STATUS` (`$2`) on standard
 /// output and standard error, and exits with the script's status.
@@ -382,7 +382,6 @@ async fn run(
         return super::build::build(&docker, &job, &build, &output, &cancel).await;
     }
     let Some(script) = job.stage.run.clone() else {
-        drop(starting);
         return Outcome::Error(format!(
             "the docker backend does not run `{}` stages yet (`{}`)",
             job.stage.kind, job.stage.name
@@ -872,14 +871,12 @@ async fn overlay_volume(
     Ok(name.to_string())
 }
 
-/// A fresh end-of-script marker: random, so that no output can pass for it.
+/// A fresh end-of-script marker: random, so that no output can pass for it
+/// (the clock, should the system's generator fail).
 fn nonce() -> String {
-    use std::io::Read as _;
     let mut bytes = [0u8; 16];
-    let random = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes));
-    if random.is_err() {
-        let t = jiff::Timestamp::now().as_nanosecond().to_le_bytes();
-        bytes.copy_from_slice(&t);
+    if getrandom::fill(&mut bytes).is_err() {
+        bytes = jiff::Timestamp::now().as_nanosecond().to_le_bytes();
     }
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     format!("slipway-end-{hex}")
@@ -963,8 +960,8 @@ async fn run_stage(
     outcome
 }
 
-/// Runs a container to its end: starts it, or opens its gate when it was
-/// started ahead.
+/// Opens a started container's gate and follows its script to the end:
+/// the gate's word, the container's exit, the timeout or cancellation.
 async fn supervise(
     docker: &Docker,
     id: &str,
@@ -1062,19 +1059,20 @@ async fn stream_output(
         buf.extend_from_slice(&bytes);
         while let Some(n) = buf.iter().position(|b| *b == b'\n') {
             let line: Vec<u8> = buf.drain(..=n).collect();
-            let mut text = String::from_utf8_lossy(&line).into_owned();
+            let text = String::from_utf8_lossy(&line);
+            let mut shown = text.as_ref();
             if let Some(at) = text.find(nonce) {
                 let status = text[at..].split_whitespace().nth(1).map(str::parse::<i32>);
                 if let Some(Ok(status)) = status {
                     marked[which] = Some(status);
                     // What the script wrote without a final line break.
-                    text.truncate(at);
-                    if text.is_empty() {
+                    shown = &text[..at];
+                    if shown.is_empty() {
                         continue;
                     }
                 }
             }
-            output.line(kind, &text).await;
+            output.line(kind, shown).await;
         }
         if let [Some(status), Some(_)] = marked {
             let _ = ended.send(status);
