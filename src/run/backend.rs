@@ -95,4 +95,13 @@ pub trait Backend: Send + Sync {
 
     /// A short name for messages.
     fn name(&self) -> &'static str;
+
+    /// The content digest of an image reference as the backend's image
+    /// store knows it (`repository@sha256:...`, from its registry), for the
+    /// release step's record and to pin what it deploys. `None` when the
+    /// backend keeps no images, or the reference was never pushed or pulled.
+    fn resolve_image(&self, reference: &str) -> BoxFuture<Option<String>> {
+        let _ = reference;
+        Box::pin(async { None })
+    }
 }

@@ -132,6 +132,28 @@ pub(crate) async fn build(
     Outcome::Exited(0)
 }
 
+/// The digest the image's registry gave `reference` (`repository@sha256:...`),
+/// from the engine's record of its pushes and pulls; `None` when the engine
+/// does not have the image or never exchanged it with that repository.
+pub(crate) async fn repo_digest(docker: &Docker, reference: &str) -> Option<String> {
+    if reference.contains("@sha256:") {
+        let (repo, digest) = reference.split_once('@')?;
+        return Some(format!("{}@{digest}", split_tag(repo).0));
+    }
+    let image = docker.inspect_image(reference).await.ok()?;
+    let repository = familiar(split_tag(reference).0);
+    image.repo_digests?.into_iter().find(|d| {
+        d.split_once('@')
+            .is_some_and(|(repo, _)| familiar(repo) == repository)
+    })
+}
+
+/// A repository as the engine shows it: Docker Hub's prefixes left out.
+fn familiar(repository: &str) -> &str {
+    let short = repository.strip_prefix("docker.io/").unwrap_or(repository);
+    short.strip_prefix("library/").unwrap_or(short)
+}
+
 /// `registry:5000/team/app:tag` → (`registry:5000/team/app`, `tag`).
 fn split_tag(reference: &str) -> (&str, &str) {
     match reference.rsplit_once(':') {

@@ -202,19 +202,20 @@ struct Shared {
 
 impl DockerBackend {
     /// Connects to the engine (`DOCKER_HOST`, or `/var/run/docker.sock`) and
-    /// creates the run's network.
-    pub async fn connect(pipeline: &str, pull: Pull, mode: WorkspaceMode) -> Result<Self, String> {
+    /// creates the network of run `run_id`.
+    pub async fn connect(
+        pipeline: &str,
+        run_id: &str,
+        pull: Pull,
+        mode: WorkspaceMode,
+    ) -> Result<Self, String> {
         let docker =
             Docker::connect_with_local_defaults().map_err(|e| not_running(&e.to_string()))?;
         docker
             .ping()
             .await
             .map_err(|e| not_running(&e.to_string()))?;
-        let run_id = format!(
-            "{}-{}",
-            jiff::Timestamp::now().as_millisecond(),
-            std::process::id()
-        );
+        let run_id = run_id.to_string();
         let network = format!("slipway-{run_id}");
         docker
             .create_network(NetworkCreateRequest {
@@ -295,6 +296,14 @@ impl DockerBackend {
     }
 }
 
+/// The registry digest of an image, asked of the local engine outside a
+/// run (`slipway release diff`); `None` when the engine does not answer or
+/// does not know it.
+pub async fn image_digest(reference: &str) -> Option<String> {
+    let docker = Docker::connect_with_local_defaults().ok()?;
+    super::build::repo_digest(&docker, reference).await
+}
+
 fn not_running(why: &str) -> String {
     let host =
         std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
@@ -306,6 +315,12 @@ fn not_running(why: &str) -> String {
 impl Backend for DockerBackend {
     fn name(&self) -> &'static str {
         "docker"
+    }
+
+    fn resolve_image(&self, reference: &str) -> BoxFuture<Option<String>> {
+        let docker = self.docker.clone();
+        let reference = reference.to_string();
+        Box::pin(async move { super::build::repo_digest(&docker, &reference).await })
     }
 
     /// Creates and starts the container of a plain `run` stage ahead, its

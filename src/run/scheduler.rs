@@ -21,6 +21,9 @@ use crate::plan::{Plan, PlannedStage};
 /// What the command line decides about a run.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
+    /// The run's id: in `run_started`, the containers' labels and the
+    /// release's record.
+    pub run: String,
     /// Stages running at once.
     pub jobs: usize,
     /// After a failure, still run everything that does not depend on it.
@@ -122,6 +125,7 @@ pub async fn run(
         }
     };
     emit(Event::RunStarted {
+        run: opts.run.clone(),
         pipeline: plan.pipeline.clone(),
         stages: plan.stages.len(),
         time: now(),
