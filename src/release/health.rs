@@ -528,3 +528,116 @@ fn stuck(pod: &Pod) -> Option<(String, String)> {
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::{State, compute};
+
+    fn waiting(s: &State) -> bool {
+        matches!(s, State::Waiting(_))
+    }
+
+    #[test]
+    fn a_generation_the_controller_has_not_seen_waits_whatever_else_the_status_says() {
+        let d = json!({
+            "metadata": {"generation": 3},
+            "spec": {"replicas": 1},
+            "status": {"observedGeneration": 2, "replicas": 1, "updatedReplicas": 1,
+                "readyReplicas": 1, "availableReplicas": 1,
+                "conditions": [{"type": "Progressing", "status": "False",
+                    "reason": "ProgressDeadlineExceeded"}]}
+        });
+        // A rollback right after a deadline: the stale condition must not fail it.
+        assert!(waiting(&compute("Deployment", &d)));
+        let widget = json!({
+            "metadata": {"generation": 2},
+            "status": {"observedGeneration": 1,
+                "conditions": [{"type": "Ready", "status": "True"}]}
+        });
+        assert!(waiting(&compute("Widget", &widget)));
+    }
+
+    #[test]
+    fn any_kind_is_judged_by_its_conditions_else_healthy_once_applied() {
+        let with = |conditions: serde_json::Value| {
+            compute(
+                "Widget",
+                &json!({"metadata": {"generation": 1},
+                "status": {"observedGeneration": 1, "conditions": conditions}}),
+            )
+        };
+        assert_eq!(
+            with(json!([{"type": "Ready", "status": "True"}])),
+            State::Ready
+        );
+        assert_eq!(
+            with(
+                json!([{"type": "Ready", "status": "False", "reason": "Warming", "message": "wait"}])
+            ),
+            State::Waiting("not ready: Warming: wait".into())
+        );
+        assert_eq!(
+            with(json!([{"type": "Available", "status": "True"}])),
+            State::Ready
+        );
+        assert_eq!(
+            with(json!([{"type": "Ready", "status": "True"},
+                {"type": "Stalled", "status": "True", "reason": "BadSpec"}])),
+            State::Broken("Stalled: BadSpec".into())
+        );
+        assert!(matches!(
+            with(json!([{"type": "Failed", "status": "True", "message": "no"}])),
+            State::Broken(_)
+        ));
+        assert!(waiting(&with(
+            json!([{"type": "Reconciling", "status": "True"}])
+        )));
+        assert_eq!(
+            with(json!([{"type": "Synced", "status": "False"}])),
+            State::Ready
+        );
+        assert_eq!(compute("Widget", &json!({"spec": {}})), State::Ready);
+    }
+
+    #[test]
+    fn built_in_kinds_have_rules_of_their_own() {
+        let crd = |established: &str| {
+            json!({"status": {"conditions": [
+                {"type": "NamesAccepted", "status": "True"},
+                {"type": "Established", "status": established}]}})
+        };
+        assert_eq!(
+            compute("CustomResourceDefinition", &crd("True")),
+            State::Ready
+        );
+        assert!(waiting(&compute("CustomResourceDefinition", &crd("False"))));
+        let refused = json!({"status": {"conditions": [
+            {"type": "NamesAccepted", "status": "False", "reason": "MultipleNamesNotAllowed"}]}});
+        assert!(matches!(
+            compute("CustomResourceDefinition", &refused),
+            State::Broken(_)
+        ));
+        assert_eq!(
+            compute(
+                "PersistentVolumeClaim",
+                &json!({"status": {"phase": "Bound"}})
+            ),
+            State::Ready
+        );
+        assert!(waiting(&compute(
+            "PersistentVolumeClaim",
+            &json!({"status": {"phase": "Pending"}})
+        )));
+        assert!(waiting(&compute(
+            "Namespace",
+            &json!({"status": {"phase": "Terminating"}})
+        )));
+        let rs = json!({"metadata": {"generation": 1}, "spec": {"replicas": 2},
+            "status": {"observedGeneration": 1, "readyReplicas": 2, "availableReplicas": 1}});
+        assert!(waiting(&compute("ReplicaSet", &rs)));
+        let job = json!({"status": {"conditions": [{"type": "Failed", "status": "True", "message": "backoff"}]}});
+        assert!(matches!(compute("Job", &job), State::Broken(_)));
+    }
+}
