@@ -129,6 +129,22 @@ fn live(kc: &Path, ns: &str) -> (Value, Value, i64, Vec<String>, String) {
     })
 }
 
+/// The example of `release status --output json` in docs/release.md.
+fn documented_status() -> Value {
+    let doc = std::fs::read_to_string(crate::support::root().join("docs/release.md"))
+        .expect("docs/release.md");
+    let section = doc
+        .split("## Status and history as JSON")
+        .nth(1)
+        .expect("the JSON section");
+    let block = section
+        .split("```json\n")
+        .nth(1)
+        .and_then(|b| b.split("\n```").next())
+        .expect("a json block");
+    serde_json::from_str(block).expect("the documented example is JSON")
+}
+
 fn run_id(run: &Run) -> String {
     run.events
         .iter()
@@ -165,6 +181,19 @@ fn a_revision_says_which_commit_is_live_and_an_unchanged_rerelease_changes_nothi
     assert!(
         deployed["by"].as_str().is_some_and(|b| b.contains('@')),
         "{deployed}"
+    );
+    // The fields are those docs/release.md promises, no more, no fewer.
+    let documented = documented_status();
+    let keys = |v: &Value| -> Vec<String> {
+        let mut k: Vec<String> = v.as_object().expect("object").keys().cloned().collect();
+        k.sort();
+        k
+    };
+    assert_eq!(keys(&shown), keys(&documented));
+    assert_eq!(keys(deployed), keys(&documented["deployed"]));
+    assert_eq!(
+        keys(&deployed["images"][0]),
+        keys(&documented["deployed"]["images"][0])
     );
     assert_eq!(deployed["images"][0]["container"], "web");
     assert_eq!(deployed["images"][0]["image"], image.as_str());
