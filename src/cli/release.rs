@@ -449,7 +449,20 @@ async fn diff(d: &DiffArgs, context: Option<&str>, global: &Global) -> Result<u8
             &crate::release::marks(&spec.name, deployed, plan.git.sha.as_deref(), dirty),
         );
         let mut kinds = Kinds::default();
+        kinds.declare(&objects);
         for object in &objects {
+            // A kind a definition of this release declares, not served
+            // yet: its resources are all new.
+            let unserved = kinds.is_declared(&object.api_version, &object.kind)
+                && kinds
+                    .resolve(&client, &object.api_version, &object.kind)
+                    .await
+                    .is_err();
+            if unserved {
+                let text = yaml(&apply::clean(object.value.clone(), true));
+                changed |= print_diff(&object.id(), "", &text);
+                continue;
+            }
             let (desired, item) = match apply::apply(
                 &client,
                 &mut kinds,

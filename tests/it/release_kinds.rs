@@ -89,8 +89,24 @@ fn a_definition_and_its_resources_in_one_release_then_one_pruned_then_one_not_re
     let dir = tempfile::tempdir().expect("tempdir");
     let p = dir.path();
 
-    // One release: the definition, established, then its widgets.
+    // What it would do, before the kind exists: everything new.
     project(p, &ns, &group, &[("a", ""), ("b", "")], "1m");
+    let diff = slipway(p, &kc, &["release", "diff"]);
+    assert_eq!(diff.code, Some(1), "{}\n{}", diff.stdout, diff.stderr);
+    assert!(
+        diff.stdout.contains("+++ desired/Widget/a"),
+        "{}",
+        diff.stdout
+    );
+    assert!(
+        diff.stdout.contains(&format!(
+            "+++ desired/CustomResourceDefinition/widgets.{group}"
+        )),
+        "{}",
+        diff.stdout
+    );
+
+    // One release: the definition, established, then its widgets.
     let first = run(p, &kc);
     assert_eq!(first.code, Some(0), "{}\n{}", first.stdout, first.stderr);
     let logs = first.logs();
@@ -104,6 +120,8 @@ fn a_definition_and_its_resources_in_one_release_then_one_pruned_then_one_not_re
         .unwrap_or_else(|| panic!("widget a was not applied:\n{logs}"));
     assert!(established < widget_applied, "{logs}");
     assert_eq!(widget_names(&kc, &ns, &group), ["a", "b"]);
+    let same = slipway(p, &kc, &["release", "diff"]);
+    assert_eq!(same.code, Some(0), "{}\n{}", same.stdout, same.stderr);
 
     // A widget dropped from the manifests is pruned, the other kept.
     project(p, &ns, &group, &[("a", "")], "1m");
