@@ -299,7 +299,7 @@ async fn unchanged(
         return Ok(None);
     }
     let _ = notes.send(format!(
-        "release `{}`: no changes; revision {} is what the cluster runs",
+        "release `{}`: nothing to apply, revision {} is what the cluster runs; checking its health",
         req.name, deployed.version
     ));
     health::wait(client, kinds, &deployed.inventory, req.wait, notes)
