@@ -290,5 +290,23 @@ fn a_revision_says_which_commit_is_live_and_an_unchanged_rerelease_changes_nothi
         "{}",
         human.stdout
     );
+
+    // Back to revision 1 by hand: a new revision with revision 1's commit,
+    // and objects that say so.
+    let back = slipway(p, &kc, &["release", "rollback", "web", "1", "-n", &ns]);
+    assert_eq!(back.code, Some(0), "{}\n{}", back.stdout, back.stderr);
+    assert!(
+        back.stdout
+            .contains("revision 4 deployed (a rollback to revision 1)"),
+        "{}",
+        back.stdout
+    );
+    let shown = status(p, &kc, &ns);
+    assert_eq!(shown["deployed"]["revision"], 4);
+    assert_eq!(shown["deployed"]["commit"], first_sha.as_str());
+    assert_eq!(shown["deployed"]["description"], "rollback to 1");
+    let (annotations, ..) = live(&kc, &ns);
+    assert_eq!(annotations["slipway.dev/revision"], "4");
+    assert_eq!(annotations["slipway.dev/commit"], first_sha.as_str());
     drop_namespace(&kc, &ns);
 }
