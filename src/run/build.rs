@@ -210,3 +210,20 @@ fn dockerignore(dir: &Path) -> GlobSet {
     }
     set.build().unwrap_or_else(|_| GlobSet::empty())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{familiar, split_tag};
+
+    #[test]
+    fn repositories_compare_as_the_engine_shows_them() {
+        assert_eq!(
+            split_tag("localhost:5000/chat:main-1a2b3c4").0,
+            "localhost:5000/chat"
+        );
+        assert_eq!(split_tag("localhost:5000/chat").0, "localhost:5000/chat");
+        assert_eq!(familiar("docker.io/library/node"), "node");
+        assert_eq!(familiar("docker.io/team/app"), "team/app");
+        assert_eq!(familiar("localhost:5000/chat"), "localhost:5000/chat");
+    }
+}
