@@ -47,6 +47,9 @@ pub enum Outcome {
     /// A component the stage needs (the Kubernetes API) did not answer:
     /// the stage fails, and the run exits 3 rather than 1.
     Unreachable(String),
+    /// slipway itself failed (a bug: the stage's task panicked): the stage
+    /// fails, and the run exits 3.
+    Internal(String),
 }
 
 /// Where a backend sends a stage's output.

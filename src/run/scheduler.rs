@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt as _;
 use indexmap::IndexMap;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -49,7 +50,8 @@ pub struct StageResult {
     pub span: Option<(Duration, Duration)>,
     /// Why the last attempt failed, secrets masked.
     pub message: Option<String>,
-    /// The last attempt failed because a component did not answer.
+    /// The last attempt failed because a component did not answer, or
+    /// slipway itself failed: the run exits 3.
     pub unreachable: bool,
 }
 
@@ -273,12 +275,16 @@ pub async fn run(
         let s = &plan.stages[i];
         let elapsed = done.started.elapsed();
         let (mut status, exit_code, message) = classify(&done.outcome, s, &masker);
-        let retry = status.fails_pipeline() && done.attempt <= s.retry && !stop.is_cancelled();
+        let retry = status.fails_pipeline()
+            && done.attempt <= s.retry
+            && !stop.is_cancelled()
+            && !matches!(done.outcome, Outcome::Internal(_));
         if !retry && s.allow_failure && status.fails_pipeline() {
             status = StageStatus::FailedAllowed;
         }
         results[i].message.clone_from(&message);
-        results[i].unreachable = matches!(done.outcome, Outcome::Unreachable(_));
+        results[i].unreachable =
+            matches!(done.outcome, Outcome::Unreachable(_) | Outcome::Internal(_));
         emit(Event::StageFinished {
             stage: s.name.clone(),
             status,
@@ -361,7 +367,7 @@ pub async fn run(
                 duration: elapsed,
                 span: Some((begun, begun + elapsed)),
                 message,
-                unreachable: matches!(done.outcome, Outcome::Unreachable(_)),
+                unreachable: matches!(done.outcome, Outcome::Unreachable(_) | Outcome::Internal(_)),
             };
         }
     }
@@ -453,7 +459,22 @@ impl Launcher<'_> {
         let execution = self.backend.execute(job, output, cancel.clone());
         set.spawn(async move {
             let started = Instant::now();
-            let outcome = execution.await;
+            // A panic fails this stage, not silently the bookkeeping: a
+            // dropped task would leave it running forever and the run
+            // reported as succeeded.
+            let outcome = std::panic::AssertUnwindSafe(execution)
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|panic| {
+                    let why = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| (*s).to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_default();
+                    Outcome::Internal(format!(
+                        "internal error: the stage's task panicked: {why} (a bug in slipway; please report it)"
+                    ))
+                });
             Finished {
                 index,
                 attempt,
@@ -489,7 +510,7 @@ fn classify(
             }),
         ),
         Outcome::Cancelled => (StageStatus::Cancelled, None, Some("cancelled".into())),
-        Outcome::Error(e) | Outcome::Unreachable(e) => {
+        Outcome::Error(e) | Outcome::Unreachable(e) | Outcome::Internal(e) => {
             (StageStatus::Failed, None, Some(masker.mask(e)))
         }
     }
@@ -590,5 +611,83 @@ async fn approve(stage: &PlannedStage, opts: &RunOptions) -> StageStatus {
         StageStatus::Succeeded
     } else {
         StageStatus::WaitingForApproval
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::run::backend::BoxFuture;
+
+    /// Runs stage `bug`'s task into a panic (standing in for a bug in a
+    /// backend); every other stage exits 0 at once.
+    struct Buggy;
+
+    impl Backend for Buggy {
+        fn execute(&self, job: Job, _: Output, _: CancellationToken) -> BoxFuture<Outcome> {
+            Box::pin(async move {
+                assert!(job.stage.name != "bug", "a bug in the backend");
+                Outcome::Exited(0)
+            })
+        }
+
+        fn name(&self) -> &'static str {
+            "buggy"
+        }
+    }
+
+    fn plan(text: &str) -> Plan {
+        let checked = crate::model::check_text(Path::new("t.pipeline"), text);
+        let pipeline = checked.pipeline.expect("checks");
+        crate::plan::plan(&pipeline, &crate::plan::Options::default()).expect("plans")
+    }
+
+    #[tokio::test]
+    async fn a_stage_whose_task_panics_fails_with_an_internal_error_and_its_dependents_are_skipped()
+    {
+        let plan = plan(
+            "pipeline \"p\"\n\nstage bug {\n  image \"x\"\n  run \"true\"\n  retry 2\n}\n\n\
+             stage after_bug after bug {\n  image \"x\"\n  run \"true\"\n}\n\n\
+             stage other {\n  image \"x\"\n  run \"true\"\n}\n",
+        );
+        let opts = RunOptions {
+            run: "test".into(),
+            jobs: 2,
+            keep_going: true,
+            approve: Vec::new(),
+            interactive: false,
+            workspace: std::env::temp_dir(),
+            secrets: IndexMap::new(),
+        };
+        let (tx, mut rx) = mpsc::channel(64);
+        let drain = tokio::spawn(async move {
+            let mut events = Vec::new();
+            while let Some(e) = rx.recv().await {
+                events.push(e);
+            }
+            events
+        });
+        let summary = run(&plan, &opts, Arc::new(Buggy), tx, CancellationToken::new()).await;
+        let events = drain.await.expect("events");
+        assert_eq!(summary.status, RunStatus::Failed);
+        let bug = &summary.stages[0];
+        assert_eq!(bug.status, Ok(StageStatus::Failed));
+        assert!(bug.unreachable, "the run must exit 3");
+        assert_eq!(bug.attempts, 1, "an internal error is not retried");
+        assert!(
+            bug.message
+                .as_deref()
+                .is_some_and(|m| m.contains("internal error") && m.contains("a bug in the backend")),
+            "{:?}",
+            bug.message
+        );
+        assert!(summary.stages[1].status.is_err(), "after_bug is skipped");
+        assert_eq!(summary.stages[2].status, Ok(StageStatus::Succeeded));
+        assert!(events.iter().any(|e| matches!(
+            e,
+            Event::StageSkipped { stage, .. } if stage == "after_bug"
+        )));
     }
 }
