@@ -308,7 +308,7 @@ fn not_running(why: &str) -> String {
     let host =
         std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
     format!(
-        "the Docker engine does not answer at {host} ({why}); start it with `scripts/dev-env.sh`, or point DOCKER_HOST at a running engine"
+        "the Docker engine does not answer at {host} ({why}); start it (`sudo systemctl start docker`, or `dockerd &`), or point DOCKER_HOST at a running engine"
     )
 }
 
@@ -534,7 +534,7 @@ async fn ensure_image(
     // Not on the engine, or `--pull always`.
     if shared.pull == Pull::Never {
         return Err(format!(
-            "image `{image}` is not on this engine, and `--pull never` forbids pulling it; build it first (scripts/dev-env.sh builds local/busybox and local/debian)"
+            "image `{image}` is not on this engine, and `--pull never` forbids pulling it; build it first (`docker build -t {image} ...`)"
         ));
     }
     output
@@ -547,7 +547,7 @@ async fn ensure_image(
     while let Some(item) = stream.next().await {
         if let Err(e) = item {
             return Err(format!(
-                "image `{image}` could not be pulled ({e}); build it first (scripts/dev-env.sh builds local/busybox and local/debian), or push it to a registry this engine can reach"
+                "image `{image}` could not be pulled ({e}); build it first (`docker build -t {image} ...`), or push it to a registry this engine can reach"
             ));
         }
     }
