@@ -1,7 +1,9 @@
 //! The scheduler: the one owner of a run's state. It starts each stage the
 //! moment its dependencies have succeeded, within the `-j` limit, retries,
 //! fails fast (or keeps going), skips what can no longer run, answers
-//! Ctrl-C, and runs `finally` stages last. Backends only execute.
+//! Ctrl-C, and runs `finally` stages last. The rules live in
+//! [`super::state::RunState`]; [`run`] is the loop that carries out what it
+//! decides. Backends only execute.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
