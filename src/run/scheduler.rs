@@ -2,7 +2,7 @@
 //! moment its dependencies have succeeded, within the `-j` limit, retries,
 //! fails fast (or keeps going), skips what can no longer run, answers
 //! Ctrl-C, and runs `finally` stages last. The rules live in
-//! [`super::state::RunState`]; [`run`] is the loop that carries out what it
+//! `RunState` (`state.rs`); [`run`] is the loop that carries out what it
 //! decides. Backends only execute.
 
 use std::collections::HashMap;

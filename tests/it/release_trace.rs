@@ -309,4 +309,8 @@ fn a_revision_says_which_commit_is_live_and_an_unchanged_rerelease_changes_nothi
     assert_eq!(annotations["slipway.dev/revision"], "4");
     assert_eq!(annotations["slipway.dev/commit"], first_sha.as_str());
     drop_namespace(&kc, &ns);
+    // The engine keeps no tag of this test's (the registry keeps the image).
+    let _ = Command::new("/usr/bin/docker")
+        .args(["rmi", &image])
+        .output();
 }
