@@ -68,7 +68,7 @@ pub struct RunSummary {
 /// Runs the plan to the end. `cancel` is Ctrl-C: running stages are stopped
 /// and the rest skipped, then `finally` stages run.
 ///
-/// This loop only carries out what [`RunState`] decides, and feeds it what
+/// This loop only carries out what `RunState` decides, and feeds it what
 /// happens: attempts ending, approvals answered, Ctrl-C.
 pub async fn run(
     plan: &Plan,
