@@ -145,6 +145,8 @@ struct Shown<'a> {
     by: Option<&'a str>,
     images: Vec<ShownImage<'a>>,
     objects: Vec<String>,
+    /// Why the stored record could not be read back whole, if it could not.
+    incomplete: Option<&'a str>,
 }
 
 #[derive(serde::Serialize)]
@@ -179,6 +181,7 @@ impl<'a> Shown<'a> {
                 })
                 .collect(),
             objects: r.inventory.iter().map(Item::id).collect(),
+            incomplete: r.incomplete.as_deref(),
         }
     }
 }
@@ -309,7 +312,10 @@ async fn history(report: &Report, context: Option<&str>) -> Result<u8, ApiError>
                 .map(|(c, i)| format!("{c}={i}"))
                 .collect::<Vec<_>>()
                 .join(","),
-            r.description.clone(),
+            match &r.incomplete {
+                Some(why) => format!("{} (record incomplete: {why})", r.description),
+                None => r.description.clone(),
+            },
         ]);
     }
     Ok(super::write_stdout(&format!("{}\n", table.trim_fmt())))

@@ -138,6 +138,7 @@ pub async fn release(
         description: "deploying".into(),
         manifests: render::to_yaml(&objects),
         inventory: inventory.clone(),
+        incomplete: None,
     };
     store.create(&revision).await.map_err(|e| match e {
         kube::Error::Api(s) if s.code == 409 => ApiError::Failed(format!(
@@ -227,6 +228,12 @@ pub async fn rollback_to(
     req: &Request,
     notes: &UnboundedSender<String>,
 ) -> Result<u32, ApiError> {
+    if let Some(why) = &target.incomplete {
+        return Err(ApiError::Failed(format!(
+            "revision {}'s record is incomplete ({why}): it cannot be applied again",
+            target.version
+        )));
+    }
     let mut objects = render::parse(&target.manifests, std::path::Path::new("revision"))
         .map_err(|e| ApiError::Failed(format!("revision {}: {}", target.version, e.0)))?;
     let revisions = store
