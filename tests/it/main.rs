@@ -10,6 +10,7 @@ mod lsp;
 mod nvim;
 mod release;
 mod release_kinds;
+mod release_large;
 mod release_trace;
 mod robustness;
 mod run;

@@ -55,7 +55,7 @@ pub(crate) fn good_image() -> &'static str {
 }
 
 /// A container that exits 1 at once, saying why.
-fn broken_image() -> &'static str {
+pub(crate) fn broken_image() -> &'static str {
     build_image(
         "local/slipway-chat-test:broken",
         "FROM local/busybox\nUSER 1000\nCMD [\"sh\", \"-c\", \"echo cannot reach the database >&2; exit 1\"]\n",
