@@ -102,14 +102,8 @@ pub(crate) fn run(args: &RunArgs, global: &Global) -> u8 {
             return exit::INVALID;
         }
     };
-    let run_id = format!(
-        "{}-{}",
-        jiff::Timestamp::now().as_millisecond(),
-        std::process::id()
-    );
-    let source = source(&args.selection, &run_id);
+    let source = source(&args.selection);
     let opts = RunOptions {
-        run: run_id.clone(),
         jobs: args
             .jobs
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from)),
@@ -126,27 +120,11 @@ pub(crate) fn run(args: &RunArgs, global: &Global) -> u8 {
     let human = Human::new(&plan, global.color);
     let format = args.output;
     let summary = runtime.block_on(async {
-        let (backend, docker): (
-            Arc<dyn Backend>,
-            Option<Arc<crate::run::docker::DockerBackend>>,
-        ) = match args.backend {
-            BackendKind::Local => (Arc::new(crate::run::local::LocalBackend), None),
-            BackendKind::Docker => {
-                match crate::run::docker::DockerBackend::connect(
-                    &plan.pipeline,
-                    &run_id,
-                    args.pull,
-                    args.workspace,
-                )
-                .await
-                {
-                    Ok(d) => {
-                        let d = Arc::new(d);
-                        (Arc::clone(&d) as Arc<dyn Backend>, Some(d))
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
+        let backend: Arc<dyn Backend> = match args.backend {
+            BackendKind::Local => Arc::new(crate::run::local::LocalBackend),
+            BackendKind::Docker => Arc::new(
+                crate::run::docker::DockerBackend::connect(args.pull, args.workspace).await?,
+            ),
         };
         let backend: Arc<dyn Backend> = Arc::new(crate::run::releasing::WithRelease::new(
             backend,
@@ -181,11 +159,9 @@ pub(crate) fn run(args: &RunArgs, global: &Global) -> u8 {
             human
         });
         let summary = crate::run::run(&plan, &opts, backend, tx, cancel).await;
-        if let Some(d) = docker {
-            d.finish().await;
-        }
         let human = printer.await.ok();
-        Ok((summary, human))
+        let summary = summary?;
+        Ok::<_, String>((summary, human))
     });
     let (summary, human) = match summary {
         Ok(s) => s,
@@ -222,7 +198,7 @@ pub(crate) fn run(args: &RunArgs, global: &Global) -> u8 {
 
 /// What a release records of where it comes from, but for what each
 /// stage's git context says (commit, branch, tag).
-fn source(selection: &super::Selection, run_id: &str) -> crate::release::store::Source {
+fn source(selection: &super::Selection) -> crate::release::store::Source {
     let (file, _) = selection.file_and_targets();
     let file = super::find_pipeline(file.as_deref()).ok();
     let dir = file
@@ -235,7 +211,7 @@ fn source(selection: &super::Selection, run_id: &str) -> crate::release::store::
         branch: None,
         tag: None,
         dirty: repo.as_ref().and_then(super::git::Repo::dirty),
-        run: Some(run_id.to_string()),
+        run: None,
         file: file.map(|f| {
             repo.as_ref()
                 .and_then(|r| r.relative(&f))

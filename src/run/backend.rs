@@ -3,9 +3,7 @@
 //! volumes) stay inside their backend, so that another backend can run a
 //! stage as a Pod.
 
-use std::future::Future;
 use std::path::PathBuf;
-use std::pin::Pin;
 use std::time::Duration;
 
 use indexmap::IndexMap;
@@ -82,7 +80,16 @@ impl Output {
     }
 }
 
-pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+pub use futures_util::future::BoxFuture;
+
+/// What a backend is told when a run opens.
+#[derive(Debug, Clone)]
+pub struct RunInfo {
+    /// The run's id (minted by the scheduler): labels, the events, the
+    /// release's record.
+    pub run: String,
+    pub pipeline: String,
+}
 
 pub trait Backend: Send + Sync {
     /// Gets an attempt ready while the stages before it still run (the
@@ -94,16 +101,31 @@ pub trait Backend: Send + Sync {
     }
 
     /// Runs one attempt until it ends, is cancelled or times out.
-    fn execute(&self, job: Job, output: Output, cancel: CancellationToken) -> BoxFuture<Outcome>;
+    fn execute(
+        &self,
+        job: Job,
+        output: Output,
+        cancel: CancellationToken,
+    ) -> BoxFuture<'static, Outcome>;
 
-    /// A short name for messages.
-    fn name(&self) -> &'static str;
+    /// Makes what the run's stages share (the Docker backend: a network).
+    /// Called once, before any stage.
+    fn open<'a>(&'a self, info: &'a RunInfo) -> BoxFuture<'a, Result<(), String>> {
+        let _ = info;
+        Box::pin(async { Ok(()) })
+    }
+
+    /// Cleans up after the run: whatever was prepared and never ran, and
+    /// what `open` made. Called once, after the last stage.
+    fn close(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
 
     /// The content digest of an image reference as the backend's image
     /// store knows it (`repository@sha256:...`, from its registry), for the
     /// release step's record and to pin what it deploys. `None` when the
     /// backend keeps no images, or the reference was never pushed or pulled.
-    fn resolve_image(&self, reference: &str) -> BoxFuture<Option<String>> {
+    fn resolve_image(&self, reference: &str) -> BoxFuture<'static, Option<String>> {
         let _ = reference;
         Box::pin(async { None })
     }

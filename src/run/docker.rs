@@ -46,7 +46,7 @@ use futures_util::StreamExt as _;
 use tokio::io::{AsyncWrite, AsyncWriteExt as _};
 use tokio_util::sync::CancellationToken;
 
-use super::backend::{Backend, BoxFuture, Job, Outcome, Output};
+use super::backend::{Backend, BoxFuture, Job, Outcome, Output, RunInfo};
 use super::events::Stream;
 
 /// Where the project directory is mounted in every stage's container.
@@ -83,10 +83,15 @@ pub enum WorkspaceMode {
 
 pub struct DockerBackend {
     docker: Docker,
+    /// Set by `open`: the run's id, network and pipeline.
+    opened: std::sync::OnceLock<Opened>,
+    shared: Shared,
+}
+
+struct Opened {
     run_id: String,
     network: String,
     pipeline: String,
-    shared: Shared,
 }
 
 /// A stage's container, started with its script waiting behind the gate.
@@ -201,37 +206,23 @@ struct Shared {
 }
 
 impl DockerBackend {
-    /// Connects to the engine (`DOCKER_HOST`, or `/var/run/docker.sock`) and
-    /// creates the network of run `run_id`.
-    pub async fn connect(
-        pipeline: &str,
-        run_id: &str,
-        pull: Pull,
-        mode: WorkspaceMode,
-    ) -> Result<Self, String> {
+    /// Connects to the engine (`DOCKER_HOST`, or `/var/run/docker.sock`)
+    /// and checks that it answers; `open` then makes the run's network.
+    pub async fn connect(pull: Pull, mode: WorkspaceMode) -> Result<Self, String> {
         let docker =
             Docker::connect_with_local_defaults().map_err(|e| not_running(&e.to_string()))?;
         docker
             .ping()
             .await
             .map_err(|e| not_running(&e.to_string()))?;
-        let run_id = run_id.to_string();
-        let network = format!("slipway-{run_id}");
-        docker
-            .create_network(NetworkCreateRequest {
-                name: network.clone(),
-                labels: Some(HashMap::from([
-                    (RUN_LABEL.to_string(), run_id.clone()),
-                    ("dev.slipway.pipeline".to_string(), pipeline.to_string()),
-                ])),
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| format!("cannot create the run's network: {e}"))?;
+        let scratch = format!(
+            "slipway-{}-{}",
+            std::process::id(),
+            jiff::Timestamp::now().as_millisecond()
+        );
         Ok(Self {
             docker,
-            network,
-            pipeline: pipeline.to_string(),
+            opened: std::sync::OnceLock::new(),
             shared: Shared {
                 images: Arc::default(),
                 removals: Arc::default(),
@@ -240,15 +231,37 @@ impl DockerBackend {
                 starting: Arc::new(tokio::sync::watch::Sender::new(0)),
                 pull,
                 mode,
-                scratch: std::env::temp_dir().join(format!("slipway-{run_id}")),
+                scratch: std::env::temp_dir().join(scratch),
             },
-            run_id,
         })
+    }
+
+    /// Creates the run's network.
+    async fn open_run(&self, info: &RunInfo) -> Result<(), String> {
+        let network = format!("slipway-{}", info.run);
+        self.docker
+            .create_network(NetworkCreateRequest {
+                name: network.clone(),
+                labels: Some(HashMap::from([
+                    (RUN_LABEL.to_string(), info.run.clone()),
+                    ("dev.slipway.pipeline".to_string(), info.pipeline.clone()),
+                ])),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| format!("cannot create the run's network: {e}"))?;
+        self.opened
+            .set(Opened {
+                run_id: info.run.clone(),
+                network,
+                pipeline: info.pipeline.clone(),
+            })
+            .map_err(|_| "the backend was opened twice".to_string())
     }
 
     /// Removes the containers created ahead that never ran, waits for every
     /// container's removal, then removes the run's network and scratch.
-    pub async fn finish(&self) {
+    async fn finish(&self) {
         let unused: Vec<Pending> = self
             .shared
             .prepared
@@ -277,22 +290,26 @@ impl DockerBackend {
                 let _ = handle.await;
             }
         }
-        let _ = self.docker.remove_network(&self.network).await;
+        if let Some(opened) = self.opened.get() {
+            let _ = self.docker.remove_network(&opened.network).await;
+        }
         if self.shared.scratch.exists() {
             let _ = std::fs::remove_dir_all(&self.shared.scratch);
         }
     }
 
-    fn labels(&self, stage: &str) -> HashMap<String, String> {
-        HashMap::from([
-            (RUN_LABEL.to_string(), self.run_id.clone()),
-            ("dev.slipway.pipeline".to_string(), self.pipeline.clone()),
-            ("dev.slipway.stage".to_string(), stage.to_string()),
-        ])
-    }
-
-    pub fn run_id(&self) -> &str {
-        &self.run_id
+    /// The labels and the network of a stage's containers; `None` before
+    /// `open`.
+    fn for_stage(&self, stage: &str) -> Option<(HashMap<String, String>, String)> {
+        let opened = self.opened.get()?;
+        Some((
+            HashMap::from([
+                (RUN_LABEL.to_string(), opened.run_id.clone()),
+                ("dev.slipway.pipeline".to_string(), opened.pipeline.clone()),
+                ("dev.slipway.stage".to_string(), stage.to_string()),
+            ]),
+            opened.network.clone(),
+        ))
     }
 }
 
@@ -313,11 +330,17 @@ fn not_running(why: &str) -> String {
 }
 
 impl Backend for DockerBackend {
-    fn name(&self) -> &'static str {
-        "docker"
+    fn open<'a>(&'a self, info: &'a RunInfo) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(self.open_run(info))
     }
 
-    fn resolve_image(&self, reference: &str) -> BoxFuture<Option<String>> {
+    /// Removes the containers created ahead that never ran, waits for every
+    /// container's removal, then removes the run's network and scratch.
+    fn close(&self) -> BoxFuture<'_, ()> {
+        Box::pin(self.finish())
+    }
+
+    fn resolve_image(&self, reference: &str) -> BoxFuture<'static, Option<String>> {
         let docker = self.docker.clone();
         let reference = reference.to_string();
         Box::pin(async move { super::build::repo_digest(&docker, &reference).await })
@@ -333,10 +356,11 @@ impl Backend for DockerBackend {
         let (Some(script), Some(image)) = (job.stage.run.clone(), job.stage.image.clone()) else {
             return;
         };
+        let Some((labels, network)) = self.for_stage(&job.stage.name) else {
+            return;
+        };
         let docker = self.docker.clone();
         let shared = self.shared.clone();
-        let labels = self.labels(&job.stage.name);
-        let network = self.network.clone();
         let job = job.clone();
         let key = (job.stage.name.clone(), job.attempt);
         let claimed = CancellationToken::new();
@@ -364,10 +388,16 @@ impl Backend for DockerBackend {
         }
     }
 
-    fn execute(&self, job: Job, output: Output, cancel: CancellationToken) -> BoxFuture<Outcome> {
+    fn execute(
+        &self,
+        job: Job,
+        output: Output,
+        cancel: CancellationToken,
+    ) -> BoxFuture<'static, Outcome> {
+        let Some((labels, network)) = self.for_stage(&job.stage.name) else {
+            return Box::pin(async { Outcome::Internal("the backend was not opened".into()) });
+        };
         let docker = self.docker.clone();
-        let labels = self.labels(&job.stage.name);
-        let network = self.network.clone();
         let shared = self.shared.clone();
         // Counted at once, before any preparation the scheduler asks for
         // next can begin.

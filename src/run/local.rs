@@ -20,11 +20,12 @@ const GRACE: Duration = Duration::from_secs(5);
 pub struct LocalBackend;
 
 impl Backend for LocalBackend {
-    fn name(&self) -> &'static str {
-        "local"
-    }
-
-    fn execute(&self, job: Job, output: Output, cancel: CancellationToken) -> BoxFuture<Outcome> {
+    fn execute(
+        &self,
+        job: Job,
+        output: Output,
+        cancel: CancellationToken,
+    ) -> BoxFuture<'static, Outcome> {
         Box::pin(run(job, output, cancel))
     }
 }

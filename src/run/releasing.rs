@@ -9,7 +9,7 @@ use std::sync::Arc;
 use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 
-use super::backend::{Backend, BoxFuture, Job, Outcome, Output};
+use super::backend::{Backend, BoxFuture, Job, Outcome, Output, RunInfo};
 use super::events::Stream;
 use crate::plan::GitContext;
 use crate::release::apply::ApiError;
@@ -29,6 +29,8 @@ pub struct WithRelease {
     force_conflicts: bool,
     /// One connection per run, made by the first release stage.
     client: Arc<OnceCell<kube::Client>>,
+    /// The run's id, from `open`.
+    run: std::sync::OnceLock<String>,
 }
 
 impl WithRelease {
@@ -46,13 +48,23 @@ impl WithRelease {
             context,
             force_conflicts,
             client: Arc::new(OnceCell::new()),
+            run: std::sync::OnceLock::new(),
         }
     }
 }
 
 impl Backend for WithRelease {
-    fn name(&self) -> &'static str {
-        self.inner.name()
+    fn open<'a>(&'a self, info: &'a RunInfo) -> BoxFuture<'a, Result<(), String>> {
+        let _ = self.run.set(info.run.clone());
+        self.inner.open(info)
+    }
+
+    fn close(&self) -> BoxFuture<'_, ()> {
+        self.inner.close()
+    }
+
+    fn resolve_image(&self, reference: &str) -> BoxFuture<'static, Option<String>> {
+        self.inner.resolve_image(reference)
     }
 
     fn prepare(&self, job: &Job) {
@@ -61,13 +73,21 @@ impl Backend for WithRelease {
         }
     }
 
-    fn execute(&self, job: Job, output: Output, cancel: CancellationToken) -> BoxFuture<Outcome> {
+    fn execute(
+        &self,
+        job: Job,
+        output: Output,
+        cancel: CancellationToken,
+    ) -> BoxFuture<'static, Outcome> {
         if job.stage.release.is_none() {
             return self.inner.execute(job, output, cancel);
         }
         let context = Context {
             pipeline: self.pipeline.clone(),
-            source: self.source.clone(),
+            source: Source {
+                run: self.run.get().cloned(),
+                ..self.source.clone()
+            },
             cluster: self.context.clone(),
             force_conflicts: self.force_conflicts,
             client: Arc::clone(&self.client),

@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::backend::{Backend, Job, Outcome, Output};
+use super::backend::{Backend, Job, Outcome, Output, RunInfo};
 use super::events::{Event, RunStatus, StageStatus, now};
 use super::mask::Masker;
 use super::state::{Action, Input, RunState, millis};
@@ -24,9 +24,6 @@ use crate::plan::{Plan, PlannedStage};
 /// What the command line decides about a run.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
-    /// The run's id: in `run_started`, the containers' labels and the
-    /// release's record.
-    pub run: String,
     /// Stages running at once.
     pub jobs: usize,
     /// After a failure, still run everything that does not depend on it.
@@ -70,16 +67,29 @@ pub struct RunSummary {
 ///
 /// This loop only carries out what `RunState` decides, and feeds it what
 /// happens: attempts ending, approvals answered, Ctrl-C.
+///
+/// The run's id is minted here; the backend is opened with it before the
+/// first stage and closed after the last. A backend that cannot open (the
+/// engine refuses the run's network) is an error before anything ran.
 pub async fn run(
     plan: &Plan,
     opts: &RunOptions,
     backend: Arc<dyn Backend>,
     events: mpsc::Sender<Event>,
     cancel: CancellationToken,
-) -> RunSummary {
+) -> Result<RunSummary, String> {
     let start = Instant::now();
+    let info = RunInfo {
+        run: format!(
+            "{}-{}",
+            jiff::Timestamp::now().as_millisecond(),
+            std::process::id()
+        ),
+        pipeline: plan.pipeline.clone(),
+    };
+    backend.open(&info).await?;
     let masker = Masker::new(opts.secrets.values().cloned());
-    let mut machine = RunState::new(plan, opts, &masker);
+    let mut machine = RunState::new(plan, opts, &info.run, &masker);
     // Fail-fast stops the main stages; Ctrl-C too. `finally` stages run
     // whatever happened, so they have a token of their own.
     let stop = cancel.child_token();
@@ -201,11 +211,12 @@ pub async fn run(
             time: now(),
         })
         .await;
-    RunSummary {
+    backend.close().await;
+    Ok(RunSummary {
         status,
         stages: machine.into_results(),
         duration,
-    }
+    })
 }
 
 /// What every attempt of a run is started with.
@@ -388,11 +399,26 @@ mod tests {
     }
 
     impl Backend for Arc<Scripted> {
+        fn open<'a>(&'a self, info: &'a RunInfo) -> BoxFuture<'a, Result<(), String>> {
+            self.note(format!("open {}", info.run));
+            Box::pin(async { Ok(()) })
+        }
+
+        fn close(&self) -> BoxFuture<'_, ()> {
+            self.note("close".into());
+            Box::pin(async {})
+        }
+
         fn prepare(&self, job: &Job) {
             self.note(format!("prepare {}", job.stage.name));
         }
 
-        fn execute(&self, job: Job, _: Output, cancel: CancellationToken) -> BoxFuture<Outcome> {
+        fn execute(
+            &self,
+            job: Job,
+            _: Output,
+            cancel: CancellationToken,
+        ) -> BoxFuture<'static, Outcome> {
             let me = Arc::clone(self);
             Box::pin(async move {
                 let name = job.stage.name.clone();
@@ -420,10 +446,6 @@ mod tests {
                 outcome
             })
         }
-
-        fn name(&self) -> &'static str {
-            "scripted"
-        }
     }
 
     fn plan(text: &str) -> Plan {
@@ -439,7 +461,6 @@ mod tests {
 
     fn options(keep_going: bool, jobs: usize) -> RunOptions {
         RunOptions {
-            run: "test".into(),
             jobs,
             keep_going,
             approve: Vec::new(),
@@ -463,7 +484,9 @@ mod tests {
             }
             events
         });
-        let summary = run(plan, opts, Arc::new(Arc::clone(backend)), tx, cancel).await;
+        let summary = run(plan, opts, Arc::new(Arc::clone(backend)), tx, cancel)
+            .await
+            .expect("opens");
         (summary, drain.await.expect("events"))
     }
 
@@ -497,15 +520,36 @@ mod tests {
         assert_eq!(status_of(&summary, "slow"), Ok(StageStatus::Cancelled));
         assert!(status_of(&summary, "after_a").is_err());
         assert_eq!(status_of(&summary, "notify"), Ok(StageStatus::Succeeded));
+        let log = backend.log();
         assert_eq!(
-            backend.log().last().map(String::as_str),
-            Some("end notify#1")
+            log.iter().rev().nth(1).map(String::as_str),
+            Some("end notify#1"),
+            "{log:?}"
         );
         assert!(
             backend
                 .log()
                 .contains(&"start notify#1 (failed)".to_string())
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_backend_is_opened_with_the_run_id_before_any_stage_and_closed_after_all() {
+        let plan = plan("stage a uses t { run \"x\" }\nfinally notify uses t { run \"x\" }\n");
+        let backend = Scripted::with(&[]);
+        let (_, events) = go(
+            &plan,
+            &options(false, 2),
+            &backend,
+            CancellationToken::new(),
+        )
+        .await;
+        let Some(Event::RunStarted { run, .. }) = events.first() else {
+            panic!("{events:?}");
+        };
+        let log = backend.log();
+        assert_eq!(log.first(), Some(&format!("open {run}")));
+        assert_eq!(log.last().map(String::as_str), Some("close"));
     }
 
     #[tokio::test(start_paused = true)]
@@ -649,7 +693,7 @@ mod tests {
         let mut opts = options(false, 4);
         opts.interactive = true;
         let masker = Masker::new(Vec::<String>::new());
-        let mut state = RunState::new(&plan, &opts, &masker);
+        let mut state = RunState::new(&plan, &opts, "test", &masker);
         let first = state.on(Input::Begin);
         assert!(first.contains(&Action::Ask { index: 0 }), "{first:?}");
         assert!(first.contains(&Action::Start {

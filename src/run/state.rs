@@ -74,6 +74,7 @@ enum State {
 pub(crate) struct RunState<'a> {
     plan: &'a Plan,
     opts: &'a RunOptions,
+    run: &'a str,
     masker: &'a Masker,
     deps: Vec<Vec<usize>>,
     state: Vec<State>,
@@ -92,7 +93,12 @@ pub(crate) struct RunState<'a> {
 }
 
 impl<'a> RunState<'a> {
-    pub(crate) fn new(plan: &'a Plan, opts: &'a RunOptions, masker: &'a Masker) -> Self {
+    pub(crate) fn new(
+        plan: &'a Plan,
+        opts: &'a RunOptions,
+        run: &'a str,
+        masker: &'a Masker,
+    ) -> Self {
         let index: HashMap<&str, usize> = plan
             .stages
             .iter()
@@ -125,6 +131,7 @@ impl<'a> RunState<'a> {
         Self {
             plan,
             opts,
+            run,
             masker,
             deps,
             state: vec![State::Pending; plan.stages.len()],
@@ -180,7 +187,7 @@ impl<'a> RunState<'a> {
 
     fn begin(&mut self, out: &mut Vec<Action>) {
         out.push(Action::Emit(Event::RunStarted {
-            run: self.opts.run.clone(),
+            run: self.run.to_string(),
             pipeline: self.plan.pipeline.clone(),
             stages: self.plan.stages.len(),
             time: now(),
