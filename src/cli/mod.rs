@@ -162,11 +162,8 @@ pub(crate) fn error(global: &Global, message: &str, help: Option<&str>) {
             eprintln!("{report}");
         }
         DiagFormat::Human | DiagFormat::Concise => {
-            let prefix = if global.color {
-                "\x1b[1;31merror\x1b[0m"
-            } else {
-                "error"
-            };
+            let prefix =
+                crate::report::style::paint(crate::report::style::ERROR, "error", global.color);
             eprintln!("{prefix}[{USAGE_CODE}]: {message}");
             if let Some(h) = help {
                 eprintln!("  help: {h}");

@@ -6,3 +6,4 @@ pub mod junit;
 pub mod live;
 pub mod plan;
 pub mod run;
+pub mod style;

@@ -5,20 +5,8 @@ use std::fmt::Write as _;
 use crate::plan::{Plan, PlannedStage};
 
 pub fn text(plan: &Plan, color: bool) -> String {
-    let bold = |s: &str| {
-        if color {
-            format!("\x1b[1m{s}\x1b[0m")
-        } else {
-            s.to_string()
-        }
-    };
-    let dim = |s: &str| {
-        if color {
-            format!("\x1b[2m{s}\x1b[0m")
-        } else {
-            s.to_string()
-        }
-    };
+    let bold = |s: &str| super::style::paint(super::style::BOLD, s, color);
+    let dim = |s: &str| super::style::paint(super::style::DIM, s, color);
     let mut out = String::new();
     let git = &plan.git;
     let _ = writeln!(

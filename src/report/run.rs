@@ -1,6 +1,7 @@
 //! A run for people and machines: the same event stream as JSON lines, or
 //! as stage-prefixed logs and a final table with the critical path.
 
+use super::style;
 use std::fmt::Write as _;
 use std::time::Duration;
 
@@ -31,12 +32,8 @@ impl Human {
         Self { color, width }
     }
 
-    fn paint(&self, code: &str, s: &str) -> String {
-        if self.color {
-            format!("\x1b[{code}m{s}\x1b[0m")
-        } else {
-            s.to_string()
-        }
+    fn paint(&self, style: anstyle::Style, s: &str) -> String {
+        super::style::paint(style, s, self.color)
     }
 
     /// The text for an event, empty for events shown only in the summary.
@@ -46,7 +43,10 @@ impl Human {
             Event::RunStarted {
                 pipeline, stages, ..
             } => {
-                format!("{} {pipeline}: {stages} stages\n", self.paint("1", "run"))
+                format!(
+                    "{} {pipeline}: {stages} stages\n",
+                    self.paint(style::BOLD, "run")
+                )
             }
             Event::StageStarted { stage, attempt, .. } => {
                 let again = if *attempt > 1 {
@@ -54,7 +54,10 @@ impl Human {
                 } else {
                     String::new()
                 };
-                format!("{} {stage:<w$} started{again}\n", self.paint("36", "▶"))
+                format!(
+                    "{} {stage:<w$} started{again}\n",
+                    self.paint(style::CYAN, "▶")
+                )
             }
             Event::Log {
                 stage,
@@ -62,9 +65,9 @@ impl Human {
                 line,
             } => {
                 let bar = if *stream == Stream::Stderr {
-                    self.paint("33", "│")
+                    self.paint(style::YELLOW, "│")
                 } else {
-                    self.paint("2", "│")
+                    self.paint(style::DIM, "│")
                 };
                 format!("{stage:<w$} {bar} {line}\n")
             }
@@ -86,7 +89,10 @@ impl Human {
                 format!("{mark} {stage:<w$} {word} in {took}{why}\n")
             }
             Event::StageSkipped { stage, reason } => {
-                format!("{} {stage:<w$} skipped: {reason}\n", self.paint("2", "○"))
+                format!(
+                    "{} {stage:<w$} skipped: {reason}\n",
+                    self.paint(style::DIM, "○")
+                )
             }
             Event::RunFinished { .. } => String::new(),
         }
@@ -94,12 +100,14 @@ impl Human {
 
     fn status(&self, status: StageStatus) -> (String, &'static str) {
         match status {
-            StageStatus::Succeeded => (self.paint("32", "✔"), "succeeded"),
-            StageStatus::FailedAllowed => (self.paint("33", "!"), "failed (allowed)"),
-            StageStatus::Failed => (self.paint("31", "✘"), "failed"),
-            StageStatus::TimedOut => (self.paint("31", "✘"), "timed out"),
-            StageStatus::Cancelled => (self.paint("31", "✘"), "cancelled"),
-            StageStatus::WaitingForApproval => (self.paint("33", "?"), "waits for approval"),
+            StageStatus::Succeeded => (self.paint(style::GREEN, "✔"), "succeeded"),
+            StageStatus::FailedAllowed => (self.paint(style::YELLOW, "!"), "failed (allowed)"),
+            StageStatus::Failed => (self.paint(style::RED, "✘"), "failed"),
+            StageStatus::TimedOut => (self.paint(style::RED, "✘"), "timed out"),
+            StageStatus::Cancelled => (self.paint(style::RED, "✘"), "cancelled"),
+            StageStatus::WaitingForApproval => {
+                (self.paint(style::YELLOW, "?"), "waits for approval")
+            }
         }
     }
 
@@ -143,9 +151,9 @@ impl Human {
             let _ = writeln!(out, "\ncritical path: {}", path.join(" → "));
         }
         let word = match summary.status {
-            RunStatus::Succeeded => self.paint("32", "succeeded"),
-            RunStatus::Failed => self.paint("31", "failed"),
-            RunStatus::Cancelled => self.paint("31", "cancelled"),
+            RunStatus::Succeeded => self.paint(style::GREEN, "succeeded"),
+            RunStatus::Failed => self.paint(style::RED, "failed"),
+            RunStatus::Cancelled => self.paint(style::RED, "cancelled"),
         };
         let _ = writeln!(out, "run {word} in {:.1}s", summary.duration.as_secs_f64());
         out
