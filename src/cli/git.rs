@@ -73,12 +73,14 @@ impl Repo {
             .or_else(ci_branch);
         let tag = self.line(&["describe", "--tags", "--exact-match", "HEAD"]);
         let source = self.line(&["remote", "get-url", "origin"]);
+        let time = self.line(&["show", "-s", "--format=%cI", "HEAD"]);
         GitContext {
             sha,
             short_sha,
             branch,
             tag,
             source,
+            time,
         }
     }
 
@@ -149,6 +151,7 @@ pub(crate) fn ci_context() -> GitContext {
                 var(&["GITHUB_REPOSITORY"])?
             ))
         }),
+        time: None,
     }
 }
 

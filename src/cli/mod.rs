@@ -355,6 +355,8 @@ impl Selection {
         if let Some(s) = &self.sha {
             ctx.short_sha = Some(s.chars().take(7).collect());
             ctx.sha = Some(s.clone());
+            // The time was HEAD's, not this commit's.
+            ctx.time = None;
         }
         if let Some(base) = &self.changed_since {
             if !repo.as_ref().is_some_and(|r| r.has_revision(base)) {

@@ -45,6 +45,10 @@ pub struct GitContext {
     /// Where the code comes from (the `origin` remote's URL), for image labels.
     #[serde(default)]
     pub source: Option<String>,
+    /// When the commit was made (RFC 3339): built images' `created`, so that
+    /// building the same commit again gives the same image.
+    #[serde(default)]
+    pub time: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -29,6 +29,8 @@ pub struct Job {
     pub secrets: IndexMap<String, String>,
     /// Where the code comes from, for image labels.
     pub source: Option<String>,
+    /// When the commit was made, for built images' `created` label.
+    pub created: Option<String>,
     /// The artifacts of earlier stages this stage gets: each stage it comes
     /// after, directly or not, with the paths that stage declared.
     pub inputs: Vec<(String, Vec<String>)>,

@@ -47,9 +47,11 @@ pub(crate) async fn build(
             "org.opencontainers.image.revision",
             git.get("SLIPWAY_GIT_SHA").cloned().unwrap_or_default(),
         ),
+        // The commit's time, not the build's: the same commit builds the
+        // same image, so a re-run has nothing new to push or release.
         (
             "org.opencontainers.image.created",
-            crate::run::events::now(),
+            job.created.clone().unwrap_or_else(crate::run::events::now),
         ),
         (
             "org.opencontainers.image.title",

@@ -126,6 +126,7 @@ async fn run(job: Job, output: &Output, context: &Context) -> Outcome {
         branch: env("SLIPWAY_GIT_BRANCH"),
         tag: env("SLIPWAY_GIT_TAG"),
         source: None,
+        time: None,
     };
     let scope = Scope {
         env: job.env.clone(),

@@ -240,6 +240,7 @@ impl Launcher<'_> {
             timeout: stage.timeout_secs.map(Duration::from_secs),
             secrets: self.opts.secrets.clone(),
             source: self.plan.git.source.clone(),
+            created: self.plan.git.time.clone(),
             inputs: inputs(stage, self.plan),
         }
     }

@@ -455,6 +455,72 @@ fn an_image_is_built_with_labels_pushed_and_inspected_back() {
 }
 
 #[test]
+fn the_same_commit_builds_the_same_image() {
+    if !engine() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = dir.path();
+    std::fs::write(
+        p.join("Dockerfile"),
+        "FROM local/busybox\nRUN echo built > /built\n",
+    )
+    .expect("write");
+    let tag = format!("local/slipway-test-same:t{}", std::process::id());
+    let text = format!(
+        "pipeline \"same\"\n\nstage package {{\n  build \".\" {{\n    tag \"{tag}\"\n  }}\n}}\n"
+    );
+    std::fs::write(p.join("p.pipeline"), &text).expect("write");
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .current_dir(p)
+            .args(args)
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@example.invalid")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@example.invalid")
+            .env("GIT_COMMITTER_DATE", "2026-12-01T10:00:00+00:00")
+            .output()
+            .expect("git");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    git(&["init", "-q"]);
+    git(&["add", "."]);
+    git(&["commit", "-q", "-m", "one"]);
+    let id = || {
+        let out = std::process::Command::new("/usr/bin/docker")
+            .args([
+                "image",
+                "inspect",
+                "--format",
+                "{{.Id}} {{index .Config.Labels \"org.opencontainers.image.created\"}}",
+                &tag,
+            ])
+            .output()
+            .expect("docker");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let (code, events, stderr, _) = run(p, &text, &[]);
+    assert_eq!(code, Some(0), "{stderr}\n{events:?}");
+    let first = id();
+    assert!(first.contains(" 2026-12-01T10:00:00"), "{first}");
+    let (code, events, stderr, _) = run(p, &text, &[]);
+    assert_eq!(code, Some(0), "{stderr}\n{events:?}");
+    assert_eq!(
+        id(),
+        first,
+        "a second build of the commit is the same image"
+    );
+    let _ = std::process::Command::new("/usr/bin/docker")
+        .args(["rmi", &tag])
+        .output();
+}
+
+#[test]
 fn an_artifact_is_handed_to_later_stages_and_kept() {
     if !engine() {
         return;

@@ -112,6 +112,7 @@ fn option_sets(pipeline: &Pipeline) -> Vec<Options> {
         branch: Some("feature/ünïcode branch".into()),
         tag: Some("v1.2.3".into()),
         source: Some("https://example.invalid/repo.git".into()),
+        time: Some("2026-12-04T02:00:00+00:00".into()),
     };
     vec![
         Options::default(),
