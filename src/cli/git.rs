@@ -39,6 +39,21 @@ impl Repo {
             .filter(|s| !s.is_empty())
     }
 
+    /// Whether tracked files differ from the commit (as `git describe
+    /// --dirty` says; untracked files do not count).
+    pub(crate) fn dirty(&self) -> Option<bool> {
+        self.git(&["status", "--porcelain", "--untracked-files=no"])
+            .map(|s| !s.trim().is_empty())
+    }
+
+    /// `path` relative to the repository's root.
+    pub(crate) fn relative(&self, path: &Path) -> Option<String> {
+        let root = PathBuf::from(self.line(&["rev-parse", "--show-toplevel"])?);
+        let root = root.canonicalize().unwrap_or(root);
+        let path = path.canonicalize().ok()?;
+        Some(path.strip_prefix(root).ok()?.to_string_lossy().into_owned())
+    }
+
     pub(crate) fn has_revision(&self, rev: &str) -> bool {
         self.git(&[
             "rev-parse",
@@ -147,4 +162,49 @@ fn ci_branch() -> Option<String> {
     ]
     .iter()
     .find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
+}
+
+/// Who runs slipway, for a release's record: the CI job's URL from the
+/// variables CI systems set, else `user@host`.
+pub(crate) fn who() -> Option<String> {
+    let var = |name: &str| std::env::var(name).ok().filter(|s| !s.is_empty());
+    let github = || {
+        Some(format!(
+            "{}/{}/actions/runs/{}",
+            var("GITHUB_SERVER_URL")?,
+            var("GITHUB_REPOSITORY")?,
+            var("GITHUB_RUN_ID")?
+        ))
+    };
+    let azure = || {
+        Some(format!(
+            "{}{}/_build/results?buildId={}",
+            var("SYSTEM_COLLECTIONURI")?,
+            var("SYSTEM_TEAMPROJECT")?,
+            var("BUILD_BUILDID")?
+        ))
+    };
+    let job = var("CI_JOB_URL") // GitLab
+        .or_else(github)
+        .or_else(|| var("BUILDKITE_BUILD_URL"))
+        .or_else(|| var("CIRCLE_BUILD_URL"))
+        .or_else(|| var("TRAVIS_JOB_WEB_URL"))
+        .or_else(|| var("DRONE_BUILD_LINK"))
+        .or_else(azure)
+        .or_else(|| var("BUILD_URL")); // Jenkins, and others after it
+    if job.is_some() {
+        return job;
+    }
+    let user = var("USER").or_else(|| var("LOGNAME")).or_else(|| {
+        nix::unistd::User::from_uid(nix::unistd::getuid())
+            .ok()
+            .flatten()
+            .map(|u| u.name)
+    })?;
+    let host = nix::unistd::gethostname()
+        .ok()
+        .map(|h| h.to_string_lossy().into_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into());
+    Some(format!("{user}@{host}"))
 }

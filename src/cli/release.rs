@@ -10,8 +10,8 @@ use serde_json::Value;
 
 use super::{Global, Selection, exit};
 use crate::release::apply::{self, ApiError, Kinds};
-use crate::release::render::{Scope, render};
-use crate::release::store::{Revision, Status, Store};
+use crate::release::render::{self, Scope, render};
+use crate::release::store::{Item, Revision, Status, Store};
 use crate::release::{Request, client};
 
 #[derive(Args, Debug)]
@@ -26,10 +26,11 @@ pub(crate) struct ReleaseArgs {
 
 #[derive(Subcommand, Debug)]
 enum ReleaseCommand {
-    /// The deployed revision of a release, and what it applied.
-    Status(Target),
-    /// Every kept revision of a release, with its status.
-    History(Target),
+    /// The deployed revision of a release: its commit, images with
+    /// digests, run, and what it applied.
+    Status(Report),
+    /// Every kept revision of a release, with its status, commit and run.
+    History(Report),
     /// Re-apply an earlier revision (default: the one deployed before the
     /// current) as a new revision, and wait for it.
     Rollback(RollbackArgs),
@@ -45,6 +46,22 @@ struct Target {
     /// The release's namespace.
     #[arg(short = 'n', long, default_value = "default", value_name = "NS")]
     namespace: String,
+}
+
+#[derive(Args, Debug)]
+struct Report {
+    #[command(flatten)]
+    target: Target,
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    output: Format,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Format {
+    /// For people: aligned lines, a table.
+    Human,
+    /// One JSON document (docs/release.md#status-and-history-as-json).
+    Json,
 }
 
 #[derive(Args, Debug)]
@@ -75,8 +92,8 @@ pub(crate) fn run(args: &ReleaseArgs, global: &Global) -> u8 {
     let context = args.context.as_deref();
     let result = runtime.block_on(async {
         match &args.command {
-            ReleaseCommand::Status(t) => status(t, context).await,
-            ReleaseCommand::History(t) => history(t, context).await,
+            ReleaseCommand::Status(r) => status(r, context).await,
+            ReleaseCommand::History(r) => history(r, context).await,
             ReleaseCommand::Rollback(r) => rollback(r, context).await,
             ReleaseCommand::Diff(d) => diff(d, context, global).await,
         }
@@ -110,55 +127,183 @@ async fn revisions(t: &Target, context: Option<&str>) -> Result<Vec<Revision>, A
     Ok(revisions)
 }
 
-async fn status(t: &Target, context: Option<&str>) -> Result<u8, ApiError> {
+/// A revision as `status` and `history` report it: the JSON contract
+/// (docs/release.md), apart from how revisions are stored.
+#[derive(serde::Serialize)]
+struct Shown<'a> {
+    revision: u32,
+    status: &'static str,
+    time: &'a str,
+    description: &'a str,
+    commit: Option<&'a str>,
+    branch: Option<&'a str>,
+    tag: Option<&'a str>,
+    dirty: Option<bool>,
+    run: Option<&'a str>,
+    pipeline: &'a str,
+    file: Option<&'a str>,
+    by: Option<&'a str>,
+    images: Vec<ShownImage<'a>>,
+    objects: Vec<String>,
+}
+
+#[derive(serde::Serialize)]
+struct ShownImage<'a> {
+    container: &'a str,
+    image: &'a str,
+    digest: Option<&'a str>,
+}
+
+impl<'a> Shown<'a> {
+    fn of(r: &'a Revision) -> Self {
+        Self {
+            revision: r.version,
+            status: r.status.as_str(),
+            time: &r.time,
+            description: &r.description,
+            commit: r.git_sha.as_deref(),
+            branch: r.source.branch.as_deref(),
+            tag: r.source.tag.as_deref(),
+            dirty: r.source.dirty,
+            run: r.source.run.as_deref(),
+            pipeline: &r.pipeline,
+            file: r.source.file.as_deref(),
+            by: r.source.by.as_deref(),
+            images: r
+                .images
+                .iter()
+                .map(|(container, image)| ShownImage {
+                    container,
+                    image,
+                    digest: r.digests.get(container).map(String::as_str),
+                })
+                .collect(),
+            objects: r.inventory.iter().map(Item::id).collect(),
+        }
+    }
+}
+
+/// The commit as a person reads it: short, marked when the tree was dirty.
+fn short_commit(r: &Revision) -> String {
+    let Some(sha) = &r.git_sha else {
+        return "-".into();
+    };
+    let short: String = sha.chars().take(7).collect();
+    if r.source.dirty == Some(true) {
+        format!("{short}-dirty")
+    } else {
+        short
+    }
+}
+
+fn print_json(value: &impl serde::Serialize) {
+    let text = serde_json::to_string_pretty(value).unwrap_or_default();
+    super::write_stdout(&(text + "\n"));
+}
+
+async fn status(report: &Report, context: Option<&str>) -> Result<u8, ApiError> {
+    let t = &report.target;
     let revisions = revisions(t, context).await?;
     let deployed = revisions
         .iter()
         .rev()
         .find(|r| r.status == Status::Deployed);
-    println!("release:   {}", t.name);
-    println!("namespace: {}", t.namespace);
+    let latest = revisions.last();
+    if report.output == Format::Json {
+        print_json(&serde_json::json!({
+            "release": t.name,
+            "namespace": t.namespace,
+            "deployed": deployed.map(Shown::of),
+            "latest": latest.map(Shown::of),
+        }));
+        return Ok(exit::OK);
+    }
+    let mut out = format!("release:   {}\nnamespace: {}\n", t.name, t.namespace);
     match deployed {
         Some(d) => {
-            println!("deployed:  revision {} ({})", d.version, d.time);
-            for (c, i) in &d.images {
-                println!("image:     {c} = {i}");
-            }
+            out += &format!("deployed:  revision {} ({})\n", d.version, d.time);
             if let Some(sha) = &d.git_sha {
-                println!("git sha:   {sha}");
+                let mut line = format!("commit:    {sha}");
+                if d.source.dirty == Some(true) {
+                    line += " (work tree dirty)";
+                }
+                if let Some(b) = &d.source.branch {
+                    line += &format!(", branch {b}");
+                }
+                if let Some(tag) = &d.source.tag {
+                    line += &format!(", tag {tag}");
+                }
+                out += &(line + "\n");
             }
-            println!("objects:");
+            for (c, i) in &d.images {
+                out += &format!("image:     {c} = {i}\n");
+                if let Some(digest) = d.digests.get(c) {
+                    out += &format!("           {digest}\n");
+                }
+            }
+            if let Some(run) = &d.source.run {
+                out += &format!(
+                    "run:       {run}{}{}\n",
+                    d.source
+                        .file
+                        .as_ref()
+                        .map(|f| format!(" of {f}"))
+                        .unwrap_or_default(),
+                    d.source
+                        .by
+                        .as_ref()
+                        .map(|b| format!(", by {b}"))
+                        .unwrap_or_default()
+                );
+            }
+            out += "objects:\n";
             for item in &d.inventory {
-                println!("  {}", item.id());
+                out += &format!("  {}\n", item.id());
             }
         }
-        None => println!("deployed:  none"),
+        None => out += "deployed:  none\n",
     }
     // The latest attempt, when it is not the one running.
-    if let Some(last) = revisions
-        .last()
-        .filter(|last| deployed.is_none_or(|d| d.version != last.version))
-    {
-        println!(
-            "latest:    revision {} {}: {}",
+    if let Some(last) = latest.filter(|last| deployed.is_none_or(|d| d.version != last.version)) {
+        out += &format!(
+            "latest:    revision {} {}: {}\n",
             last.version,
             last.status.as_str(),
             last.description
         );
     }
-    Ok(exit::OK)
+    Ok(super::write_stdout(&out))
 }
 
-async fn history(t: &Target, context: Option<&str>) -> Result<u8, ApiError> {
+async fn history(report: &Report, context: Option<&str>) -> Result<u8, ApiError> {
+    let t = &report.target;
     let revisions = revisions(t, context).await?;
+    if report.output == Format::Json {
+        print_json(&serde_json::json!({
+            "release": t.name,
+            "namespace": t.namespace,
+            "revisions": revisions.iter().map(Shown::of).collect::<Vec<_>>(),
+        }));
+        return Ok(exit::OK);
+    }
     let mut table = comfy_table::Table::new();
     table.load_style(comfy_table::presets::NOTHING);
-    table.set_header(["REVISION", "TIME", "STATUS", "IMAGES", "DESCRIPTION"]);
+    table.set_header([
+        "REVISION",
+        "TIME",
+        "STATUS",
+        "COMMIT",
+        "RUN",
+        "IMAGES",
+        "DESCRIPTION",
+    ]);
     for r in &revisions {
         table.add_row([
             r.version.to_string(),
             r.time.chars().take(19).collect(),
             r.status.as_str().to_string(),
+            short_commit(r),
+            r.source.run.clone().unwrap_or_else(|| "-".into()),
             r.images
                 .iter()
                 .map(|(c, i)| format!("{c}={i}"))
@@ -167,8 +312,7 @@ async fn history(t: &Target, context: Option<&str>) -> Result<u8, ApiError> {
             r.description.clone(),
         ]);
     }
-    println!("{}", table.trim_fmt());
-    Ok(exit::OK)
+    Ok(super::write_stdout(&format!("{}\n", table.trim_fmt())))
 }
 
 async fn rollback(r: &RollbackArgs, context: Option<&str>) -> Result<u8, ApiError> {
@@ -213,12 +357,14 @@ async fn rollback(r: &RollbackArgs, context: Option<&str>) -> Result<u8, ApiErro
         namespace: t.namespace.clone(),
         objects: Vec::new(),
         images: target.images.clone(),
+        digests: target.digests.clone(),
         wait: r.wait,
         rollback: false,
         prune: false,
         history: u32::try_from(revisions.len()).unwrap_or(u32::MAX).max(10),
         pipeline: target.pipeline.clone(),
         git_sha: target.git_sha.clone(),
+        source: target.source.clone(),
         force_conflicts: false,
     };
     let current_inventory = current.map(|c| c.inventory.clone()).unwrap_or_default();
@@ -270,6 +416,7 @@ async fn diff(d: &DiffArgs, context: Option<&str>, global: &Global) -> Result<u8
         }
     }
     let client = client::connect(context).await?;
+    let dirty = super::git::Repo::at(&workspace).and_then(|r| r.dirty());
     let mut changed = false;
     for stage in releases {
         let Some(spec) = stage.release.as_deref() else {
@@ -277,10 +424,45 @@ async fn diff(d: &DiffArgs, context: Option<&str>, global: &Global) -> Result<u8
         };
         let mut scope = Scope::of(stage, &plan);
         scope.secrets = Some(&secrets);
-        let objects = render(spec, &workspace, &scope).map_err(|e| ApiError::Failed(e.0))?;
+        let mut objects = render(spec, &workspace, &scope).map_err(|e| ApiError::Failed(e.0))?;
         let namespace = spec.namespace.clone().unwrap_or_else(|| "default".into());
+        // As a run would apply them: images pinned to the digests the engine
+        // knows, and annotated as the deployed revision (a new revision's
+        // number alone is no change worth showing).
+        let mut pinned = std::collections::BTreeMap::new();
+        for (container, image) in &spec.images {
+            if let Some(digest) = crate::run::docker::image_digest(image).await {
+                pinned.insert(container.clone(), render::pin(image, &digest));
+            }
+        }
+        render::set_images(&mut objects, &pinned);
+        let deployed = Store::new(client.clone(), &namespace, &spec.name)
+            .list()
+            .await
+            .map_err(|e| ApiError::from_kube("listing revisions", e))?
+            .into_iter()
+            .rev()
+            .find(|r| r.status == Status::Deployed)
+            .map_or(1, |r| r.version);
+        render::annotate(
+            &mut objects,
+            &crate::release::marks(&spec.name, deployed, plan.git.sha.as_deref(), dirty),
+        );
         let mut kinds = Kinds::default();
+        kinds.declare(&objects);
         for object in &objects {
+            // A kind a definition of this release declares, not served
+            // yet: its resources are all new.
+            let unserved = kinds.is_declared(&object.api_version, &object.kind)
+                && kinds
+                    .resolve(&client, &object.api_version, &object.kind)
+                    .await
+                    .is_err();
+            if unserved {
+                let text = yaml(&apply::clean(object.value.clone(), true));
+                changed |= print_diff(&object.id(), "", &text);
+                continue;
+            }
             let (desired, item) = match apply::apply(
                 &client,
                 &mut kinds,
@@ -300,7 +482,7 @@ async fn diff(d: &DiffArgs, context: Option<&str>, global: &Global) -> Result<u8
                         namespace: object.namespace.clone().or(Some(namespace.clone())),
                         name: object.name.clone(),
                     };
-                    let text = yaml(&clean(object.value.clone()));
+                    let text = yaml(&apply::clean(object.value.clone(), true));
                     changed |= print_diff(&item.id(), "", &text);
                     continue;
                 }
@@ -308,9 +490,17 @@ async fn diff(d: &DiffArgs, context: Option<&str>, global: &Global) -> Result<u8
             };
             let live = apply::get(&client, &mut kinds, &item).await?;
             let before = live
-                .map(|l| yaml(&clean(serde_json::to_value(l).unwrap_or_default())))
+                .map(|l| {
+                    yaml(&apply::clean(
+                        serde_json::to_value(l).unwrap_or_default(),
+                        true,
+                    ))
+                })
                 .unwrap_or_default();
-            let after = yaml(&clean(serde_json::to_value(desired).unwrap_or_default()));
+            let after = yaml(&apply::clean(
+                serde_json::to_value(desired).unwrap_or_default(),
+                true,
+            ));
             changed |= print_diff(&item.id(), &before, &after);
         }
     }
@@ -332,46 +522,6 @@ fn print_diff(id: &str, before: &str, after: &str) -> bool {
             .header(&format!("live/{id}"), &format!("desired/{id}"))
     );
     true
-}
-
-/// Drops what the server keeps for itself, and masks Secret data.
-fn clean(mut v: Value) -> Value {
-    if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
-        for k in [
-            "managedFields",
-            "resourceVersion",
-            "uid",
-            "creationTimestamp",
-            "generation",
-            "selfLink",
-        ] {
-            meta.remove(k);
-        }
-        if let Some(a) = meta.get_mut("annotations").and_then(Value::as_object_mut) {
-            a.remove("deployment.kubernetes.io/revision");
-            a.remove("kubectl.kubernetes.io/last-applied-configuration");
-        }
-        if meta
-            .get("annotations")
-            .and_then(Value::as_object)
-            .is_some_and(serde_json::Map::is_empty)
-        {
-            meta.remove("annotations");
-        }
-    }
-    if let Some(obj) = v.as_object_mut() {
-        obj.remove("status");
-    }
-    if v.get("kind").and_then(Value::as_str) == Some("Secret") {
-        for field in ["data", "stringData"] {
-            if let Some(data) = v.get_mut(field).and_then(Value::as_object_mut) {
-                for value in data.values_mut() {
-                    *value = Value::String("***".into());
-                }
-            }
-        }
-    }
-    v
 }
 
 fn yaml(v: &Value) -> String {

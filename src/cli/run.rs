@@ -102,7 +102,14 @@ pub(crate) fn run(args: &RunArgs, global: &Global) -> u8 {
             return exit::INVALID;
         }
     };
+    let run_id = format!(
+        "{}-{}",
+        jiff::Timestamp::now().as_millisecond(),
+        std::process::id()
+    );
+    let source = source(&args.selection, &run_id);
     let opts = RunOptions {
+        run: run_id.clone(),
         jobs: args
             .jobs
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from)),
@@ -127,6 +134,7 @@ pub(crate) fn run(args: &RunArgs, global: &Global) -> u8 {
             BackendKind::Docker => {
                 match crate::run::docker::DockerBackend::connect(
                     &plan.pipeline,
+                    &run_id,
                     args.pull,
                     args.workspace,
                 )
@@ -143,6 +151,7 @@ pub(crate) fn run(args: &RunArgs, global: &Global) -> u8 {
         let backend: Arc<dyn Backend> = Arc::new(crate::run::releasing::WithRelease::new(
             backend,
             &plan.pipeline,
+            source,
             args.context.clone(),
             args.force_conflicts,
         ));
@@ -208,6 +217,31 @@ pub(crate) fn run(args: &RunArgs, global: &Global) -> u8 {
         RunStatus::Failed if summary.stages.iter().any(|s| s.unreachable) => exit::INTERNAL,
         RunStatus::Failed => exit::FAILED,
         RunStatus::Cancelled => exit::CANCELLED,
+    }
+}
+
+/// What a release records of where it comes from, but for what each
+/// stage's git context says (commit, branch, tag).
+fn source(selection: &super::Selection, run_id: &str) -> crate::release::store::Source {
+    let (file, _) = selection.file_and_targets();
+    let file = super::find_pipeline(file.as_deref()).ok();
+    let dir = file
+        .as_deref()
+        .and_then(Path::parent)
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let repo = super::git::Repo::at(dir);
+    crate::release::store::Source {
+        branch: None,
+        tag: None,
+        dirty: repo.as_ref().and_then(super::git::Repo::dirty),
+        run: Some(run_id.to_string()),
+        file: file.map(|f| {
+            repo.as_ref()
+                .and_then(|r| r.relative(&f))
+                .unwrap_or_else(|| f.display().to_string())
+        }),
+        by: super::git::who(),
     }
 }
 

@@ -40,13 +40,85 @@ impl ApiError {
     }
 }
 
-/// Resources found by discovery, by group/version/kind.
+/// Resources found by discovery, by group/version/kind; and the kinds
+/// that CustomResourceDefinitions of the release being applied declare,
+/// which discovery cannot know before those are applied.
 #[derive(Default)]
 pub struct Kinds {
     found: HashMap<(String, String), (ApiResource, ApiCapabilities)>,
+    declared: HashMap<(String, String), Scope>,
 }
 
 impl Kinds {
+    /// Notes the kinds that the CustomResourceDefinitions among `objects`
+    /// declare (every served version), with their scope.
+    pub fn declare(&mut self, objects: &[Object]) {
+        for o in objects.iter().filter(|o| is_crd(&o.api_version, &o.kind)) {
+            let spec = &o.value["spec"];
+            let (Some(group), Some(kind)) =
+                (spec["group"].as_str(), spec["names"]["kind"].as_str())
+            else {
+                continue;
+            };
+            let scope = match spec["scope"].as_str() {
+                Some("Cluster") => Scope::Cluster,
+                _ => Scope::Namespaced,
+            };
+            for version in spec["versions"].as_array().into_iter().flatten() {
+                if let Some(v) = version["name"].as_str() {
+                    self.declared
+                        .insert((format!("{group}/{v}"), kind.to_string()), scope.clone());
+                }
+            }
+        }
+    }
+
+    /// Waits until discovery serves a kind this release's
+    /// CustomResourceDefinition declares: the API server may publish a
+    /// new group a moment after the definition is established.
+    pub async fn wait_served(
+        &mut self,
+        client: &kube::Client,
+        api_version: &str,
+        kind: &str,
+        deadline: std::time::Instant,
+    ) -> Result<(), ApiError> {
+        loop {
+            match self.resolve(client, api_version, kind).await {
+                Ok(_) => return Ok(()),
+                Err(ApiError::Failed(e)) if std::time::Instant::now() < deadline => {
+                    let _ = e;
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Whether a CustomResourceDefinition of this release declares the kind.
+    pub fn is_declared(&self, api_version: &str, kind: &str) -> bool {
+        self.declared
+            .contains_key(&(api_version.to_string(), kind.to_string()))
+    }
+
+    /// The kind's scope: from discovery, or, for a kind the cluster does
+    /// not serve yet, from this release's CustomResourceDefinition.
+    pub async fn scope(
+        &mut self,
+        client: &kube::Client,
+        api_version: &str,
+        kind: &str,
+    ) -> Result<Scope, ApiError> {
+        match self.resolve(client, api_version, kind).await {
+            Ok((_, caps)) => Ok(caps.scope),
+            Err(e) => self
+                .declared
+                .get(&(api_version.to_string(), kind.to_string()))
+                .cloned()
+                .ok_or(e),
+        }
+    }
+
     pub async fn resolve(
         &mut self,
         client: &kube::Client,
@@ -93,6 +165,11 @@ impl Kinds {
             Scope::Cluster => (Api::all_with(client.clone(), &ar), None),
         })
     }
+}
+
+/// Whether an object is a CustomResourceDefinition.
+pub fn is_crd(api_version: &str, kind: &str) -> bool {
+    kind == "CustomResourceDefinition" && api_version.starts_with("apiextensions.k8s.io/")
 }
 
 /// Server-side applies one object (or dry-runs it), returning what the
@@ -203,4 +280,73 @@ pub async fn delete_ours(
         Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
         Err(e) => Err(ApiError::from_kube(&format!("deleting `{}`", item.id()), e)),
     }
+}
+
+/// An object as a reader compares it: without what the server keeps for
+/// itself (managed fields, versions, status, ...), and with Secret data
+/// masked as `***` when `mask` is set.
+pub fn clean(mut v: Value, mask: bool) -> Value {
+    if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+        for k in [
+            "managedFields",
+            "resourceVersion",
+            "uid",
+            "creationTimestamp",
+            "generation",
+            "selfLink",
+        ] {
+            meta.remove(k);
+        }
+        if let Some(a) = meta.get_mut("annotations").and_then(Value::as_object_mut) {
+            a.remove("deployment.kubernetes.io/revision");
+            a.remove("kubectl.kubernetes.io/last-applied-configuration");
+        }
+        if meta
+            .get("annotations")
+            .and_then(Value::as_object)
+            .is_some_and(serde_json::Map::is_empty)
+        {
+            meta.remove("annotations");
+        }
+    }
+    if let Some(obj) = v.as_object_mut() {
+        obj.remove("status");
+    }
+    if mask && v.get("kind").and_then(Value::as_str) == Some("Secret") {
+        for field in ["data", "stringData"] {
+            if let Some(data) = v.get_mut(field).and_then(Value::as_object_mut) {
+                for value in data.values_mut() {
+                    *value = Value::String("***".into());
+                }
+            }
+        }
+    }
+    v
+}
+
+/// Whether applying `objects` would change nothing in the cluster: each
+/// exists, and a server-side dry-run apply of it gives the live object
+/// back, field for field.
+pub async fn unchanged(
+    client: &kube::Client,
+    kinds: &mut Kinds,
+    objects: &[Object],
+    default_ns: &str,
+) -> Result<bool, ApiError> {
+    for object in objects {
+        let (desired, item) = match apply(client, kinds, object, default_ns, false, true).await {
+            Ok(x) => x,
+            // A conflict, a missing namespace, ...: the real apply will say.
+            Err(ApiError::Failed(_)) => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        let Some(live) = get(client, kinds, &item).await? else {
+            return Ok(false);
+        };
+        let as_value = |o: DynamicObject| clean(serde_json::to_value(o).unwrap_or_default(), false);
+        if as_value(desired) != as_value(live) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }

@@ -29,7 +29,7 @@ pub async fn connect(context: Option<&str>) -> Result<kube::Client, ApiError> {
         .map_err(|e| ApiError::Unreachable(format!("cannot set up a client for {server}: {e}")))?;
     client.apiserver_version().await.map_err(|e| {
         ApiError::Unreachable(format!(
-            "the Kubernetes API at {server} does not answer ({e}); check that the cluster is up (`scripts/test-cluster.sh start` for the test cluster) and that KUBECONFIG points at it"
+            "the Kubernetes API at {server} does not answer ({e}); check that the cluster is up and that KUBECONFIG (or --context) points at it"
         ))
     })?;
     Ok(client)

@@ -1,10 +1,16 @@
-//! Waiting until what a revision applied is really healthy: Deployments,
-//! StatefulSets and DaemonSets rolled out (observed generation, then
-//! updated, ready and available replicas), Jobs complete, bare Pods ready.
+//! Waiting until what a revision applied is really healthy, for any kind,
+//! in the way of kstatus (sigs.k8s.io/cli-utils `pkg/kstatus/status`): one
+//! function, [`compute`], reads an object's status. The controller must
+//! have seen the object's generation (`observedGeneration`); the common
+//! workloads have rules of their own (Deployments, StatefulSets,
+//! DaemonSets and ReplicaSets rolled out, Jobs complete, Pods ready,
+//! claims bound, definitions established); any other kind is judged by
+//! its conditions (`Ready` or `Available` true; `Stalled` or `Failed`
+//! true fails), and a kind that reports none is healthy once applied.
 //! Pods stuck in CrashLoopBackOff or an image pull error fail the wait at
 //! once, with the container's last message; so does a Deployment's
-//! `ProgressDeadlineExceeded`. Everything is polled (twice a second), which
-//! works the same on every API version.
+//! `ProgressDeadlineExceeded`. Everything is polled, which works the same
+//! on every API version.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -29,12 +35,59 @@ pub enum State {
     Broken(String),
 }
 
-/// Whether a kind is waited for.
-pub fn watched(kind: &str) -> bool {
+/// Kinds that never report a status: healthy once applied, without a
+/// read. Any other kind is read and judged by [`compute`].
+fn statusless(kind: &str) -> bool {
     matches!(
         kind,
-        "Deployment" | "StatefulSet" | "DaemonSet" | "Job" | "Pod"
+        "ConfigMap"
+            | "Secret"
+            | "ServiceAccount"
+            | "Role"
+            | "ClusterRole"
+            | "RoleBinding"
+            | "ClusterRoleBinding"
     )
+}
+
+/// Waits until the named CustomResourceDefinitions are established, so
+/// that resources of their kinds can be applied; a definition whose names
+/// the server refused fails at once.
+pub async fn established(
+    client: &kube::Client,
+    names: &[String],
+    deadline: Instant,
+    notes: &UnboundedSender<String>,
+) -> Result<(), ApiError> {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for name in names {
+        loop {
+            let crd = api
+                .get(name)
+                .await
+                .map_err(|e| ApiError::from_kube(&format!("reading `{name}`"), e))?;
+            let value = serde_json::to_value(&crd).unwrap_or_default();
+            match compute("CustomResourceDefinition", &value) {
+                State::Ready => {
+                    let _ = notes.send(format!("CustomResourceDefinition/{name}: established"));
+                    break;
+                }
+                State::Broken(why) => {
+                    return Err(ApiError::Failed(format!(
+                        "`CustomResourceDefinition/{name}` failed: {why}"
+                    )));
+                }
+                State::Waiting(why) if Instant::now() >= deadline => {
+                    return Err(ApiError::Failed(format!(
+                        "`CustomResourceDefinition/{name}` was not established in time: {why}"
+                    )));
+                }
+                State::Waiting(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Waits until every watched item is ready, or one is broken, or `limit`
@@ -47,7 +100,7 @@ pub async fn wait(
     notes: &UnboundedSender<String>,
 ) -> Result<(), ApiError> {
     let start = Instant::now();
-    let watched: Vec<&Item> = items.iter().filter(|i| watched(&i.kind)).collect();
+    let watched: Vec<&Item> = items.iter().filter(|i| !statusless(&i.kind)).collect();
     let mut last: BTreeMap<String, State> = BTreeMap::new();
     loop {
         let mut pending = Vec::new();
@@ -88,57 +141,8 @@ async fn state(client: &kube::Client, kinds: &mut Kinds, item: &Item) -> Result<
     };
     let generation = live.metadata.generation.unwrap_or(0);
     let data = &live.data;
-    let status = &data["status"];
-    let int = |v: &Value| v.as_i64().unwrap_or(0);
-    let observed = int(&status["observedGeneration"]);
-    let own = match item.kind.as_str() {
-        "Deployment" => deployment(data, generation, observed),
-        "StatefulSet" => {
-            let want = data["spec"]["replicas"].as_i64().unwrap_or(1);
-            let (ready, updated) = (
-                int(&status["readyReplicas"]),
-                int(&status["updatedReplicas"]),
-            );
-            if observed < generation {
-                State::Waiting("waiting for the controller".into())
-            } else if ready == want
-                && updated == want
-                && status["currentRevision"] == status["updateRevision"]
-            {
-                State::Ready
-            } else {
-                State::Waiting(format!("{updated}/{want} updated, {ready}/{want} ready"))
-            }
-        }
-        "DaemonSet" => {
-            let want = int(&status["desiredNumberScheduled"]);
-            let updated = int(&status["updatedNumberScheduled"]);
-            let available = int(&status["numberAvailable"]);
-            if observed < generation {
-                State::Waiting("waiting for the controller".into())
-            } else if updated == want && available == want {
-                State::Ready
-            } else {
-                State::Waiting(format!(
-                    "{updated}/{want} updated, {available}/{want} available"
-                ))
-            }
-        }
-        "Job" => job(status),
-        "Pod" => {
-            let ready = status["conditions"].as_array().is_some_and(|c| {
-                c.iter()
-                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
-            });
-            match status["phase"].as_str() {
-                Some("Succeeded") => State::Ready,
-                Some("Failed") => State::Broken("the pod failed".into()),
-                _ if ready => State::Ready,
-                phase => State::Waiting(phase.unwrap_or("pending").to_lowercase()),
-            }
-        }
-        _ => State::Ready,
-    };
+    let observed = data["status"]["observedGeneration"].as_i64().unwrap_or(0);
+    let own = compute(&item.kind, &serde_json::to_value(&live).unwrap_or_default());
     if own == State::Ready {
         return Ok(own);
     }
@@ -253,24 +257,167 @@ async fn last_words(client: &kube::Client, pod: &Pod, container: &str) -> String
     }
 }
 
-fn deployment(data: &Value, generation: i64, observed: i64) -> State {
-    let status = &data["status"];
+/// What an object's status says of its health: kstatus's rules. A
+/// controller that has not seen the newest generation means waiting; the
+/// common workloads are judged by their own fields; any other kind by its
+/// conditions; a kind without conditions is healthy once it exists.
+pub fn compute(kind: &str, object: &Value) -> State {
+    let status = &object["status"];
     let int = |v: &Value| v.as_i64().unwrap_or(0);
-    if let Some(conditions) = status["conditions"].as_array() {
-        if let Some(c) = conditions
-            .iter()
-            .find(|c| c["type"] == "Progressing" && c["reason"] == "ProgressDeadlineExceeded")
-        {
-            return State::Broken(format!(
-                "progress deadline exceeded: {}",
-                c["message"].as_str().unwrap_or_default()
-            ));
+    let generation = object["metadata"]["generation"].as_i64();
+    let observed = status["observedGeneration"].as_i64();
+    // Until the controller has seen this generation, what the status says
+    // is about an earlier one (a rollback must not fail on the deadline
+    // the failed revision exceeded).
+    if let (Some(generation), Some(observed)) = (generation, observed) {
+        if observed < generation {
+            return State::Waiting("waiting for the controller".into());
         }
     }
-    if observed < generation {
+    match kind {
+        "Deployment" => deployment(object),
+        "StatefulSet" => {
+            let want = object["spec"]["replicas"].as_i64().unwrap_or(1);
+            let (ready, updated) = (
+                int(&status["readyReplicas"]),
+                int(&status["updatedReplicas"]),
+            );
+            if observed.is_none() {
+                State::Waiting("waiting for the controller".into())
+            } else if ready == want
+                && updated == want
+                && status["currentRevision"] == status["updateRevision"]
+            {
+                State::Ready
+            } else {
+                State::Waiting(format!("{updated}/{want} updated, {ready}/{want} ready"))
+            }
+        }
+        "DaemonSet" => {
+            let want = int(&status["desiredNumberScheduled"]);
+            let updated = int(&status["updatedNumberScheduled"]);
+            let available = int(&status["numberAvailable"]);
+            if observed.is_none() {
+                State::Waiting("waiting for the controller".into())
+            } else if updated == want && available == want {
+                State::Ready
+            } else {
+                State::Waiting(format!(
+                    "{updated}/{want} updated, {available}/{want} available"
+                ))
+            }
+        }
+        "ReplicaSet" => {
+            let want = object["spec"]["replicas"].as_i64().unwrap_or(1);
+            let (ready, available) = (
+                int(&status["readyReplicas"]),
+                int(&status["availableReplicas"]),
+            );
+            if observed.is_none() && want > 0 {
+                State::Waiting("waiting for the controller".into())
+            } else if ready == want && available == want {
+                State::Ready
+            } else {
+                State::Waiting(format!(
+                    "{ready}/{want} ready, {available}/{want} available"
+                ))
+            }
+        }
+        "Job" => job(status),
+        "Pod" => {
+            let ready = condition(status, "Ready").is_some_and(|c| c["status"] == "True");
+            match status["phase"].as_str() {
+                Some("Succeeded") => State::Ready,
+                Some("Failed") => State::Broken("the pod failed".into()),
+                _ if ready => State::Ready,
+                phase => State::Waiting(phase.unwrap_or("pending").to_lowercase()),
+            }
+        }
+        "PersistentVolumeClaim" => match status["phase"].as_str() {
+            Some("Bound") => State::Ready,
+            Some("Lost") => State::Broken("the claim lost its volume".into()),
+            phase => State::Waiting(format!(
+                "{} (not bound)",
+                phase.unwrap_or("pending").to_lowercase()
+            )),
+        },
+        "Namespace" => match status["phase"].as_str() {
+            Some("Terminating") => State::Waiting("terminating".into()),
+            _ => State::Ready,
+        },
+        "CustomResourceDefinition" => {
+            if let Some(c) = condition(status, "NamesAccepted").filter(|c| c["status"] == "False") {
+                return State::Broken(format!("names not accepted: {}", said(c)));
+            }
+            match condition(status, "Established") {
+                Some(c) if c["status"] == "True" => State::Ready,
+                _ => State::Waiting("not established yet".into()),
+            }
+        }
+        _ => by_conditions(status),
+    }
+}
+
+/// kstatus's rules for any kind: `Stalled` or `Failed` true fails;
+/// `Reconciling` true waits; `Ready` (else `Available`) decides when
+/// reported; without these, the object is healthy.
+fn by_conditions(status: &Value) -> State {
+    for failed in ["Stalled", "Failed"] {
+        if let Some(c) = condition(status, failed).filter(|c| c["status"] == "True") {
+            return State::Broken(format!("{failed}: {}", said(c)));
+        }
+    }
+    if let Some(c) = condition(status, "Reconciling").filter(|c| c["status"] == "True") {
+        return State::Waiting(format!("reconciling: {}", said(c)));
+    }
+    for kind in ["Ready", "Available"] {
+        if let Some(c) = condition(status, kind) {
+            return if c["status"] == "True" {
+                State::Ready
+            } else {
+                State::Waiting(format!("not {}: {}", kind.to_lowercase(), said(c)))
+            };
+        }
+    }
+    State::Ready
+}
+
+/// The status condition of this type, if reported.
+fn condition<'a>(status: &'a Value, kind: &str) -> Option<&'a Value> {
+    status["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == kind)
+}
+
+/// A condition's reason and message, for a report.
+fn said(c: &Value) -> String {
+    let reason = c["reason"].as_str().unwrap_or_default();
+    let message = c["message"].as_str().unwrap_or_default();
+    match (reason.is_empty(), message.is_empty()) {
+        (true, true) => format!("status {}", c["status"].as_str().unwrap_or("unknown")),
+        (false, true) => reason.to_string(),
+        (true, false) => message.to_string(),
+        (false, false) => format!("{reason}: {message}"),
+    }
+}
+
+fn deployment(object: &Value) -> State {
+    let status = &object["status"];
+    let int = |v: &Value| v.as_i64().unwrap_or(0);
+    let generation = object["metadata"]["generation"].as_i64().unwrap_or(0);
+    if int(&status["observedGeneration"]) < generation {
         return State::Waiting("waiting for the controller".into());
     }
-    let want = data["spec"]["replicas"].as_i64().unwrap_or(1);
+    if let Some(c) =
+        condition(status, "Progressing").filter(|c| c["reason"] == "ProgressDeadlineExceeded")
+    {
+        return State::Broken(format!(
+            "progress deadline exceeded: {}",
+            c["message"].as_str().unwrap_or_default()
+        ));
+    }
+    let want = object["spec"]["replicas"].as_i64().unwrap_or(1);
     let (updated, ready, available, total) = (
         int(&status["updatedReplicas"]),
         int(&status["readyReplicas"]),
@@ -380,4 +527,117 @@ fn stuck(pod: &Pod) -> Option<(String, String)> {
         ));
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::{State, compute};
+
+    fn waiting(s: &State) -> bool {
+        matches!(s, State::Waiting(_))
+    }
+
+    #[test]
+    fn a_generation_the_controller_has_not_seen_waits_whatever_else_the_status_says() {
+        let d = json!({
+            "metadata": {"generation": 3},
+            "spec": {"replicas": 1},
+            "status": {"observedGeneration": 2, "replicas": 1, "updatedReplicas": 1,
+                "readyReplicas": 1, "availableReplicas": 1,
+                "conditions": [{"type": "Progressing", "status": "False",
+                    "reason": "ProgressDeadlineExceeded"}]}
+        });
+        // A rollback right after a deadline: the stale condition must not fail it.
+        assert!(waiting(&compute("Deployment", &d)));
+        let widget = json!({
+            "metadata": {"generation": 2},
+            "status": {"observedGeneration": 1,
+                "conditions": [{"type": "Ready", "status": "True"}]}
+        });
+        assert!(waiting(&compute("Widget", &widget)));
+    }
+
+    #[test]
+    fn any_kind_is_judged_by_its_conditions_else_healthy_once_applied() {
+        let with = |conditions: serde_json::Value| {
+            compute(
+                "Widget",
+                &json!({"metadata": {"generation": 1},
+                "status": {"observedGeneration": 1, "conditions": conditions}}),
+            )
+        };
+        assert_eq!(
+            with(json!([{"type": "Ready", "status": "True"}])),
+            State::Ready
+        );
+        assert_eq!(
+            with(
+                json!([{"type": "Ready", "status": "False", "reason": "Warming", "message": "wait"}])
+            ),
+            State::Waiting("not ready: Warming: wait".into())
+        );
+        assert_eq!(
+            with(json!([{"type": "Available", "status": "True"}])),
+            State::Ready
+        );
+        assert_eq!(
+            with(json!([{"type": "Ready", "status": "True"},
+                {"type": "Stalled", "status": "True", "reason": "BadSpec"}])),
+            State::Broken("Stalled: BadSpec".into())
+        );
+        assert!(matches!(
+            with(json!([{"type": "Failed", "status": "True", "message": "no"}])),
+            State::Broken(_)
+        ));
+        assert!(waiting(&with(
+            json!([{"type": "Reconciling", "status": "True"}])
+        )));
+        assert_eq!(
+            with(json!([{"type": "Synced", "status": "False"}])),
+            State::Ready
+        );
+        assert_eq!(compute("Widget", &json!({"spec": {}})), State::Ready);
+    }
+
+    #[test]
+    fn built_in_kinds_have_rules_of_their_own() {
+        let crd = |established: &str| {
+            json!({"status": {"conditions": [
+                {"type": "NamesAccepted", "status": "True"},
+                {"type": "Established", "status": established}]}})
+        };
+        assert_eq!(
+            compute("CustomResourceDefinition", &crd("True")),
+            State::Ready
+        );
+        assert!(waiting(&compute("CustomResourceDefinition", &crd("False"))));
+        let refused = json!({"status": {"conditions": [
+            {"type": "NamesAccepted", "status": "False", "reason": "MultipleNamesNotAllowed"}]}});
+        assert!(matches!(
+            compute("CustomResourceDefinition", &refused),
+            State::Broken(_)
+        ));
+        assert_eq!(
+            compute(
+                "PersistentVolumeClaim",
+                &json!({"status": {"phase": "Bound"}})
+            ),
+            State::Ready
+        );
+        assert!(waiting(&compute(
+            "PersistentVolumeClaim",
+            &json!({"status": {"phase": "Pending"}})
+        )));
+        assert!(waiting(&compute(
+            "Namespace",
+            &json!({"status": {"phase": "Terminating"}})
+        )));
+        let rs = json!({"metadata": {"generation": 1}, "spec": {"replicas": 2},
+            "status": {"observedGeneration": 1, "readyReplicas": 2, "availableReplicas": 1}});
+        assert!(waiting(&compute("ReplicaSet", &rs)));
+        let job = json!({"status": {"conditions": [{"type": "Failed", "status": "True", "message": "backoff"}]}});
+        assert!(matches!(compute("Job", &job), State::Broken(_)));
+    }
 }

@@ -17,7 +17,7 @@ pub mod render;
 pub mod store;
 
 use std::collections::{BTreeMap, HashSet};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, ObjectMeta, PostParams};
@@ -25,7 +25,15 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use apply::{ApiError, Kinds};
 use render::Object;
-use store::{Item, Revision, Status, Store};
+use store::{Item, Revision, Source, Status, Store};
+
+/// Annotations on every object a release applies (on the object's own
+/// metadata, never in a pod template): which release, which revision,
+/// which commit, and whether the work tree had uncommitted changes.
+pub const RELEASE_ANNOTATION: &str = "slipway.dev/release";
+pub const REVISION_ANNOTATION: &str = "slipway.dev/revision";
+pub const COMMIT_ANNOTATION: &str = "slipway.dev/commit";
+pub const DIRTY_ANNOTATION: &str = "slipway.dev/dirty";
 
 /// Everything one release needs besides the cluster.
 pub struct Request {
@@ -34,13 +42,49 @@ pub struct Request {
     /// Rendered, with secrets filled in.
     pub objects: Vec<Object>,
     pub images: BTreeMap<String, String>,
+    /// Container name → the image's digest (`repo@sha256:...`), where it
+    /// could be resolved; `objects` are already pinned to them.
+    pub digests: BTreeMap<String, String>,
     pub wait: Duration,
     pub rollback: bool,
     pub prune: bool,
     pub history: u32,
     pub pipeline: String,
     pub git_sha: Option<String>,
+    pub source: Source,
     pub force_conflicts: bool,
+}
+
+impl Request {
+    /// The annotations of revision `version`'s objects.
+    fn marks(&self, version: u32) -> Vec<(&'static str, String)> {
+        marks(
+            &self.name,
+            version,
+            self.git_sha.as_deref(),
+            self.source.dirty,
+        )
+    }
+}
+
+/// The annotations of revision `version` of release `name`'s objects.
+pub fn marks(
+    name: &str,
+    version: u32,
+    commit: Option<&str>,
+    dirty: Option<bool>,
+) -> Vec<(&'static str, String)> {
+    let mut marks = vec![
+        (RELEASE_ANNOTATION, name.to_string()),
+        (REVISION_ANNOTATION, version.to_string()),
+    ];
+    if let Some(sha) = commit {
+        marks.push((COMMIT_ANNOTATION, sha.to_string()));
+    }
+    if dirty == Some(true) {
+        marks.push((DIRTY_ANNOTATION, "true".into()));
+    }
+    marks
 }
 
 /// How a release ended well.
@@ -48,6 +92,9 @@ pub struct Request {
 pub struct Done {
     pub revision: u32,
     pub pruned: Vec<String>,
+    /// Nothing differed from the deployed revision: nothing was applied
+    /// and no revision recorded; `revision` is the one still running.
+    pub unchanged: bool,
 }
 
 /// Releases `req` as a new revision. On failure with rollback, the last
@@ -67,8 +114,16 @@ pub async fn release(
         .find(|r| r.status == Status::Deployed)
         .cloned();
     let mut kinds = Kinds::default();
+    kinds.declare(&req.objects);
+    if let Some(deployed) = &previous {
+        if let Some(done) = unchanged(client, &mut kinds, req, deployed, notes).await? {
+            return Ok(done);
+        }
+    }
     let inventory = inventory(client, &mut kinds, &req.objects, &req.namespace).await?;
     let version = revisions.last().map_or(1, |r| r.version + 1);
+    let mut objects = req.objects.clone();
+    render::annotate(&mut objects, &req.marks(version));
     let mut revision = Revision {
         release: req.name.clone(),
         namespace: req.namespace.clone(),
@@ -78,8 +133,10 @@ pub async fn release(
         pipeline: req.pipeline.clone(),
         git_sha: req.git_sha.clone(),
         images: req.images.clone(),
+        digests: req.digests.clone(),
+        source: req.source.clone(),
         description: "deploying".into(),
-        manifests: render::to_yaml(&req.objects),
+        manifests: render::to_yaml(&objects),
         inventory: inventory.clone(),
     };
     store.create(&revision).await.map_err(|e| match e {
@@ -96,7 +153,7 @@ pub async fn release(
         req.objects.len()
     ));
 
-    let outcome = apply_and_wait(client, &mut kinds, &req.objects, req, notes).await;
+    let outcome = apply_and_wait(client, &mut kinds, &objects, req, notes).await;
     match outcome {
         Ok(()) => {
             let pruned = if req.prune {
@@ -111,6 +168,7 @@ pub async fn release(
             Ok(Done {
                 revision: version,
                 pruned,
+                unchanged: false,
             })
         }
         Err(ApiError::Unreachable(e)) => Err(ApiError::Unreachable(e)),
@@ -169,18 +227,22 @@ pub async fn rollback_to(
     req: &Request,
     notes: &UnboundedSender<String>,
 ) -> Result<u32, ApiError> {
-    let objects = render::parse(&target.manifests, std::path::Path::new("revision"))
+    let mut objects = render::parse(&target.manifests, std::path::Path::new("revision"))
         .map_err(|e| ApiError::Failed(format!("revision {}: {}", target.version, e.0)))?;
     let revisions = store
         .list()
         .await
         .map_err(|e| ApiError::from_kube("listing revisions", e))?;
     let version = revisions.last().map_or(1, |r| r.version + 1);
+    // The objects say which revision is live; the commit stays the one
+    // the target was made from.
+    render::annotate(&mut objects, &[(REVISION_ANNOTATION, version.to_string())]);
     let mut revision = Revision {
         version,
         status: Status::Pending,
         time: jiff::Timestamp::now().to_string(),
         description: format!("rollback to {}", target.version),
+        manifests: render::to_yaml(&objects),
         ..target.clone()
     };
     store
@@ -188,6 +250,7 @@ pub async fn rollback_to(
         .await
         .map_err(|e| ApiError::from_kube("recording the rollback", e))?;
     let mut kinds = Kinds::default();
+    kinds.declare(&objects);
     let outcome = apply_and_wait(client, &mut kinds, &objects, req, notes).await;
     match outcome {
         Ok(()) => {
@@ -217,8 +280,49 @@ pub async fn rollback_to(
     }
 }
 
+/// The deployed revision, if applying `req` would change nothing: its
+/// objects, annotated as that revision, are what it recorded, and the
+/// cluster still holds them as they were applied. It is then only checked
+/// for health: no apply, no new revision, no Pod restarted.
+async fn unchanged(
+    client: &kube::Client,
+    kinds: &mut Kinds,
+    req: &Request,
+    deployed: &Revision,
+    notes: &UnboundedSender<String>,
+) -> Result<Option<Done>, ApiError> {
+    let mut objects = req.objects.clone();
+    render::annotate(&mut objects, &req.marks(deployed.version));
+    if render::to_yaml(&objects) != deployed.manifests
+        || !apply::unchanged(client, kinds, &objects, &req.namespace).await?
+    {
+        return Ok(None);
+    }
+    let _ = notes.send(format!(
+        "release `{}`: nothing to apply, revision {} is what the cluster runs; checking its health",
+        req.name, deployed.version
+    ));
+    health::wait(client, kinds, &deployed.inventory, req.wait, notes)
+        .await
+        .map_err(|e| match e {
+            ApiError::Failed(why) => ApiError::Failed(format!(
+                "no changes to revision {} of `{}`, but it is not healthy: {why}",
+                deployed.version, req.name
+            )),
+            e => e,
+        })?;
+    Ok(Some(Done {
+        revision: deployed.version,
+        pruned: Vec::new(),
+        unchanged: true,
+    }))
+}
+
 /// Applies `objects` (not necessarily `req`'s: a rollback's are an earlier
 /// revision's) with `req`'s namespace and settings, and waits for them.
+/// CustomResourceDefinitions go first (they rank first), and the rest
+/// waits until they are established, so that resources of the kinds they
+/// declare can be applied in the same release.
 async fn apply_and_wait(
     client: &kube::Client,
     kinds: &mut Kinds,
@@ -226,8 +330,20 @@ async fn apply_and_wait(
     req: &Request,
     notes: &UnboundedSender<String>,
 ) -> Result<(), ApiError> {
+    let deadline = Instant::now() + req.wait;
     let mut applied = Vec::new();
+    let mut definitions: Vec<String> = Vec::new();
     for object in objects {
+        let definition = apply::is_crd(&object.api_version, &object.kind);
+        if !definition && !definitions.is_empty() {
+            health::established(client, &definitions, deadline, notes).await?;
+            definitions.clear();
+        }
+        if kinds.is_declared(&object.api_version, &object.kind) {
+            kinds
+                .wait_served(client, &object.api_version, &object.kind, deadline)
+                .await?;
+        }
         let (_, item) = apply::apply(
             client,
             kinds,
@@ -238,9 +354,22 @@ async fn apply_and_wait(
         )
         .await?;
         let _ = notes.send(format!("applied {}", item.id()));
+        if definition {
+            definitions.push(object.name.clone());
+        }
         applied.push(item);
     }
-    health::wait(client, kinds, &applied, req.wait, notes).await
+    if !definitions.is_empty() {
+        health::established(client, &definitions, deadline, notes).await?;
+    }
+    health::wait(
+        client,
+        kinds,
+        &applied,
+        deadline.saturating_duration_since(Instant::now()),
+        notes,
+    )
+    .await
 }
 
 /// Records the verdict: this revision deployed, the one before superseded,
@@ -281,6 +410,10 @@ async fn prune(
         .iter()
         .map(|i| (i.kind.as_str(), i.namespace.as_deref(), i.name.as_str()))
         .collect();
+    // Dependents first: custom resources and workloads before what they
+    // use, CustomResourceDefinitions and namespaces last.
+    let mut before: Vec<&Item> = before.iter().collect();
+    before.sort_by_key(|i| std::cmp::Reverse(render::rank(&i.kind)));
     let mut pruned = Vec::new();
     for item in before {
         if keep.contains(&(
@@ -333,11 +466,11 @@ async fn inventory(
 ) -> Result<Vec<Item>, ApiError> {
     let mut items = Vec::new();
     for o in objects {
-        let (_, caps) = kinds.resolve(client, &o.api_version, &o.kind).await?;
+        let scope = kinds.scope(client, &o.api_version, &o.kind).await?;
         items.push(Item {
             api_version: o.api_version.clone(),
             kind: o.kind.clone(),
-            namespace: match caps.scope {
+            namespace: match scope {
                 kube::discovery::Scope::Namespaced => {
                     Some(o.namespace.clone().unwrap_or_else(|| namespace.to_string()))
                 }

@@ -278,6 +278,51 @@ fn interpolate(text: &str, scope: &Scope<'_>) -> Result<String, (usize, usize, S
     Ok(out)
 }
 
+/// Sets each container's image (container name → reference) on every
+/// object, as `release`'s `image` settings do: used again to pin them to
+/// the digests resolved after the push.
+pub fn set_images<'a>(
+    objects: &mut [Object],
+    images: impl IntoIterator<Item = (&'a String, &'a String)> + Clone,
+) {
+    for o in objects {
+        for (container, image) in images.clone() {
+            set_image(&mut o.value, container, image);
+        }
+    }
+}
+
+/// `repo:tag` and its digest `repo@sha256:...` → `repo:tag@sha256:...`:
+/// the digest decides what runs, the tag stays for people to read.
+pub fn pin(image: &str, digest: &str) -> String {
+    let Some((_, sha)) = digest.split_once('@') else {
+        return image.to_string();
+    };
+    let named = image.split_once('@').map_or(image, |(n, _)| n);
+    format!("{named}@{sha}")
+}
+
+/// Sets annotations on each object's own metadata (never in a pod
+/// template, so that they start no new Pods).
+pub fn annotate(objects: &mut [Object], annotations: &[(&str, String)]) {
+    for o in objects {
+        let Some(meta) = o.value.get_mut("metadata").and_then(Value::as_object_mut) else {
+            continue;
+        };
+        let entry = meta
+            .entry("annotations")
+            .or_insert_with(|| Value::Object(serde_json::Map::new()));
+        if !entry.is_object() {
+            *entry = Value::Object(serde_json::Map::new());
+        }
+        if let Some(map) = entry.as_object_mut() {
+            for (k, v) in annotations {
+                map.insert((*k).to_string(), Value::String(v.clone()));
+            }
+        }
+    }
+}
+
 /// Sets `image` on every container named `container` in the object's pod
 /// spec, wherever the kind keeps it.
 fn set_image(value: &mut Value, container: &str, image: &str) {
@@ -417,6 +462,49 @@ mod tests {
         assert_eq!(
             interpolate("a: 1\nb: ${NOPE}\n", &s),
             Err((2, 4, "NOPE".to_string()))
+        );
+    }
+
+    #[test]
+    fn pins_keep_the_tag_and_replace_a_digest() {
+        assert_eq!(
+            pin(
+                "localhost:5000/chat:main-1a2b3c4",
+                "localhost:5000/chat@sha256:ab"
+            ),
+            "localhost:5000/chat:main-1a2b3c4@sha256:ab"
+        );
+        assert_eq!(
+            pin(
+                "localhost:5000/chat@sha256:old",
+                "localhost:5000/chat@sha256:ab"
+            ),
+            "localhost:5000/chat@sha256:ab"
+        );
+        assert_eq!(pin("chat", "nonsense"), "chat");
+    }
+
+    #[test]
+    fn annotations_go_on_the_object_never_in_its_pod_template() {
+        let mut objects = parse(
+            "kind: Deployment\napiVersion: apps/v1\nmetadata:\n  name: web\n  annotations:\n    keep: \"1\"\n\
+             spec:\n  template:\n    metadata:\n      labels: {app: web}\n    spec: {containers: []}\n---\n\
+             kind: ConfigMap\napiVersion: v1\nmetadata: {name: c}\n",
+            Path::new("m.yaml"),
+        )
+        .expect("parses");
+        annotate(&mut objects, &[("slipway.dev/revision", "3".into())]);
+        let web = &objects[0].value;
+        assert_eq!(web["metadata"]["annotations"]["keep"], "1");
+        assert_eq!(web["metadata"]["annotations"]["slipway.dev/revision"], "3");
+        assert!(
+            web["spec"]["template"]["metadata"]
+                .get("annotations")
+                .is_none()
+        );
+        assert_eq!(
+            objects[1].value["metadata"]["annotations"]["slipway.dev/revision"],
+            "3"
         );
     }
 

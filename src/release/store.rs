@@ -70,6 +70,24 @@ impl Item {
     }
 }
 
+/// Where a revision came from, beside its commit (`Revision::git_sha`):
+/// which commit is live, who released it, from which run.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Source {
+    pub branch: Option<String>,
+    pub tag: Option<String>,
+    /// Whether the work tree had changes not in the commit; `None` outside
+    /// a git work tree.
+    pub dirty: Option<bool>,
+    /// The run that released it (`slipway run`'s run id).
+    pub run: Option<String>,
+    /// The pipeline file, relative to the repository's root when in one.
+    pub file: Option<String>,
+    /// Who and where: the CI job's URL when a CI system ran it, else
+    /// `user@host`.
+    pub by: Option<String>,
+}
+
 /// What a revision records.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Revision {
@@ -81,8 +99,14 @@ pub struct Revision {
     pub time: String,
     pub pipeline: String,
     pub git_sha: Option<String>,
-    /// Container name → image reference.
+    /// Container name → image reference, as the pipeline gave it.
     pub images: BTreeMap<String, String>,
+    /// Container name → the image's content digest (`repo@sha256:...`),
+    /// resolved after the push; what the manifests were pinned to.
+    #[serde(default)]
+    pub digests: BTreeMap<String, String>,
+    #[serde(default)]
+    pub source: Source,
     /// What happened, in a line: "deployed", "rollback to 1", ...
     pub description: String,
     /// The rendered manifests, as applied (YAML documents).
@@ -219,6 +243,8 @@ mod tests {
             pipeline: "chat".into(),
             git_sha: Some("abc".into()),
             images: BTreeMap::from([("chat".into(), "localhost:5000/chat:1".into())]),
+            digests: BTreeMap::new(),
+            source: Source::default(),
             description: "deployed".into(),
             manifests: "---\nkind: ConfigMap\n".into(),
             inventory: vec![],

@@ -47,6 +47,9 @@ pub enum Outcome {
     /// A component the stage needs (the Kubernetes API) did not answer:
     /// the stage fails, and the run exits 3 rather than 1.
     Unreachable(String),
+    /// slipway itself failed (a bug: the stage's task panicked): the stage
+    /// fails, and the run exits 3.
+    Internal(String),
 }
 
 /// Where a backend sends a stage's output.
@@ -95,4 +98,13 @@ pub trait Backend: Send + Sync {
 
     /// A short name for messages.
     fn name(&self) -> &'static str;
+
+    /// The content digest of an image reference as the backend's image
+    /// store knows it (`repository@sha256:...`, from its registry), for the
+    /// release step's record and to pin what it deploys. `None` when the
+    /// backend keeps no images, or the reference was never pushed or pulled.
+    fn resolve_image(&self, reference: &str) -> BoxFuture<Option<String>> {
+        let _ = reference;
+        Box::pin(async { None })
+    }
 }

@@ -10,7 +10,7 @@ use bollard::query_parameters::{
     BuildImageOptionsBuilder, PushImageOptionsBuilder, TagImageOptionsBuilder,
 };
 use futures_util::StreamExt as _;
-use globset::{Glob, GlobSet, GlobSetBuilder};
+use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use tokio_util::sync::CancellationToken;
 
 use super::backend::{Job, Outcome, Output};
@@ -132,6 +132,28 @@ pub(crate) async fn build(
     Outcome::Exited(0)
 }
 
+/// The digest the image's registry gave `reference` (`repository@sha256:...`),
+/// from the engine's record of its pushes and pulls; `None` when the engine
+/// does not have the image or never exchanged it with that repository.
+pub(crate) async fn repo_digest(docker: &Docker, reference: &str) -> Option<String> {
+    if reference.contains("@sha256:") {
+        let (repo, digest) = reference.split_once('@')?;
+        return Some(format!("{}@{digest}", split_tag(repo).0));
+    }
+    let image = docker.inspect_image(reference).await.ok()?;
+    let repository = familiar(split_tag(reference).0);
+    image.repo_digests?.into_iter().find(|d| {
+        d.split_once('@')
+            .is_some_and(|(repo, _)| familiar(repo) == repository)
+    })
+}
+
+/// A repository as the engine shows it: Docker Hub's prefixes left out.
+fn familiar(repository: &str) -> &str {
+    let short = repository.strip_prefix("docker.io/").unwrap_or(repository);
+    short.strip_prefix("library/").unwrap_or(short)
+}
+
 /// `registry:5000/team/app:tag` → (`registry:5000/team/app`, `tag`).
 fn split_tag(reference: &str) -> (&str, &str) {
     match reference.rsplit_once(':') {
@@ -142,7 +164,7 @@ fn split_tag(reference: &str) -> (&str, &str) {
 
 /// The build context as a tar, without what `.dockerignore` excludes.
 fn context_tar(dir: &Path) -> std::io::Result<Vec<u8>> {
-    let ignore = dockerignore(dir);
+    let ignore = DockerIgnore::read(dir);
     let mut tar = tar::Builder::new(Vec::new());
     tar.follow_symlinks(false);
     let mut stack = vec![dir.to_path_buf()];
@@ -153,12 +175,15 @@ fn context_tar(dir: &Path) -> std::io::Result<Vec<u8>> {
             let path = entry.path();
             let rel = path.strip_prefix(dir).unwrap_or(&path);
             let rel_str = rel.to_string_lossy();
-            if ALWAYS_IGNORED.iter().any(|i| rel_str == *i) || ignore.is_match(rel) {
+            if ALWAYS_IGNORED.iter().any(|i| rel_str == *i) {
                 continue;
             }
             if entry.file_type()?.is_dir() {
-                stack.push(path);
-            } else {
+                // An excluded folder may still hold a re-included file.
+                if !ignore.excludes(rel) || ignore.reincludes {
+                    stack.push(path);
+                }
+            } else if !ignore.excludes(rel) {
                 tar.append_path_with_name(&path, rel)?;
             }
         }
@@ -166,25 +191,136 @@ fn context_tar(dir: &Path) -> std::io::Result<Vec<u8>> {
     tar.into_inner()
 }
 
-/// `.dockerignore` patterns, each also matching everything below it.
-fn dockerignore(dir: &Path) -> GlobSet {
-    let mut set = GlobSetBuilder::new();
-    if let Ok(text) = std::fs::read_to_string(dir.join(".dockerignore")) {
+/// `.dockerignore`, as the engine reads it: patterns relative to the
+/// context's root (`*` does not cross `/`, `**` does), each also matching
+/// everything below it, `!` re-including; the last pattern that matches a
+/// path decides.
+struct DockerIgnore {
+    set: GlobSet,
+    /// For each glob of `set`: whether its pattern is a `!` re-include.
+    negated: Vec<bool>,
+    reincludes: bool,
+}
+
+impl DockerIgnore {
+    fn read(dir: &Path) -> Self {
+        let text = std::fs::read_to_string(dir.join(".dockerignore")).unwrap_or_default();
+        Self::parse(&text)
+    }
+
+    fn parse(text: &str) -> Self {
+        let mut set = GlobSetBuilder::new();
+        let mut negated = Vec::new();
         for line in text
             .lines()
             .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with('!'))
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
         {
+            let (negate, line) = match line.strip_prefix('!') {
+                Some(rest) => (true, rest.trim()),
+                None => (false, line),
+            };
             let pattern = line
                 .trim_start_matches("./")
                 .trim_start_matches('/')
                 .trim_end_matches('/');
+            if pattern.is_empty() {
+                continue;
+            }
             for p in [pattern.to_string(), format!("{pattern}/**")] {
-                if let Ok(g) = Glob::new(&p) {
+                if let Ok(g) = GlobBuilder::new(&p).literal_separator(true).build() {
                     set.add(g);
+                    negated.push(negate);
                 }
             }
         }
+        Self {
+            set: set.build().unwrap_or_else(|_| GlobSet::empty()),
+            reincludes: negated.iter().any(|n| *n),
+            negated,
+        }
     }
-    set.build().unwrap_or_else(|_| GlobSet::empty())
+
+    fn excludes(&self, rel: &Path) -> bool {
+        self.set
+            .matches(rel)
+            .into_iter()
+            .max()
+            .is_some_and(|last| !self.negated[last])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::{DockerIgnore, context_tar, familiar, split_tag};
+
+    #[test]
+    fn dockerignore_re_includes_and_the_last_matching_pattern_decides() {
+        let ignore = DockerIgnore::parse(
+            "# logs\n*.log\n!keep.log\nbuild/\n!build/keep.txt\n**/*.tmp\n./secret.txt\n",
+        );
+        let excluded = |p: &str| ignore.excludes(Path::new(p));
+        assert!(excluded("a.log"));
+        assert!(!excluded("keep.log"));
+        assert!(!excluded("src/a.log"), "`*` does not cross `/`");
+        assert!(excluded("build/out.bin"));
+        assert!(!excluded("build/keep.txt"));
+        assert!(excluded("src/deep/x.tmp"));
+        assert!(excluded("secret.txt"));
+        assert!(!excluded("src/main.rs"));
+    }
+
+    #[test]
+    fn the_context_keeps_re_included_files_inside_excluded_folders() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path();
+        std::fs::create_dir_all(p.join("build")).expect("mkdir");
+        std::fs::create_dir_all(p.join(".git")).expect("mkdir");
+        for f in [
+            "Dockerfile",
+            "a.log",
+            "keep.log",
+            "build/out.bin",
+            "build/keep.txt",
+            ".git/HEAD",
+        ] {
+            std::fs::write(p.join(f), "x").expect("write");
+        }
+        std::fs::write(
+            p.join(".dockerignore"),
+            "*.log\n!keep.log\nbuild\n!build/keep.txt\n",
+        )
+        .expect("write");
+        let tar = context_tar(p).expect("tar");
+        let mut names: Vec<String> = tar::Archive::new(tar.as_slice())
+            .entries()
+            .expect("entries")
+            .map(|e| {
+                e.expect("entry")
+                    .path()
+                    .expect("path")
+                    .display()
+                    .to_string()
+            })
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [".dockerignore", "Dockerfile", "build/keep.txt", "keep.log"]
+        );
+    }
+
+    #[test]
+    fn repositories_compare_as_the_engine_shows_them() {
+        assert_eq!(
+            split_tag("localhost:5000/chat:main-1a2b3c4").0,
+            "localhost:5000/chat"
+        );
+        assert_eq!(split_tag("localhost:5000/chat").0, "localhost:5000/chat");
+        assert_eq!(familiar("docker.io/library/node"), "node");
+        assert_eq!(familiar("docker.io/team/app"), "team/app");
+        assert_eq!(familiar("localhost:5000/chat"), "localhost:5000/chat");
+    }
 }

@@ -202,19 +202,20 @@ struct Shared {
 
 impl DockerBackend {
     /// Connects to the engine (`DOCKER_HOST`, or `/var/run/docker.sock`) and
-    /// creates the run's network.
-    pub async fn connect(pipeline: &str, pull: Pull, mode: WorkspaceMode) -> Result<Self, String> {
+    /// creates the network of run `run_id`.
+    pub async fn connect(
+        pipeline: &str,
+        run_id: &str,
+        pull: Pull,
+        mode: WorkspaceMode,
+    ) -> Result<Self, String> {
         let docker =
             Docker::connect_with_local_defaults().map_err(|e| not_running(&e.to_string()))?;
         docker
             .ping()
             .await
             .map_err(|e| not_running(&e.to_string()))?;
-        let run_id = format!(
-            "{}-{}",
-            jiff::Timestamp::now().as_millisecond(),
-            std::process::id()
-        );
+        let run_id = run_id.to_string();
         let network = format!("slipway-{run_id}");
         docker
             .create_network(NetworkCreateRequest {
@@ -295,17 +296,31 @@ impl DockerBackend {
     }
 }
 
+/// The registry digest of an image, asked of the local engine outside a
+/// run (`slipway release diff`); `None` when the engine does not answer or
+/// does not know it.
+pub async fn image_digest(reference: &str) -> Option<String> {
+    let docker = Docker::connect_with_local_defaults().ok()?;
+    super::build::repo_digest(&docker, reference).await
+}
+
 fn not_running(why: &str) -> String {
     let host =
         std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
     format!(
-        "the Docker engine does not answer at {host} ({why}); start it with `scripts/dev-env.sh`, or point DOCKER_HOST at a running engine"
+        "the Docker engine does not answer at {host} ({why}); start it (`sudo systemctl start docker`, or `dockerd &`), or point DOCKER_HOST at a running engine"
     )
 }
 
 impl Backend for DockerBackend {
     fn name(&self) -> &'static str {
         "docker"
+    }
+
+    fn resolve_image(&self, reference: &str) -> BoxFuture<Option<String>> {
+        let docker = self.docker.clone();
+        let reference = reference.to_string();
+        Box::pin(async move { super::build::repo_digest(&docker, &reference).await })
     }
 
     /// Creates and starts the container of a plain `run` stage ahead, its
@@ -519,7 +534,7 @@ async fn ensure_image(
     // Not on the engine, or `--pull always`.
     if shared.pull == Pull::Never {
         return Err(format!(
-            "image `{image}` is not on this engine, and `--pull never` forbids pulling it; build it first (scripts/dev-env.sh builds local/busybox and local/debian)"
+            "image `{image}` is not on this engine, and `--pull never` forbids pulling it; build it first (`docker build -t {image} ...`)"
         ));
     }
     output
@@ -532,7 +547,7 @@ async fn ensure_image(
     while let Some(item) = stream.next().await {
         if let Err(e) = item {
             return Err(format!(
-                "image `{image}` could not be pulled ({e}); build it first (scripts/dev-env.sh builds local/busybox and local/debian), or push it to a registry this engine can reach"
+                "image `{image}` could not be pulled ({e}); build it first (`docker build -t {image} ...`), or push it to a registry this engine can reach"
             ));
         }
     }

@@ -8,6 +8,7 @@ use serde::Serialize;
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
     RunStarted {
+        run: String,
         pipeline: String,
         stages: usize,
         time: String,

@@ -11,6 +11,7 @@ pub mod local;
 pub mod mask;
 pub mod releasing;
 pub mod scheduler;
+mod state;
 
 pub use events::{Event, RunStatus, StageStatus};
 pub use scheduler::{RunOptions, RunSummary, StageResult, run};

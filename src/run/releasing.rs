@@ -13,7 +13,8 @@ use super::backend::{Backend, BoxFuture, Job, Outcome, Output};
 use super::events::Stream;
 use crate::plan::GitContext;
 use crate::release::apply::ApiError;
-use crate::release::render::{Scope, render};
+use crate::release::render::{Scope, pin, render, set_images};
+use crate::release::store::Source;
 use crate::release::{Request, client, release};
 
 /// A backend that runs `release` stages itself and hands every other stage
@@ -21,6 +22,9 @@ use crate::release::{Request, client, release};
 pub struct WithRelease {
     inner: Arc<dyn Backend>,
     pipeline: String,
+    /// What every revision records of where it came from (run, file, who,
+    /// dirty); each stage adds its branch and tag.
+    source: Source,
     context: Option<String>,
     force_conflicts: bool,
     /// One connection per run, made by the first release stage.
@@ -31,12 +35,14 @@ impl WithRelease {
     pub fn new(
         inner: Arc<dyn Backend>,
         pipeline: &str,
+        source: Source,
         context: Option<String>,
         force_conflicts: bool,
     ) -> Self {
         Self {
             inner,
             pipeline: pipeline.to_string(),
+            source,
             context,
             force_conflicts,
             client: Arc::new(OnceCell::new()),
@@ -59,13 +65,17 @@ impl Backend for WithRelease {
         if job.stage.release.is_none() {
             return self.inner.execute(job, output, cancel);
         }
-        let pipeline = self.pipeline.clone();
-        let context = self.context.clone();
-        let force = self.force_conflicts;
-        let cell = Arc::clone(&self.client);
+        let context = Context {
+            pipeline: self.pipeline.clone(),
+            source: self.source.clone(),
+            cluster: self.context.clone(),
+            force_conflicts: self.force_conflicts,
+            client: Arc::clone(&self.client),
+            images: Arc::clone(&self.inner),
+        };
         Box::pin(async move {
             tokio::select! {
-                o = run(job, &output, &pipeline, context.as_deref(), force, &cell) => o,
+                o = run(job, &output, &context) => o,
                 // The revision stays `pending`; the next release marks it
                 // failed and goes on (no lock is left behind).
                 () = cancel.cancelled() => Outcome::Cancelled,
@@ -74,14 +84,18 @@ impl Backend for WithRelease {
     }
 }
 
-async fn run(
-    job: Job,
-    output: &Output,
-    pipeline: &str,
-    context: Option<&str>,
+/// What a release stage needs besides its job.
+struct Context {
+    pipeline: String,
+    source: Source,
+    cluster: Option<String>,
     force_conflicts: bool,
-    cell: &OnceCell<kube::Client>,
-) -> Outcome {
+    client: Arc<OnceCell<kube::Client>>,
+    /// The backend that built and pushed the images, asked for digests.
+    images: Arc<dyn Backend>,
+}
+
+async fn run(job: Job, output: &Output, context: &Context) -> Outcome {
     let Some(spec) = job.stage.release.as_deref() else {
         return Outcome::Error("not a release stage".into());
     };
@@ -99,11 +113,27 @@ async fn run(
         git: &git,
         secrets: Some(&job.secrets),
     };
-    let objects = match render(spec, &job.workspace, &scope) {
+    let mut objects = match render(spec, &job.workspace, &scope) {
         Ok(o) => o,
         Err(e) => return Outcome::Error(e.0),
     };
-    let client = match cell.get_or_try_init(|| client::connect(context)).await {
+    // Each image pinned to the digest its registry gave it: the Pods run
+    // exactly what was built and recorded, and a rollback brings back the
+    // same bytes even if the tag has moved since.
+    let mut digests = BTreeMap::new();
+    let mut pinned = BTreeMap::new();
+    for (container, image) in &spec.images {
+        if let Some(digest) = context.images.resolve_image(image).await {
+            pinned.insert(container.clone(), pin(image, &digest));
+            digests.insert(container.clone(), digest);
+        }
+    }
+    set_images(&mut objects, &pinned);
+    let client = match context
+        .client
+        .get_or_try_init(|| client::connect(context.cluster.as_deref()))
+        .await
+    {
         Ok(c) => c.clone(),
         Err(e) => return Outcome::Unreachable(e.to_string()),
     };
@@ -120,9 +150,15 @@ async fn run(
         rollback: spec.rollback == crate::model::Rollback::OnFailure,
         prune: spec.prune,
         history: spec.history,
-        pipeline: pipeline.to_string(),
+        digests,
+        pipeline: context.pipeline.clone(),
         git_sha: git.sha.clone(),
-        force_conflicts,
+        source: Source {
+            branch: git.branch.clone(),
+            tag: git.tag.clone(),
+            ..context.source.clone()
+        },
+        force_conflicts: context.force_conflicts,
     };
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     let forward = {
@@ -139,6 +175,13 @@ async fn run(
         u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
     ));
     let outcome = match result {
+        Ok(done) if done.unchanged => {
+            let _ = tx.send(format!(
+                "release `{}`: no changes; revision {} is live and healthy (checked in {took})",
+                request.name, done.revision
+            ));
+            Outcome::Exited(0)
+        }
         Ok(done) => {
             let _ = tx.send(format!(
                 "release `{}`: revision {} deployed and healthy in {took}{}",

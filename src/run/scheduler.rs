@@ -1,7 +1,9 @@
 //! The scheduler: the one owner of a run's state. It starts each stage the
 //! moment its dependencies have succeeded, within the `-j` limit, retries,
 //! fails fast (or keeps going), skips what can no longer run, answers
-//! Ctrl-C, and runs `finally` stages last. Backends only execute.
+//! Ctrl-C, and runs `finally` stages last. The rules live in
+//! `RunState` (`state.rs`); [`run`] is the loop that carries out what it
+//! decides. Backends only execute.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -16,11 +18,15 @@ use tokio_util::sync::CancellationToken;
 use super::backend::{Backend, Job, Outcome, Output};
 use super::events::{Event, RunStatus, StageStatus, now};
 use super::mask::Masker;
+use super::state::{Action, Input, RunState, millis};
 use crate::plan::{Plan, PlannedStage};
 
 /// What the command line decides about a run.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
+    /// The run's id: in `run_started`, the containers' labels and the
+    /// release's record.
+    pub run: String,
     /// Stages running at once.
     pub jobs: usize,
     /// After a failure, still run everything that does not depend on it.
@@ -46,7 +52,8 @@ pub struct StageResult {
     pub span: Option<(Duration, Duration)>,
     /// Why the last attempt failed, secrets masked.
     pub message: Option<String>,
-    /// The last attempt failed because a component did not answer.
+    /// The last attempt failed because a component did not answer, or
+    /// slipway itself failed: the run exits 3.
     pub unreachable: bool,
 }
 
@@ -58,24 +65,11 @@ pub struct RunSummary {
     pub duration: Duration,
 }
 
-#[derive(Debug, Clone)]
-enum State {
-    Pending,
-    Running,
-    Done(StageStatus),
-    /// Skipped; the reason is in the stage's result.
-    Skipped,
-}
-
-struct Finished {
-    index: usize,
-    attempt: u32,
-    outcome: Outcome,
-    started: Instant,
-}
-
 /// Runs the plan to the end. `cancel` is Ctrl-C: running stages are stopped
 /// and the rest skipped, then `finally` stages run.
+///
+/// This loop only carries out what `RunState` decides, and feeds it what
+/// happens: attempts ending, approvals answered, Ctrl-C.
 pub async fn run(
     plan: &Plan,
     opts: &RunOptions,
@@ -85,66 +79,11 @@ pub async fn run(
 ) -> RunSummary {
     let start = Instant::now();
     let masker = Masker::new(opts.secrets.values().cloned());
-    let index: HashMap<&str, usize> = plan
-        .stages
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (s.name.as_str(), i))
-        .collect();
-    let deps: Vec<Vec<usize>> = plan
-        .stages
-        .iter()
-        .map(|s| {
-            s.after
-                .iter()
-                .filter_map(|a| index.get(&**a).copied())
-                .collect()
-        })
-        .collect();
-    let mut state: Vec<State> = vec![State::Pending; plan.stages.len()];
-    let mut results: Vec<StageResult> = plan
-        .stages
-        .iter()
-        .map(|s| StageResult {
-            name: s.name.clone(),
-            status: Err(String::new()),
-            attempts: 0,
-            duration: Duration::ZERO,
-            span: None,
-            message: None,
-            unreachable: false,
-        })
-        .collect();
-    let emit = |e: Event| {
-        let events = events.clone();
-        async move {
-            let _ = events.send(e).await;
-        }
-    };
-    emit(Event::RunStarted {
-        pipeline: plan.pipeline.clone(),
-        stages: plan.stages.len(),
-        time: now(),
-    })
-    .await;
-
-    for (i, s) in plan.stages.iter().enumerate() {
-        if s.skipped {
-            let reason = s
-                .reason
-                .clone()
-                .unwrap_or_else(|| "skipped by the plan".into());
-            state[i] = State::Skipped;
-            results[i].status = Err(reason.clone());
-            emit(Event::StageSkipped {
-                stage: s.name.clone(),
-                reason,
-            })
-            .await;
-        }
-    }
-
+    let mut machine = RunState::new(plan, opts, &masker);
+    // Fail-fast stops the main stages; Ctrl-C too. `finally` stages run
+    // whatever happened, so they have a token of their own.
     let stop = cancel.child_token();
+    let finally_stop = CancellationToken::new();
     let launcher = Launcher {
         plan,
         opts,
@@ -152,250 +91,121 @@ pub async fn run(
         events: &events,
         masker: &masker,
     };
-    let mut running: JoinSet<Finished> = JoinSet::new();
-    let mut failed = false;
-    let mut prepared = vec![false; plan.stages.len()];
-    loop {
-        // Skip what can no longer run, start what can.
-        let mut changed = true;
-        while changed {
-            changed = false;
-            for i in 0..plan.stages.len() {
-                let s = &plan.stages[i];
-                if !matches!(state[i], State::Pending) || s.finally {
-                    continue;
+    let mut running: JoinSet<Outcome> = JoinSet::new();
+    // What each task is, so that one that panics still ends its stage.
+    let mut attempts: HashMap<tokio::task::Id, (usize, u32, Instant)> = HashMap::new();
+    let (answers_tx, mut answers) = mpsc::unbounded_channel::<(usize, bool)>();
+    let mut asking = 0usize;
+    let mut cancel_seen = false;
+    let mut actions = machine.on(Input::Begin);
+    let status = loop {
+        let mut finish = None;
+        for action in actions.drain(..) {
+            match action {
+                Action::Emit(event) => {
+                    let _ = events.send(event).await;
                 }
-                let blocked = deps[i].iter().find_map(|&d| match &state[d] {
-                    State::Done(st) if !st.lets_dependents_run() => Some(format!(
-                        "needs `{}`, which {}",
-                        plan.stages[d].name,
-                        describe(*st)
-                    )),
-                    State::Skipped => Some(format!(
-                        "needs `{}`, which was skipped",
-                        plan.stages[d].name
-                    )),
-                    _ => None,
-                });
-                let stopping = (failed && !opts.keep_going) || stop.is_cancelled();
-                if let Some(reason) = blocked
-                    .or_else(|| stopping.then(|| "not started: the run is stopping".to_string()))
-                {
-                    state[i] = State::Skipped;
-                    results[i].status = Err(reason.clone());
-                    emit(Event::StageSkipped {
-                        stage: s.name.clone(),
-                        reason,
-                    })
-                    .await;
-                    changed = true;
-                    continue;
+                Action::Start {
+                    index,
+                    attempt,
+                    status,
+                } => {
+                    let token = if plan.stages[index].finally {
+                        &finally_stop
+                    } else {
+                        &stop
+                    };
+                    let id = launcher
+                        .start(&mut running, index, attempt, token, status)
+                        .await;
+                    attempts.insert(id, (index, attempt, Instant::now()));
                 }
-                let ready = deps[i]
-                    .iter()
-                    .all(|&d| matches!(state[d], State::Done(st) if st.lets_dependents_run()));
-                if !ready {
-                    continue;
+                Action::Prepare { index } => {
+                    backend.prepare(&launcher.job(index, 1, RunStatus::Succeeded));
                 }
-                if s.kind == "manual" {
-                    let status = approve(s, opts).await;
-                    state[i] = State::Done(status);
-                    results[i].status = Ok(status);
-                    emit(Event::StageFinished {
-                        stage: s.name.clone(),
-                        status,
-                        attempt: 1,
-                        duration_ms: 0,
-                        exit_code: None,
-                        message: (status == StageStatus::WaitingForApproval).then(|| {
-                            format!(
-                                "waiting for approval: run again with `--approve {}`",
-                                s.name
-                            )
-                        }),
-                        time: now(),
-                    })
-                    .await;
-                    changed = true;
-                    continue;
+                Action::Ask { index } => {
+                    asking += 1;
+                    let stage = plan.stages[index].clone();
+                    let answers = answers_tx.clone();
+                    tokio::spawn(async move {
+                        let yes = ask(&stage).await;
+                        let _ = answers.send((index, yes));
+                    });
                 }
-                if running.len() >= opts.jobs.max(1) {
-                    continue;
-                }
-                state[i] = State::Running;
-                prepared[i] = true;
-                launcher
-                    .start(&mut running, i, 1, &stop, RunStatus::Succeeded)
-                    .await;
-                changed = true;
+                Action::StopRunning => stop.cancel(),
+                Action::Finish(status) => finish = Some(status),
             }
         }
-        // Get the next stages ready while the ones they wait for run: a
-        // stage whose dependencies have all started, or are ready
-        // themselves, is prepared once; at most `-j` wait prepared.
-        if !stop.is_cancelled() {
-            let mut waiting = (0..plan.stages.len())
-                .filter(|&i| prepared[i] && matches!(state[i], State::Pending))
-                .count();
-            for i in 0..plan.stages.len() {
-                if waiting >= opts.jobs.max(1) {
-                    break;
-                }
-                let s = &plan.stages[i];
-                if prepared[i] || s.finally || s.kind == "manual" {
+        if let Some(status) = finish {
+            break status;
+        }
+        if running.is_empty() && asking == 0 {
+            // Nothing in flight, yet the run is not over: a bug in the
+            // rules. End it as an internal failure rather than hang.
+            break RunStatus::Failed;
+        }
+        // Ctrl-C first: the attempts it stops end as cancelled, and the
+        // run must know why before it hears of them.
+        let input = tokio::select! {
+            biased;
+            () = cancel.cancelled(), if !cancel_seen => {
+                cancel_seen = true;
+                Input::Cancelled
+            }
+            Some(joined) = running.join_next_with_id() => {
+                let (id, outcome) = match joined {
+                    Ok((id, outcome)) => (id, outcome),
+                    Err(e) => {
+                        let id = e.id();
+                        let why = e
+                            .try_into_panic()
+                            .ok()
+                            .and_then(|p| {
+                                p.downcast_ref::<&str>()
+                                    .map(|s| (*s).to_string())
+                                    .or_else(|| p.downcast_ref::<String>().cloned())
+                            })
+                            .unwrap_or_default();
+                        // A task that panicked (or was aborted) still ends its stage.
+                        (
+                            id,
+                            Outcome::Internal(format!(
+                                "internal error: the stage's task panicked: {why} (a bug in slipway; please report it)"
+                            )),
+                        )
+                    }
+                };
+                let Some((index, attempt, started)) = attempts.remove(&id) else {
                     continue;
-                }
-                if !matches!(state[i], State::Pending) {
-                    continue;
-                }
-                let soon = deps[i].iter().all(|&d| match state[d] {
-                    State::Running => true,
-                    State::Done(st) => st.lets_dependents_run(),
-                    State::Pending => prepared[d],
-                    State::Skipped => false,
-                });
-                if soon {
-                    prepared[i] = true;
-                    waiting += 1;
-                    backend.prepare(&launcher.job(i, 1, RunStatus::Succeeded));
+                };
+                Input::Finished {
+                    index,
+                    attempt,
+                    outcome,
+                    elapsed: started.elapsed(),
+                    begun: started.duration_since(start),
                 }
             }
-        }
-        let Some(joined) = running.join_next().await else {
-            break;
+            Some((index, yes)) = answers.recv() => {
+                asking = asking.saturating_sub(1);
+                Input::Answered { index, yes }
+            }
         };
-        let Ok(done) = joined else { continue };
-        let i = done.index;
-        let s = &plan.stages[i];
-        let elapsed = done.started.elapsed();
-        let (mut status, exit_code, message) = classify(&done.outcome, s, &masker);
-        let retry = status.fails_pipeline() && done.attempt <= s.retry && !stop.is_cancelled();
-        if !retry && s.allow_failure && status.fails_pipeline() {
-            status = StageStatus::FailedAllowed;
-        }
-        results[i].message.clone_from(&message);
-        results[i].unreachable = matches!(done.outcome, Outcome::Unreachable(_));
-        emit(Event::StageFinished {
-            stage: s.name.clone(),
+        actions = machine.on(input);
+    };
+    let duration = start.elapsed();
+    let _ = events
+        .send(Event::RunFinished {
             status,
-            attempt: done.attempt,
-            duration_ms: millis(elapsed),
-            exit_code,
-            message,
+            duration_ms: millis(duration),
             time: now(),
         })
         .await;
-        results[i].attempts = done.attempt;
-        results[i].duration += elapsed;
-        let begun = done.started.duration_since(start);
-        results[i].span = Some((results[i].span.map_or(begun, |(b, _)| b), begun + elapsed));
-        if retry {
-            state[i] = State::Running;
-            launcher
-                .start(
-                    &mut running,
-                    i,
-                    done.attempt + 1,
-                    &stop,
-                    RunStatus::Succeeded,
-                )
-                .await;
-            continue;
-        }
-        state[i] = State::Done(status);
-        results[i].status = Ok(status);
-        if status.fails_pipeline() || status == StageStatus::Cancelled {
-            failed |= status.fails_pipeline();
-            if !opts.keep_going {
-                stop.cancel();
-            }
-        }
-    }
-
-    let status = if cancel.is_cancelled() {
-        RunStatus::Cancelled
-    } else if failed
-        || results
-            .iter()
-            .any(|r| matches!(r.status, Ok(st) if st.fails_pipeline()))
-    {
-        RunStatus::Failed
-    } else {
-        RunStatus::Succeeded
-    };
-
-    // `finally` stages: always, one after another, with the run's status.
-    let finally_stop = CancellationToken::new();
-    for (i, s) in plan.stages.iter().enumerate() {
-        if !s.finally || !matches!(state[i], State::Pending) {
-            continue;
-        }
-        launcher
-            .start(&mut running, i, 1, &finally_stop, status)
-            .await;
-        if let Some(Ok(done)) = running.join_next().await {
-            let elapsed = done.started.elapsed();
-            let (mut st, code, message) = classify(&done.outcome, s, &masker);
-            if s.allow_failure && st.fails_pipeline() {
-                st = StageStatus::FailedAllowed;
-            }
-            emit(Event::StageFinished {
-                stage: s.name.clone(),
-                status: st,
-                attempt: 1,
-                duration_ms: millis(elapsed),
-                exit_code: code,
-                message: message.clone(),
-                time: now(),
-            })
-            .await;
-            let begun = done.started.duration_since(start);
-            results[i] = StageResult {
-                name: s.name.clone(),
-                status: Ok(st),
-                attempts: 1,
-                duration: elapsed,
-                span: Some((begun, begun + elapsed)),
-                message,
-                unreachable: matches!(done.outcome, Outcome::Unreachable(_)),
-            };
-        }
-    }
-    let status = if status == RunStatus::Succeeded
-        && results
-            .iter()
-            .any(|r| matches!(r.status, Ok(st) if st.fails_pipeline()))
-    {
-        RunStatus::Failed
-    } else {
-        status
-    };
-    let duration = start.elapsed();
-    emit(Event::RunFinished {
-        status,
-        duration_ms: millis(duration),
-        time: now(),
-    })
-    .await;
     RunSummary {
         status,
-        stages: results,
+        stages: machine.into_results(),
         duration,
     }
-}
-
-fn describe(st: StageStatus) -> &'static str {
-    match st {
-        StageStatus::Failed => "failed",
-        StageStatus::TimedOut => "timed out",
-        StageStatus::Cancelled => "was cancelled",
-        StageStatus::WaitingForApproval => "is waiting for approval",
-        StageStatus::Succeeded | StageStatus::FailedAllowed => "ran",
-    }
-}
-
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// What every attempt of a run is started with.
@@ -424,15 +234,15 @@ impl Launcher<'_> {
     }
 
     /// Announces and starts one attempt of stage `index`; `status` is the
-    /// run's, for `finally` stages.
+    /// run's, for `finally` stages. Returns the task's id.
     async fn start(
         &self,
-        set: &mut JoinSet<Finished>,
+        set: &mut JoinSet<Outcome>,
         index: usize,
         attempt: u32,
         cancel: &CancellationToken,
         status: RunStatus,
-    ) {
+    ) -> tokio::task::Id {
         let stage = &self.plan.stages[index];
         let _ = self
             .events
@@ -447,47 +257,7 @@ impl Launcher<'_> {
         // Asked for now, before the scheduler prepares other stages: a
         // backend may give the stages it executes precedence.
         let execution = self.backend.execute(job, output, cancel.clone());
-        set.spawn(async move {
-            let started = Instant::now();
-            let outcome = execution.await;
-            Finished {
-                index,
-                attempt,
-                outcome,
-                started,
-            }
-        });
-    }
-}
-
-/// What an attempt's outcome means, before retries and `allow-failure`:
-/// the status, the exit code and why it failed.
-fn classify(
-    outcome: &Outcome,
-    stage: &PlannedStage,
-    masker: &Masker,
-) -> (StageStatus, Option<i32>, Option<String>) {
-    match outcome {
-        Outcome::Exited(0) => (StageStatus::Succeeded, Some(0), None),
-        Outcome::Exited(c) => (
-            StageStatus::Failed,
-            Some(*c),
-            Some(format!("exited with {c}")),
-        ),
-        Outcome::TimedOut => (
-            StageStatus::TimedOut,
-            None,
-            stage.timeout_secs.map(|t| {
-                format!(
-                    "killed after its timeout of {}",
-                    humantime::format_duration(Duration::from_secs(t))
-                )
-            }),
-        ),
-        Outcome::Cancelled => (StageStatus::Cancelled, None, Some("cancelled".into())),
-        Outcome::Error(e) | Outcome::Unreachable(e) => {
-            (StageStatus::Failed, None, Some(masker.mask(e)))
-        }
+        set.spawn(execution).id()
     }
 }
 
@@ -554,18 +324,8 @@ fn job_env(
     env
 }
 
-/// A `manual` stage: approved in advance, asked on a terminal, or waiting.
-async fn approve(stage: &PlannedStage, opts: &RunOptions) -> StageStatus {
-    if opts
-        .approve
-        .iter()
-        .any(|a| *a == stage.name || *a == stage.stage)
-    {
-        return StageStatus::Succeeded;
-    }
-    if !opts.interactive {
-        return StageStatus::WaitingForApproval;
-    }
+/// Asks on the terminal whether a `manual` stage may go on.
+async fn ask(stage: &PlannedStage) -> bool {
     let prompt = stage
         .manual
         .clone()
@@ -582,9 +342,373 @@ async fn approve(stage: &PlannedStage, opts: &RunOptions) -> StageStatus {
     })
     .await
     .unwrap_or_default();
-    if matches!(answer.trim(), "y" | "Y" | "yes" | "Yes") {
-        StageStatus::Succeeded
-    } else {
-        StageStatus::WaitingForApproval
+    matches!(answer.trim(), "y" | "Y" | "yes" | "Yes")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::path::Path;
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::run::backend::BoxFuture;
+    use crate::run::state::{Action, Input, RunState};
+
+    /// A backend that plays a script: per stage, each attempt's duration
+    /// (on tokio's paused clock) and outcome; `Exited(0)` at once when the
+    /// script says nothing. It stops on cancellation, panics for `bug`,
+    /// and logs what it was asked, in order.
+    #[derive(Default)]
+    struct Scripted {
+        script: HashMap<&'static str, Vec<(u64, Outcome)>>,
+        log: Mutex<Vec<String>>,
+        live: AtomicUsize,
+        most: AtomicUsize,
+    }
+
+    impl Scripted {
+        fn with(script: &[(&'static str, &[(u64, Outcome)])]) -> Arc<Self> {
+            Arc::new(Self {
+                script: script.iter().map(|(k, v)| (*k, v.to_vec())).collect(),
+                ..Self::default()
+            })
+        }
+
+        fn log(&self) -> Vec<String> {
+            self.log.lock().map(|l| l.clone()).unwrap_or_default()
+        }
+
+        fn note(&self, line: String) {
+            if let Ok(mut l) = self.log.lock() {
+                l.push(line);
+            }
+        }
+    }
+
+    impl Backend for Arc<Scripted> {
+        fn prepare(&self, job: &Job) {
+            self.note(format!("prepare {}", job.stage.name));
+        }
+
+        fn execute(&self, job: Job, _: Output, cancel: CancellationToken) -> BoxFuture<Outcome> {
+            let me = Arc::clone(self);
+            Box::pin(async move {
+                let name = job.stage.name.clone();
+                assert!(name != "bug", "a bug in the backend");
+                let (ms, outcome) = me
+                    .script
+                    .get(name.as_str())
+                    .and_then(|s| s.get(job.attempt as usize - 1))
+                    .cloned()
+                    .unwrap_or((0, Outcome::Exited(0)));
+                let status = job
+                    .env
+                    .get("SLIPWAY_PIPELINE_STATUS")
+                    .map(|s| format!(" ({s})"))
+                    .unwrap_or_default();
+                me.note(format!("start {name}#{}{status}", job.attempt));
+                let live = me.live.fetch_add(1, Ordering::SeqCst) + 1;
+                me.most.fetch_max(live, Ordering::SeqCst);
+                let outcome = tokio::select! {
+                    () = tokio::time::sleep(Duration::from_millis(ms)) => outcome,
+                    () = cancel.cancelled() => Outcome::Cancelled,
+                };
+                me.live.fetch_sub(1, Ordering::SeqCst);
+                me.note(format!("end {name}#{}", job.attempt));
+                outcome
+            })
+        }
+
+        fn name(&self) -> &'static str {
+            "scripted"
+        }
+    }
+
+    fn plan(text: &str) -> Plan {
+        let checked = crate::model::check_text(
+            Path::new("t.pipeline"),
+            &format!("pipeline \"p\"\n\ntemplate t {{\n  image \"x\"\n}}\n\n{text}"),
+        );
+        let pipeline = checked
+            .pipeline
+            .unwrap_or_else(|| panic!("{:?}", checked.diagnostics));
+        crate::plan::plan(&pipeline, &crate::plan::Options::default()).expect("plans")
+    }
+
+    fn options(keep_going: bool, jobs: usize) -> RunOptions {
+        RunOptions {
+            run: "test".into(),
+            jobs,
+            keep_going,
+            approve: Vec::new(),
+            interactive: false,
+            workspace: std::env::temp_dir(),
+            secrets: IndexMap::new(),
+        }
+    }
+
+    async fn go(
+        plan: &Plan,
+        opts: &RunOptions,
+        backend: &Arc<Scripted>,
+        cancel: CancellationToken,
+    ) -> (RunSummary, Vec<Event>) {
+        let (tx, mut rx) = mpsc::channel(256);
+        let drain = tokio::spawn(async move {
+            let mut events = Vec::new();
+            while let Some(e) = rx.recv().await {
+                events.push(e);
+            }
+            events
+        });
+        let summary = run(plan, opts, Arc::new(Arc::clone(backend)), tx, cancel).await;
+        (summary, drain.await.expect("events"))
+    }
+
+    fn status_of(summary: &RunSummary, name: &str) -> Result<StageStatus, String> {
+        summary
+            .stages
+            .iter()
+            .find(|s| s.name == name)
+            .map_or(Err("no such stage".into()), |s| s.status.clone())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn fail_fast_stops_what_runs_and_skips_the_rest_then_finally_runs() {
+        let plan = plan(
+            "stage a uses t { run \"x\" }\nstage slow uses t { run \"x\" }\n\
+             stage after_a after a uses t { run \"x\" }\nfinally notify uses t { run \"x\" }\n",
+        );
+        let backend = Scripted::with(&[
+            ("a", &[(100, Outcome::Exited(1))]),
+            ("slow", &[(10_000, Outcome::Exited(0))]),
+        ]);
+        let (summary, _) = go(
+            &plan,
+            &options(false, 4),
+            &backend,
+            CancellationToken::new(),
+        )
+        .await;
+        assert_eq!(summary.status, RunStatus::Failed);
+        assert_eq!(status_of(&summary, "a"), Ok(StageStatus::Failed));
+        assert_eq!(status_of(&summary, "slow"), Ok(StageStatus::Cancelled));
+        assert!(status_of(&summary, "after_a").is_err());
+        assert_eq!(status_of(&summary, "notify"), Ok(StageStatus::Succeeded));
+        assert_eq!(
+            backend.log().last().map(String::as_str),
+            Some("end notify#1")
+        );
+        assert!(
+            backend
+                .log()
+                .contains(&"start notify#1 (failed)".to_string())
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn keep_going_runs_everything_that_does_not_depend_on_the_failure() {
+        let plan = plan(
+            "stage a uses t { run \"x\" }\nstage slow uses t { run \"x\" }\n\
+             stage after_a after a uses t { run \"x\" }\nstage after_slow after slow uses t { run \"x\" }\n",
+        );
+        let backend = Scripted::with(&[
+            ("a", &[(100, Outcome::Exited(1))]),
+            ("slow", &[(1_000, Outcome::Exited(0))]),
+        ]);
+        let (summary, events) =
+            go(&plan, &options(true, 4), &backend, CancellationToken::new()).await;
+        assert_eq!(summary.status, RunStatus::Failed);
+        assert_eq!(status_of(&summary, "slow"), Ok(StageStatus::Succeeded));
+        assert_eq!(
+            status_of(&summary, "after_slow"),
+            Ok(StageStatus::Succeeded)
+        );
+        assert_eq!(
+            status_of(&summary, "after_a"),
+            Err("needs `a`, which failed".into())
+        );
+        assert!(matches!(events.last(), Some(Event::RunFinished { .. })));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_retried_stage_runs_again_and_its_dependents_wait_for_the_last_attempt() {
+        let plan = plan(
+            "stage flaky uses t {\n  retry 2\n  run \"x\"\n}\nstage next after flaky uses t { run \"x\" }\n\
+             stage late uses t {\n  timeout 1s\n  run \"x\"\n}\n",
+        );
+        let backend = Scripted::with(&[
+            (
+                "flaky",
+                &[(10, Outcome::Exited(1)), (10, Outcome::Exited(0))],
+            ),
+            ("late", &[(10, Outcome::TimedOut)]),
+        ]);
+        let (summary, events) =
+            go(&plan, &options(true, 4), &backend, CancellationToken::new()).await;
+        let flaky = &summary.stages[0];
+        assert_eq!(
+            (flaky.status.clone(), flaky.attempts),
+            (Ok(StageStatus::Succeeded), 2)
+        );
+        let log = backend.log();
+        let pos = |l: &str| log.iter().position(|x| x == l).unwrap_or(usize::MAX);
+        assert!(pos("end flaky#2") < pos("start next#1"), "{log:?}");
+        assert_eq!(status_of(&summary, "late"), Ok(StageStatus::TimedOut));
+        assert_eq!(summary.status, RunStatus::Failed);
+        let finishes = events
+            .iter()
+            .filter(|e| matches!(e, Event::StageFinished { stage, .. } if stage == "flaky"))
+            .count();
+        assert_eq!(finishes, 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn ctrl_c_stops_the_run_and_finally_still_runs_with_the_cancelled_status() {
+        let plan = plan(
+            "stage long uses t { run \"x\" }\nstage next after long uses t { run \"x\" }\n\
+             finally notify uses t { run \"x\" }\n",
+        );
+        let backend = Scripted::with(&[("long", &[(60_000, Outcome::Exited(0))])]);
+        let cancel = CancellationToken::new();
+        let ctrl_c = cancel.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            ctrl_c.cancel();
+        });
+        let (summary, _) = go(&plan, &options(false, 4), &backend, cancel).await;
+        assert_eq!(summary.status, RunStatus::Cancelled);
+        assert_eq!(status_of(&summary, "long"), Ok(StageStatus::Cancelled));
+        assert!(status_of(&summary, "next").is_err());
+        assert!(
+            backend
+                .log()
+                .contains(&"start notify#1 (cancelled)".to_string())
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_jobs_limit_holds_and_dependents_are_prepared_while_their_dependencies_run() {
+        let plan = plan(
+            "stage a uses t { run \"x\" }\nstage b uses t { run \"x\" }\nstage c uses t { run \"x\" }\n\
+             stage d after a uses t { run \"x\" }\n",
+        );
+        let backend = Scripted::with(&[
+            ("a", &[(100, Outcome::Exited(0))]),
+            ("b", &[(100, Outcome::Exited(0))]),
+            ("c", &[(100, Outcome::Exited(0))]),
+        ]);
+        let (summary, _) = go(
+            &plan,
+            &options(false, 2),
+            &backend,
+            CancellationToken::new(),
+        )
+        .await;
+        assert_eq!(summary.status, RunStatus::Succeeded);
+        assert_eq!(backend.most.load(Ordering::SeqCst), 2);
+        let log = backend.log();
+        let pos = |l: &str| log.iter().position(|x| x == l).unwrap_or(usize::MAX);
+        assert!(pos("prepare d") < pos("end a#1"), "{log:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn manual_stages_are_approved_in_advance_or_wait_and_hold_their_dependents() {
+        let plan = plan(
+            "stage build uses t { run \"x\" }\nstage approve after build {\n  manual \"ok?\"\n}\n\
+             stage deploy after approve uses t { run \"x\" }\n",
+        );
+        let backend = Scripted::with(&[]);
+        let (waiting, _) = go(
+            &plan,
+            &options(false, 2),
+            &backend,
+            CancellationToken::new(),
+        )
+        .await;
+        assert_eq!(
+            status_of(&waiting, "approve"),
+            Ok(StageStatus::WaitingForApproval)
+        );
+        assert!(status_of(&waiting, "deploy").is_err());
+        let mut opts = options(false, 2);
+        opts.approve = vec!["approve".into()];
+        let (approved, _) = go(&plan, &opts, &backend, CancellationToken::new()).await;
+        assert_eq!(approved.status, RunStatus::Succeeded);
+        assert_eq!(status_of(&approved, "deploy"), Ok(StageStatus::Succeeded));
+    }
+
+    #[test]
+    fn a_question_on_the_terminal_does_not_hold_up_other_stages() {
+        let plan = plan(
+            "stage approve {\n  manual \"ok?\"\n}\nstage deploy after approve uses t { run \"x\" }\n\
+             stage other uses t { run \"x\" }\nstage after_other after other uses t { run \"x\" }\n",
+        );
+        let mut opts = options(false, 4);
+        opts.interactive = true;
+        let masker = Masker::new(Vec::<String>::new());
+        let mut state = RunState::new(&plan, &opts, &masker);
+        let first = state.on(Input::Begin);
+        assert!(first.contains(&Action::Ask { index: 0 }), "{first:?}");
+        assert!(first.contains(&Action::Start {
+            index: 2,
+            attempt: 1,
+            status: RunStatus::Succeeded
+        }));
+        // `other` ends while the question waits: its dependent starts.
+        let next = state.on(Input::Finished {
+            index: 2,
+            attempt: 1,
+            outcome: Outcome::Exited(0),
+            elapsed: Duration::ZERO,
+            begun: Duration::ZERO,
+        });
+        assert!(next.contains(&Action::Start {
+            index: 3,
+            attempt: 1,
+            status: RunStatus::Succeeded
+        }));
+        let answered = state.on(Input::Answered {
+            index: 0,
+            yes: true,
+        });
+        assert!(answered.contains(&Action::Start {
+            index: 1,
+            attempt: 1,
+            status: RunStatus::Succeeded
+        }));
+        assert!(!answered.iter().any(|a| matches!(a, Action::Finish(_))));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stage_whose_task_panics_fails_with_an_internal_error_and_its_dependents_are_skipped()
+    {
+        let plan = plan(
+            "stage bug uses t {\n  retry 2\n  run \"x\"\n}\n\
+             stage after_bug after bug uses t { run \"x\" }\nstage other uses t { run \"x\" }\n",
+        );
+        let backend = Scripted::with(&[]);
+        let (summary, events) =
+            go(&plan, &options(true, 2), &backend, CancellationToken::new()).await;
+        assert_eq!(summary.status, RunStatus::Failed);
+        let bug = &summary.stages[0];
+        assert_eq!(bug.status, Ok(StageStatus::Failed));
+        assert!(bug.unreachable, "the run must exit 3");
+        assert_eq!(bug.attempts, 1, "an internal error is not retried");
+        assert!(
+            bug.message
+                .as_deref()
+                .is_some_and(|m| m.contains("internal error") && m.contains("a bug in the backend")),
+            "{:?}",
+            bug.message
+        );
+        assert!(status_of(&summary, "after_bug").is_err());
+        assert_eq!(status_of(&summary, "other"), Ok(StageStatus::Succeeded));
+        assert!(events.iter().any(|e| matches!(
+            e,
+            Event::StageSkipped { stage, .. } if stage == "after_bug"
+        )));
     }
 }

@@ -9,6 +9,8 @@ mod fixtures;
 mod lsp;
 mod nvim;
 mod release;
+mod release_kinds;
+mod release_trace;
 mod robustness;
 mod run;
 mod support;

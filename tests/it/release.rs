@@ -13,7 +13,7 @@ use serde_json::Value;
 use crate::support::build_image;
 
 /// The test cluster's kubeconfig, started once per test process.
-fn cluster() -> Option<PathBuf> {
+pub(crate) fn cluster() -> Option<PathBuf> {
     static KUBECONFIG: OnceLock<Option<PathBuf>> = OnceLock::new();
     KUBECONFIG
         .get_or_init(|| {
@@ -46,7 +46,7 @@ fn cluster() -> Option<PathBuf> {
 
 /// A web server that really runs as the chat container would: non-root,
 /// on 8080, answering `/healthz`.
-fn good_image() -> &'static str {
+pub(crate) fn good_image() -> &'static str {
     build_image(
         "local/slipway-chat-test:good",
         "FROM local/busybox\nRUN mkdir -p /www && echo ok > /www/healthz\nUSER 1000\nEXPOSE 8080\n\
@@ -62,15 +62,15 @@ fn broken_image() -> &'static str {
     )
 }
 
-struct Run {
-    code: Option<i32>,
-    events: Vec<Value>,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Run {
+    pub(crate) code: Option<i32>,
+    pub(crate) events: Vec<Value>,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
 }
 
 impl Run {
-    fn finished(&self) -> &Value {
+    pub(crate) fn finished(&self) -> &Value {
         self.events
             .iter()
             .rev()
@@ -78,7 +78,7 @@ impl Run {
             .unwrap_or_else(|| panic!("no stage_finished in {}\n{}", self.stdout, self.stderr))
     }
 
-    fn logs(&self) -> String {
+    pub(crate) fn logs(&self) -> String {
         self.events
             .iter()
             .filter(|e| e["event"] == "log")
@@ -88,7 +88,7 @@ impl Run {
     }
 }
 
-fn slipway(dir: &Path, kubeconfig: &Path, args: &[&str]) -> Run {
+pub(crate) fn slipway(dir: &Path, kubeconfig: &Path, args: &[&str]) -> Run {
     let out = std::process::Command::new(assert_cmd::cargo::cargo_bin("slipway"))
         .current_dir(dir)
         .env("KUBECONFIG", kubeconfig)
@@ -108,12 +108,12 @@ fn slipway(dir: &Path, kubeconfig: &Path, args: &[&str]) -> Run {
 }
 
 /// A namespace name of this test process's own.
-fn unique(name: &str) -> String {
+pub(crate) fn unique(name: &str) -> String {
     format!("{name}-{}", std::process::id())
 }
 
 /// Reads the cluster with the kube crate, outside slipway.
-fn kube<T>(kubeconfig: &Path, f: impl AsyncFnOnce(kube::Client) -> T) -> T {
+pub(crate) fn kube<T>(kubeconfig: &Path, f: impl AsyncFnOnce(kube::Client) -> T) -> T {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -129,7 +129,7 @@ fn kube<T>(kubeconfig: &Path, f: impl AsyncFnOnce(kube::Client) -> T) -> T {
 }
 
 /// Deletes a namespace without waiting (pods may take a while to go).
-fn drop_namespace(kubeconfig: &Path, ns: &str) {
+pub(crate) fn drop_namespace(kubeconfig: &Path, ns: &str) {
     let ns = ns.to_string();
     kube(kubeconfig, async move |client| {
         let api: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(client);
