@@ -3,6 +3,17 @@
 # machine: a Docker engine, the local images the examples and tests use (no
 # image can be pulled here), and a local registry for push tests.
 #
+# The local images, all labelled dev.slipway.image:
+#   local/busybox       FROM scratch + Debian's static busybox
+#   local/debian        Debian bookworm (minbase), debootstrapped
+#   local/debian:trixie Debian trixie (minbase), debootstrapped
+#   local/node:18       bookworm's nodejs and npm   (scripts/images/node)
+#   local/node:20       trixie's nodejs and npm     (scripts/images/node)
+#   local/postgres:15   bookworm's postgresql-15    (scripts/images/postgres)
+# The last three are built with `docker build` from the recipes in
+# scripts/images/, which install Debian's packages with apt (the engine's
+# containers reach deb.debian.org); a recipe that changed is built again.
+#
 #   scripts/dev-env.sh          install what is missing, start what is not
 #                               running, build missing images (idempotent,
 #                               a few seconds when everything is there)
@@ -21,7 +32,8 @@ mkdir -p "$cache" "$run"
 # Debian's client matches Debian's engine; a newer client may be first on PATH.
 docker_bin=/usr/bin/docker
 registry_addr=127.0.0.1:5000
-debian_suite=bookworm
+# Where the recipes of the images built with `docker build` live.
+images_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/images"
 
 log() { printf 'dev-env: %s\n' "$*" >&2; }
 die() { printf 'dev-env: error: %s\n' "$*" >&2; exit 1; }
@@ -91,27 +103,76 @@ EOF
   rm -rf "$ctx"
 }
 
-# local/debian: a minimal Debian made with debootstrap, for realistic
-# examples; the root file system is cached as a tarball.
+# local/debian (bookworm) and local/debian:trixie: a minimal Debian made with
+# debootstrap, for realistic examples; each suite's root file system is cached
+# as a tarball, so it is debootstrapped once.
 build_debian() {
-  have_image local/debian:latest && return 0
-  local tarball="$cache/debian-$debian_suite.tar"
+  local suite="$1" tag="$2"
+  have_image "$tag" && return 0
+  local tarball="$cache/debian-$suite.tar"
   if [ ! -s "$tarball" ]; then
-    log "debootstrapping Debian $debian_suite (a few minutes, once)"
-    local root="$cache/debian-$debian_suite.rootfs"
+    log "debootstrapping Debian $suite (a few minutes, once)"
+    local root="$cache/debian-$suite.rootfs"
     as_root rm -rf "$root"
-    as_root debootstrap --variant=minbase "$debian_suite" "$root" http://deb.debian.org/debian >"$run/debootstrap.log" 2>&1 ||
-      { tail -n 20 "$run/debootstrap.log" >&2; die "debootstrap failed"; }
+    as_root debootstrap --variant=minbase "$suite" "$root" http://deb.debian.org/debian >"$run/debootstrap-$suite.log" 2>&1 ||
+      { tail -n 20 "$run/debootstrap-$suite.log" >&2; die "debootstrap of $suite failed"; }
     as_root tar -C "$root" -cf "$tarball.part" .
     mv "$tarball.part" "$tarball"
     as_root rm -rf "$root"
   fi
-  log "importing local/debian"
+  log "importing $tag"
+  local label="${tag#local/}"
   "$docker_bin" import \
     --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
-    --change 'LABEL dev.slipway.image="debian"' \
+    --change "LABEL dev.slipway.image=\"${label%:latest}\"" \
     --change 'CMD ["bash"]' \
-    "$tarball" local/debian:latest >/dev/null
+    "$tarball" "$tag" >/dev/null
+}
+
+# What an image built from a recipe is made of: the recipe's files, the build
+# arguments and the base image's id. Stored as the label dev.slipway.recipe,
+# so that a changed recipe or base is built again and an unchanged one is not.
+recipe_digest() {
+  local recipe="$1" base="$2"
+  shift 2
+  {
+    (cd "$images_dir/$recipe" && find . -type f -print0 | sort -z | xargs -0 sha256sum)
+    printf '%s\n' "$@"
+    "$docker_bin" image inspect -f '{{.Id}}' "$base"
+  } | sha256sum | cut -c1-16
+}
+
+recipe_label() {
+  "$docker_bin" image inspect -f '{{index .Config.Labels "dev.slipway.recipe"}}' "$1" 2>/dev/null || true
+}
+
+# build_recipe TAG RECIPE BASE WHAT [NAME=VALUE...]: builds scripts/images/RECIPE
+# FROM BASE as TAG, with the build arguments given, unless TAG is already
+# built from exactly that.
+build_recipe() {
+  local tag="$1" recipe="$2" base="$3" what="$4"
+  shift 4
+  local digest
+  digest="$(recipe_digest "$recipe" "$base" "$@")"
+  [ "$(recipe_label "$tag")" = "$digest" ] && return 0
+  local args=(--build-arg "BASE=$base") a
+  for a in "$@"; do args+=(--build-arg "$a"); done
+  local started=$SECONDS logfile="$run/build-${tag//[\/:]/-}.log"
+  log "building $tag from $what (apt inside the build; a minute or two, once; log: $logfile)"
+  DOCKER_BUILDKIT=0 "$docker_bin" build --rm --force-rm "${args[@]}" \
+    --label "dev.slipway.image=${tag#local/}" --label "dev.slipway.recipe=$digest" \
+    -t "$tag" "$images_dir/$recipe" >"$logfile" 2>&1 ||
+    { tail -n 30 "$logfile" >&2; die "building $tag failed"; }
+  log "built $tag in $((SECONDS - started)) s: $("$docker_bin" run --rm --entrypoint sh "$tag" -c 'if command -v postgres >/dev/null; then postgres --version; else echo "node $(node --version), npm $(npm --version)"; fi')"
+}
+
+build_node() {
+  build_recipe local/node:18 node local/debian:latest "Debian bookworm's nodejs and npm" NODE_MAJOR=18
+  build_recipe local/node:20 node local/debian:trixie "Debian trixie's nodejs and npm" NODE_MAJOR=20
+}
+
+build_postgres() {
+  build_recipe local/postgres:15 postgres local/debian:latest "Debian bookworm's postgresql-15"
 }
 
 # ------------------------------------------------------------------ registry
@@ -154,8 +215,16 @@ status() {
     printf '%-16s %s\n' "$p" "$(dpkg-query -W -f='${Version}' "$p" 2>/dev/null || echo missing)"
   done
   if engine_answers; then echo "engine           up ($("$docker_bin" version --format '{{.Server.Version}}'))"; else echo "engine           down"; fi
-  for i in local/busybox local/debian; do
-    if have_image "$i:latest"; then printf '%-16s present\n' "$i"; else printf '%-16s missing\n' "$i"; fi
+  local i
+  for i in local/busybox local/debian local/debian:trixie; do
+    if have_image "$i"; then printf '%-20s present\n' "$i"; else printf '%-20s missing\n' "$i"; fi
+  done
+  for i in local/node:18 local/node:20 local/postgres:15; do
+    if ! have_image "$i"; then
+      printf '%-20s missing\n' "$i"
+    else
+      printf '%-20s present (recipe %s)\n' "$i" "$(recipe_label "$i")"
+    fi
   done
   if registry_answers; then echo "registry         up ($registry_addr)"; else echo "registry         down"; fi
 }
@@ -180,7 +249,10 @@ case "${1:-up}" in
     install_packages
     start_engine
     build_busybox
-    build_debian
+    build_debian bookworm local/debian:latest
+    build_debian trixie local/debian:trixie
+    build_node
+    build_postgres
     start_registry
     status
     ;;

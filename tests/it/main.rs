@@ -6,6 +6,7 @@ mod docker;
 mod docs;
 mod examples;
 mod fixtures;
+mod flagship;
 mod lsp;
 mod nvim;
 mod release;

@@ -173,11 +173,11 @@ fn neovim_shows_the_unknown_stage_as_it_is_typed() {
         .filter(|l| l.starts_with("diagnostic "))
         .collect();
     assert_eq!(diagnostics.len(), 1, "{written}");
-    // `stage lint after instal {` is line 25 (0-based 24); `instal` starts
+    // `stage lint after instal {` is line 46 (0-based 45); `instal` starts
     // at column 17.
     assert_eq!(
         *diagnostics[0],
-        "diagnostic 24:17-24:23 slipway::unknown-stage unknown stage `instal` | help: did you mean `install`?",
+        "diagnostic 45:17-45:23 slipway::unknown-stage unknown stage `instal` | help: did you mean `install`?",
         "{written}"
     );
 }

@@ -165,9 +165,12 @@ fn ready_images(kubeconfig: &Path, ns: &str) -> Vec<String> {
     })
 }
 
-/// A project with the chat example's manifests, verbatim, and a pipeline
-/// whose deploy stage is the chat example's release. Environment `env`
-/// makes the namespace `chat-<env>`.
+/// A project with the chat example's manifests and a pipeline whose deploy
+/// stage is the chat example's release. Environment `env` makes the
+/// namespace `chat-<env>`. The manifests are verbatim but for the pull
+/// policy: the example's Pods pull `Always` from the registry, this test's
+/// images are only in the engine (tests/it/flagship.rs runs the example's
+/// own pipeline, registry and all).
 fn chat_project(env: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");
     let k8s = dir.path().join("deploy/k8s");
@@ -175,12 +178,15 @@ fn chat_project(env: &str) -> tempfile::TempDir {
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/chat/deploy/k8s");
     for entry in std::fs::read_dir(example).expect("example manifests") {
         let path = entry.expect("entry").path();
-        std::fs::copy(&path, k8s.join(path.file_name().expect("name"))).expect("copy");
+        let text = std::fs::read_to_string(&path).expect("read");
+        let text = text.replace("imagePullPolicy: Always", "imagePullPolicy: IfNotPresent");
+        std::fs::write(k8s.join(path.file_name().expect("name")), text).expect("write");
     }
     std::fs::write(
         dir.path().join("chat.pipeline"),
         format!(
-            "pipeline \"chat\"\n\nenv {{\n  IMAGE = \"local/slipway-chat-test:good\"\n}}\n\n\
+            "pipeline \"chat\"\n\nenv {{\n  IMAGE = \"local/slipway-chat-test:good\"\n  \
+             READINESS_PATH = \"/healthz\"\n  PROGRESS_DEADLINE = \"120\"\n}}\n\n\
              environment {env} {{ env {{ REPLICAS = \"1\" }} }}\n\n\
              stage deploy {{\n  release chat {{\n    namespace \"chat-${{environment}}\"\n    manifests \"deploy/k8s/*.yaml\"\n    \
              image     \"chat\" = \"${{IMAGE}}\"\n    wait      2m\n    rollback  on-failure\n    prune     true\n    history   10\n  }}\n}}\n"
