@@ -144,18 +144,6 @@ fn get(ip: &str, path: &str) -> (String, String) {
     )
 }
 
-/// `slipway release history`'s table as (revision, status) pairs.
-fn statuses(history: &str) -> Vec<(String, String)> {
-    history
-        .lines()
-        .skip(1)
-        .filter_map(|l| {
-            let cols: Vec<&str> = l.split_whitespace().collect();
-            Some((cols.first()?.to_string(), cols.get(2)?.to_string()))
-        })
-        .collect()
-}
-
 #[test]
 fn scripts_deliver_builds_pushes_and_releases_chat_then_rolls_a_broken_change_back() {
     if !engine_and_registry() {
@@ -233,6 +221,24 @@ fn scripts_deliver_builds_pushes_and_releases_chat_then_rolls_a_broken_change_ba
     assert!(line.contains(" 200 "), "{line}");
     assert!(body.contains("\"room\":\"lobby\""), "{body}");
 
+    // README command 1 again, nothing changed: the same commit builds the
+    // same image (same digest), so the release applies nothing and the pod
+    // keeps running.
+    let again = deliver(&ns, &[]);
+    assert_eq!(again.code, Some(0), "{}\n{}", again.stdout, again.stderr);
+    assert!(
+        again
+            .stdout
+            .contains("no changes; revision 1 is live and healthy"),
+        "{}",
+        again.stdout
+    );
+    let still = ready_pods(&kc, &ns);
+    assert!(
+        still.len() == 1 && still[0].metadata.uid == pod.metadata.uid,
+        "the pod was replaced: {still:?}"
+    );
+
     // The documented second command: a broken change, rolled back.
     let broken = deliver(&ns, &["--broken"]);
     assert_eq!(broken.code, Some(0), "{}\n{}", broken.stdout, broken.stderr);
@@ -252,11 +258,43 @@ fn scripts_deliver_builds_pushes_and_releases_chat_then_rolls_a_broken_change_ba
         "{}",
         broken.stderr
     );
-    let history = release(&kc, &["history", "chat", "-n", &ns]);
+    // History says which commit each revision was, and what became of it.
+    let head = std::process::Command::new("git")
+        .current_dir(root())
+        .args(["rev-parse", "HEAD"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .expect("git");
+    let history: serde_json::Value = serde_json::from_str(&release(
+        &kc,
+        &["history", "chat", "-n", &ns, "--output", "json"],
+    ))
+    .expect("history is JSON");
+    let rows: Vec<(u64, String, String)> = history["revisions"]
+        .as_array()
+        .expect("revisions")
+        .iter()
+        .map(|r| {
+            (
+                r["revision"].as_u64().unwrap_or_default(),
+                r["status"].as_str().unwrap_or_default().to_string(),
+                r["commit"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
     assert_eq!(
-        statuses(&history),
-        [("1", "superseded"), ("2", "rolled-back"), ("3", "deployed")]
-            .map(|(a, b)| (a.to_string(), b.to_string())),
+        rows,
+        [
+            (1, "superseded".to_string(), head.clone()),
+            (2, "rolled-back".to_string(), head.clone()),
+            (3, "deployed".to_string(), head.clone()),
+        ],
+        "{history}"
+    );
+    assert!(
+        history["revisions"][0]["images"][0]["digest"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("localhost:5000/chat@sha256:") && d.ends_with(digest)),
         "{history}"
     );
     // Serving again, from a Ready pod of the revision rolled back to.
@@ -270,8 +308,9 @@ fn scripts_deliver_builds_pushes_and_releases_chat_then_rolls_a_broken_change_ba
     assert!(get(&ip, "/healthz").0.contains(" 200 "));
 
     eprintln!(
-        "flagship timings: scripts/deliver {:.1}s, scripts/deliver --broken {:.1}s",
+        "flagship timings: scripts/deliver {:.1}s, again {:.1}s, scripts/deliver --broken {:.1}s",
         good.took.as_secs_f64(),
+        again.took.as_secs_f64(),
         broken.took.as_secs_f64()
     );
     drop_namespace(&kc, &ns);
