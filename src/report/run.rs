@@ -163,7 +163,25 @@ impl Human {
 /// The chain of stages that decided the run's length: from the stage that
 /// ended last, back through the dependency that ended last before it.
 pub fn critical_path(plan: &Plan, results: &[StageResult]) -> Vec<String> {
-    let end = |i: usize| results.get(i).and_then(|r| r.span).map(|(_, e)| e);
+    // A stage that ran without an attempt (an approved `manual` stage)
+    // ends when the last stage it waits for did, so the path goes through it.
+    fn end(plan: &Plan, results: &[StageResult], i: usize, depth: usize) -> Option<Duration> {
+        let r = results.get(i)?;
+        if let Some((_, e)) = r.span {
+            return Some(e);
+        }
+        if r.status.is_err() || depth > plan.stages.len() {
+            return None;
+        }
+        plan.stages[i]
+            .after
+            .iter()
+            .filter_map(|d| plan.stages.iter().position(|s| *s.name == **d))
+            .filter_map(|d| end(plan, results, d, depth + 1))
+            .max()
+            .or(Some(Duration::ZERO))
+    }
+    let end = |i: usize| end(plan, results, i, 0);
     let Some(mut at) = (0..plan.stages.len())
         .filter(|&i| !plan.stages[i].finally)
         .filter(|&i| end(i).is_some())
@@ -189,4 +207,48 @@ pub fn critical_path(plan: &Plan, results: &[StageResult]) -> Vec<String> {
     }
     path.reverse();
     path
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use super::critical_path;
+    use crate::run::{StageResult, StageStatus};
+
+    #[test]
+    fn the_critical_path_goes_through_an_approved_manual_stage() {
+        let checked = crate::model::check_text(
+            Path::new("t.pipeline"),
+            "pipeline \"p\"\n\nstage build {\n  image \"x\"\n  run \"x\"\n}\n\
+             stage other {\n  image \"x\"\n  run \"x\"\n}\n\
+             stage approve after build {\n  manual \"ok?\"\n}\n\
+             stage deploy after approve {\n  image \"x\"\n  run \"x\"\n}\n",
+        );
+        let plan = crate::plan::plan(
+            &checked.pipeline.expect("checks"),
+            &crate::plan::Options::default(),
+        )
+        .expect("plans");
+        let result = |name: &str, span: Option<(u64, u64)>| StageResult {
+            name: name.into(),
+            status: Ok(StageStatus::Succeeded),
+            attempts: u32::from(span.is_some()),
+            duration: Duration::ZERO,
+            span: span.map(|(b, e)| (Duration::from_secs(b), Duration::from_secs(e))),
+            message: None,
+            unreachable: false,
+        };
+        let results = [
+            result("build", Some((0, 5))),
+            result("other", Some((0, 7))),
+            result("approve", None),
+            result("deploy", Some((5, 9))),
+        ];
+        assert_eq!(
+            critical_path(&plan, &results),
+            ["build", "approve", "deploy"]
+        );
+    }
 }
