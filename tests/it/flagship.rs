@@ -151,6 +151,13 @@ fn scripts_deliver_builds_pushes_and_releases_chat_then_rolls_a_broken_change_ba
     }
     let Some(kc) = cluster() else { return };
     let ns = unique("flagship");
+    // The commit every revision is made from (the checkout's own).
+    let head = std::process::Command::new("git")
+        .current_dir(root())
+        .args(["rev-parse", "HEAD"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .expect("git");
 
     // README command 1.
     let good = deliver(&ns, &[]);
@@ -259,12 +266,6 @@ fn scripts_deliver_builds_pushes_and_releases_chat_then_rolls_a_broken_change_ba
         broken.stderr
     );
     // History says which commit each revision was, and what became of it.
-    let head = std::process::Command::new("git")
-        .current_dir(root())
-        .args(["rev-parse", "HEAD"])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .expect("git");
     let history: serde_json::Value = serde_json::from_str(&release(
         &kc,
         &["history", "chat", "-n", &ns, "--output", "json"],
