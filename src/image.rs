@@ -317,75 +317,88 @@ mod tests {
 
     const SHA: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
-    /// (reference, domain, path, tag, digest) as written.
-    fn parts(raw: &str) -> (Option<String>, String, Option<String>, Option<String>) {
+    /// Domain, path, tag and digest, as written.
+    fn parts(raw: &str) -> [Option<String>; 4] {
         let i = ImageRef::split(raw);
-        (i.domain, i.path, i.tag, i.digest)
-    }
-
-    fn some(s: &str) -> Option<String> {
-        Some(s.to_string())
+        [i.domain, Some(i.path), i.tag, i.digest]
     }
 
     #[test]
     fn references_are_cut_by_docker_rules() {
         let digested = format!("localhost:5000/chat@{SHA}");
         let everything = format!("registry.example.com:443/a/b/c:tag@{SHA}");
-        let table: Vec<(&str, Option<String>, &str, Option<String>, Option<String>)> = vec![
-            ("node", None, "node", None, None),
-            ("node:20", None, "node", some("20"), None),
-            ("team/app:v1", None, "team/app", some("v1"), None),
+        let table: Vec<(&str, [Option<&str>; 4])> = vec![
+            ("node", [None, Some("node"), None, None]),
+            ("node:20", [None, Some("node"), Some("20"), None]),
+            ("team/app:v1", [None, Some("team/app"), Some("v1"), None]),
             (
                 "localhost:5000/chat:main-abc",
-                some("localhost:5000"),
-                "chat",
-                some("main-abc"),
-                None,
+                [Some("localhost:5000"), Some("chat"), Some("main-abc"), None],
             ),
             (
                 "localhost:5000/chat",
-                some("localhost:5000"),
-                "chat",
-                None,
-                None,
+                [Some("localhost:5000"), Some("chat"), None, None],
             ),
-            (&digested, some("localhost:5000"), "chat", None, some(SHA)),
+            (
+                &digested,
+                [Some("localhost:5000"), Some("chat"), None, Some(SHA)],
+            ),
             (
                 &everything,
-                some("registry.example.com:443"),
-                "a/b/c",
-                some("tag"),
-                some(SHA),
+                [
+                    Some("registry.example.com:443"),
+                    Some("a/b/c"),
+                    Some("tag"),
+                    Some(SHA),
+                ],
             ),
-            ("localhost/chat", some("localhost"), "chat", None, None),
-            ("reg.io/team/chat", some("reg.io"), "team/chat", None, None),
+            (
+                "localhost/chat",
+                [Some("localhost"), Some("chat"), None, None],
+            ),
+            (
+                "reg.io/team/chat",
+                [Some("reg.io"), Some("team/chat"), None, None],
+            ),
             (
                 "[::1]:5000/chat:1",
-                some("[::1]:5000"),
-                "chat",
-                some("1"),
-                None,
+                [Some("[::1]:5000"), Some("chat"), Some("1"), None],
             ),
-            ("Library/UPPER", some("Library"), "UPPER", None, None),
+            // Docker takes an upper-case first component for a host.
+            (
+                "Library/UPPER",
+                [Some("Library"), Some("UPPER"), None, None],
+            ),
             // A name without a slash has no domain: `localhost:5000` is
             // `localhost` tagged `5000`.
-            ("localhost:5000", None, "localhost", some("5000"), None),
+            (
+                "localhost:5000",
+                [None, Some("localhost"), Some("5000"), None],
+            ),
             // A `:` before anything but a port's digits begins the tag.
-            ("chat:feature/x", None, "chat", some("feature/x"), None),
+            (
+                "chat:feature/x",
+                [None, Some("chat"), Some("feature/x"), None],
+            ),
             (
                 "localhost:5000/chat:feature/x",
-                some("localhost:5000"),
-                "chat",
-                some("feature/x"),
-                None,
+                [
+                    Some("localhost:5000"),
+                    Some("chat"),
+                    Some("feature/x"),
+                    None,
+                ],
             ),
-            ("myhost:5000/chat", some("myhost:5000"), "chat", None, None),
-            ("chat:", None, "chat", some(""), None),
+            (
+                "myhost:5000/chat",
+                [Some("myhost:5000"), Some("chat"), None, None],
+            ),
+            ("chat:", [None, Some("chat"), Some(""), None]),
         ];
-        for (raw, domain, path, tag, digest) in table {
+        for (raw, expected) in table {
             assert_eq!(
                 parts(raw),
-                (domain, path.to_string(), tag, digest),
+                expected.map(|p| p.map(String::from)),
                 "cutting `{raw}`"
             );
             assert_eq!(ImageRef::split(raw).to_string(), raw, "writing `{raw}`");
