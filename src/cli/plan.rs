@@ -46,7 +46,7 @@ fn release_objects(plan: &mut crate::plan::Plan, selection: &super::Selection) {
         .iter()
         .enumerate()
         .filter_map(|(i, s)| {
-            let r = s.release.as_deref()?;
+            let r = s.release()?;
             let scope = crate::release::render::Scope::of(s, plan);
             let ns = r.namespace.clone().unwrap_or_else(|| "default".into());
             let objects = crate::release::render::render(r, &workspace, &scope)
@@ -68,7 +68,7 @@ fn release_objects(plan: &mut crate::plan::Plan, selection: &super::Selection) {
         })
         .collect();
     for (i, objects) in rendered {
-        if let Some(r) = plan.stages[i].release.as_deref_mut() {
+        if let Some(r) = plan.stages[i].release_mut() {
             match objects {
                 Ok(o) => r.objects = o,
                 Err(e) => r.objects_error = Some(e),

@@ -399,7 +399,7 @@ async fn diff(d: &DiffArgs, context: Option<&str>, global: &Global) -> Result<u8
     let releases: Vec<_> = plan
         .stages
         .iter()
-        .filter(|s| s.release.is_some() && !s.skipped)
+        .filter(|s| s.release().is_some() && !s.skipped)
         .collect();
     if releases.is_empty() {
         return Err(ApiError::Failed(
@@ -411,9 +411,9 @@ async fn diff(d: &DiffArgs, context: Option<&str>, global: &Global) -> Result<u8
     for stage in &releases {
         let named = stage.secrets.iter().map(|s| s.to_string());
         let referenced = stage.secret_env.values().flat_map(|v| {
-            v.split("${secret.")
-                .skip(1)
-                .filter_map(|rest| rest.split_once('}').map(|(n, _)| n.to_string()))
+            crate::plan::secret_names(v)
+                .into_iter()
+                .map(str::to_string)
                 .collect::<Vec<_>>()
         });
         for name in named.chain(referenced) {
@@ -425,7 +425,7 @@ async fn diff(d: &DiffArgs, context: Option<&str>, global: &Global) -> Result<u8
     let dirty = super::git::Repo::at(&workspace).and_then(|r| r.dirty());
     let mut changed = false;
     for stage in releases {
-        let Some(spec) = stage.release.as_deref() else {
+        let Some(spec) = stage.release() else {
             continue;
         };
         let mut scope = Scope::of(stage, &plan);

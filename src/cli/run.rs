@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use super::{Global, Selection, exit};
 use crate::report::run::{Human, json_line};
 use crate::run::backend::Backend;
-use crate::run::{RunOptions, RunStatus};
+use crate::run::{Event, Question, RunOptions, RunStatus};
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum BackendKind {
@@ -109,10 +109,11 @@ pub(crate) fn run(args: &RunArgs, global: &Global) -> u8 {
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from)),
         keep_going: args.keep_going,
         approve: args.approve.clone(),
-        interactive: std::io::stdin().is_terminal() && std::io::stderr().is_terminal(),
+        questions: None,
         workspace,
         secrets,
     };
+    let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
     let runtime = match super::runtime(global) {
         Ok(r) => r,
         Err(code) => return code,
@@ -123,7 +124,9 @@ pub(crate) fn run(args: &RunArgs, global: &Global) -> u8 {
         let backend: Arc<dyn Backend> = match args.backend {
             BackendKind::Local => Arc::new(crate::run::local::LocalBackend),
             BackendKind::Docker => Arc::new(
-                crate::run::docker::DockerBackend::connect(args.pull, args.workspace).await?,
+                crate::run::docker::DockerBackend::connect(args.pull, args.workspace)
+                    .await
+                    .map_err(|e| (exit::INTERNAL, e))?,
             ),
         };
         let backend: Arc<dyn Backend> = Arc::new(crate::run::releasing::WithRelease::new(
@@ -141,33 +144,68 @@ pub(crate) fn run(args: &RunArgs, global: &Global) -> u8 {
             && std::io::stdout().is_terminal()
             && std::io::stderr().is_terminal())
         .then(crate::report::live::Live::new);
+        // `manual` questions come here, so that the live view is taken off
+        // the terminal while one is asked; the run goes on meanwhile, and
+        // what it prints waits for the answer.
+        let (questions, mut asked) = tokio::sync::mpsc::channel::<Question>(8);
+        let mut opts = opts;
+        if interactive {
+            opts.questions = Some(questions);
+        }
         let printer = tokio::spawn(async move {
             let mut out = std::io::stdout();
-            while let Some(event) = rx.recv().await {
-                let text = match format {
-                    OutputFormat::Json => json_line(&event) + "\n",
-                    OutputFormat::Human => human.event(&event),
-                };
-                match &mut live {
-                    Some(live) => live.show(&event, &text),
-                    // Live output: flush each event (a closed pipe stops printing, not the run).
-                    None => {
-                        let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+            let mut held: Vec<(Event, String)> = Vec::new();
+            let mut answering: Option<tokio::task::JoinHandle<()>> = None;
+            loop {
+                tokio::select! {
+                    event = rx.recv() => {
+                        let Some(event) = event else { break };
+                        let text = match format {
+                            OutputFormat::Json => json_line(&event) + "\n",
+                            OutputFormat::Human => human.event(&event),
+                        };
+                        if answering.is_some() {
+                            held.push((event, text));
+                            continue;
+                        }
+                        show(&mut live, &mut out, &event, &text);
+                    }
+                    Some(question) = asked.recv(), if answering.is_none() => {
+                        if let Some(live) = &mut live {
+                            live.pause();
+                        }
+                        answering = Some(tokio::task::spawn_blocking(move || ask(question)));
+                    }
+                    _ = async { answering.as_mut().expect("guarded").await }, if answering.is_some() => {
+                        answering = None;
+                        if let Some(live) = &mut live {
+                            live.resume();
+                        }
+                        for (event, text) in held.drain(..) {
+                            show(&mut live, &mut out, &event, &text);
+                        }
                     }
                 }
+            }
+            for (event, text) in held.drain(..) {
+                show(&mut live, &mut out, &event, &text);
             }
             human
         });
         let summary = crate::run::run(&plan, &opts, backend, tx, cancel).await;
+        drop(opts);
         let human = printer.await.ok();
-        let summary = summary?;
-        Ok::<_, String>((summary, human))
+        let summary = summary.map_err(|e| (e.exit_code(), e.to_string()))?;
+        Ok::<_, (u8, String)>((summary, human))
     });
+    // A question still on the terminal (the run was stopped while it
+    // waited) is not waited for.
+    runtime.shutdown_background();
     let (summary, human) = match summary {
         Ok(s) => s,
-        Err(e) => {
+        Err((code, e)) => {
             super::error(global, &e, None);
-            return exit::INTERNAL;
+            return code;
         }
     };
     if format == OutputFormat::Human {
@@ -194,6 +232,37 @@ pub(crate) fn run(args: &RunArgs, global: &Global) -> u8 {
         RunStatus::Failed => exit::FAILED,
         RunStatus::Cancelled => exit::CANCELLED,
     }
+}
+
+/// Prints one event: above the live view, or straight to standard output
+/// (flushed each time; a closed pipe stops printing, not the run).
+fn show(
+    live: &mut Option<crate::report::live::Live>,
+    out: &mut std::io::Stdout,
+    event: &Event,
+    text: &str,
+) {
+    match live {
+        Some(live) => live.show(event, text),
+        None => {
+            let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+        }
+    }
+}
+
+/// Asks on the terminal whether a `manual` stage may go on.
+fn ask(question: Question) {
+    use std::io::Write as _;
+    eprint!("{} [y/N] ", question.prompt);
+    let _ = std::io::stderr().flush();
+    let mut line = String::new();
+    let answer = std::io::stdin()
+        .read_line(&mut line)
+        .map(|_| line)
+        .unwrap_or_default();
+    let _ = question
+        .answer
+        .send(matches!(answer.trim(), "y" | "Y" | "yes" | "Yes"));
 }
 
 /// What a release records of where it comes from, but for what each
