@@ -382,10 +382,31 @@ mod tests {
         assert_eq!(
             keys,
             [
-                "name", "stage", "matrix", "after", "kind", "template", "when", "image", "run",
-                "env", "secrets", "secret_env", "services", "artifacts", "caches", "retry",
-                "timeout_secs", "allow_failure", "finally", "build", "release", "manual",
-                "skipped", "reason", "wave"
+                "name",
+                "stage",
+                "matrix",
+                "after",
+                "kind",
+                "template",
+                "when",
+                "image",
+                "run",
+                "env",
+                "secrets",
+                "secret_env",
+                "services",
+                "artifacts",
+                "caches",
+                "retry",
+                "timeout_secs",
+                "allow_failure",
+                "finally",
+                "build",
+                "release",
+                "manual",
+                "skipped",
+                "reason",
+                "wave"
             ]
         );
         let shape: Vec<(&str, [bool; 4])> = stages

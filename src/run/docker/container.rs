@@ -273,7 +273,15 @@ async fn supervise(
             Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => {
                 Outcome::Exited(i32::try_from(code).unwrap_or(1))
             }
-            Some(Err(e)) => Outcome::Failed(failure("waiting for the container failed", &e)),
+            Some(Err(e)) => Outcome::Failed(match super::engine::kind(&e) {
+                FailureKind::Infrastructure => Failure {
+                    kind: FailureKind::Infrastructure,
+                    message: format!(
+                        "the Docker engine stopped answering while the stage ran ({e})"
+                    ),
+                },
+                _ => failure("waiting for the container failed", &e),
+            }),
             None => Outcome::infrastructure("the engine stopped answering"),
         }
     };
