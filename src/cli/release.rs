@@ -100,12 +100,12 @@ pub(crate) fn run(args: &ReleaseArgs, global: &Global) -> u8 {
     });
     match result {
         Ok(code) => code,
-        Err(ApiError::Unreachable(e)) => {
-            super::error(global, &e, None);
+        Err(e @ ApiError::Unreachable { .. }) => {
+            super::error(global, &e.to_string(), None);
             exit::INTERNAL
         }
-        Err(ApiError::Failed(e)) => {
-            super::error(global, &e, None);
+        Err(e @ ApiError::Failed { .. }) => {
+            super::error(global, &e.to_string(), None);
             exit::FAILED
         }
     }
@@ -119,7 +119,7 @@ async fn revisions(t: &Target, context: Option<&str>) -> Result<Vec<Revision>, A
         .await
         .map_err(|e| ApiError::from_kube("listing revisions", e))?;
     if revisions.is_empty() {
-        return Err(ApiError::Failed(format!(
+        return Err(ApiError::failed(format!(
             "no release `{}` in namespace `{}`",
             t.name, t.namespace
         )));
@@ -337,7 +337,7 @@ async fn rollback(r: &RollbackArgs, context: Option<&str>) -> Result<u8, ApiErro
         Some(n) => revisions
             .iter()
             .find(|x| x.version == n)
-            .ok_or_else(|| ApiError::Failed(format!("release `{}` has no revision {n}", t.name)))?,
+            .ok_or_else(|| ApiError::failed(format!("release `{}` has no revision {n}", t.name)))?,
         None => revisions
             .iter()
             .rev()
@@ -346,7 +346,7 @@ async fn rollback(r: &RollbackArgs, context: Option<&str>) -> Result<u8, ApiErro
                     && current.is_none_or(|c| x.version < c.version)
             })
             .ok_or_else(|| {
-                ApiError::Failed(format!(
+                ApiError::failed(format!(
                     "release `{}` has no earlier deployed revision to go back to",
                     t.name
                 ))
@@ -402,8 +402,8 @@ async fn diff(d: &DiffArgs, context: Option<&str>, global: &Global) -> Result<u8
         .filter(|s| s.release().is_some() && !s.skipped)
         .collect();
     if releases.is_empty() {
-        return Err(ApiError::Failed(
-            "no release stage in the plan (name one, or check `slipway plan`)".into(),
+        return Err(ApiError::failed(
+            "no release stage in the plan (name one, or check `slipway plan`)",
         ));
     }
     // Secrets from the environment; those it lacks stay masked as `***`.
@@ -430,7 +430,7 @@ async fn diff(d: &DiffArgs, context: Option<&str>, global: &Global) -> Result<u8
         };
         let mut scope = Scope::of(stage, &plan);
         scope.secrets = Some(&secrets);
-        let mut objects = render(spec, &workspace, &scope).map_err(|e| ApiError::Failed(e.0))?;
+        let mut objects = render(spec, &workspace, &scope).map_err(|e| ApiError::failed(e.0))?;
         let namespace = spec.namespace.clone().unwrap_or_else(|| "default".into());
         // As a run would apply them: images pinned to the digests the engine
         // knows, and annotated as the deployed revision (a new revision's
@@ -481,7 +481,7 @@ async fn diff(d: &DiffArgs, context: Option<&str>, global: &Global) -> Result<u8
             {
                 Ok(x) => x,
                 // The namespace does not exist yet: all of it is new.
-                Err(ApiError::Failed(e)) if e.contains("not found") => {
+                Err(ApiError::Failed { message, .. }) if message.contains("not found") => {
                     let item = crate::release::store::Item {
                         api_version: object.api_version.clone(),
                         kind: object.kind.clone(),

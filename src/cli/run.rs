@@ -126,7 +126,7 @@ pub(crate) fn run(args: &RunArgs, global: &Global) -> u8 {
             BackendKind::Docker => Arc::new(
                 crate::run::docker::DockerBackend::connect(args.pull, args.workspace)
                     .await
-                    .map_err(|e| (exit::INTERNAL, e))?,
+                    .map_err(|e| (exit::INTERNAL, e.to_string()))?,
             ),
         };
         let backend: Arc<dyn Backend> = Arc::new(crate::run::releasing::WithRelease::new(
