@@ -8,7 +8,8 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 use serde_json::Value;
 
-use super::{Global, Selection, exit};
+use super::{Global, Selection};
+use crate::error::Error;
 use crate::release::apply::{self, ApiError, Kinds};
 use crate::release::render::{self, Scope, render};
 use crate::release::store::{Item, Revision, Status, Store};
@@ -84,31 +85,17 @@ struct DiffArgs {
     force_conflicts: bool,
 }
 
-pub(crate) fn run(args: &ReleaseArgs, global: &Global) -> u8 {
-    let runtime = match super::runtime(global) {
-        Ok(r) => r,
-        Err(code) => return code,
-    };
+pub(crate) fn run(args: &ReleaseArgs, global: &Global) -> Result<(), Error> {
+    let runtime = super::runtime()?;
     let context = args.context.as_deref();
-    let result = runtime.block_on(async {
+    runtime.block_on(async {
         match &args.command {
             ReleaseCommand::Status(r) => status(r, context).await,
             ReleaseCommand::History(r) => history(r, context).await,
             ReleaseCommand::Rollback(r) => rollback(r, context).await,
             ReleaseCommand::Diff(d) => diff(d, context, global).await,
         }
-    });
-    match result {
-        Ok(code) => code,
-        Err(e @ ApiError::Unreachable { .. }) => {
-            super::error(global, &e.to_string(), None);
-            exit::INTERNAL
-        }
-        Err(e @ ApiError::Failed { .. }) => {
-            super::error(global, &e.to_string(), None);
-            exit::FAILED
-        }
-    }
+    })
 }
 
 /// Every revision of the release, oldest first; none is an error.
@@ -199,12 +186,12 @@ fn short_commit(r: &Revision) -> String {
     }
 }
 
-fn print_json(value: &impl serde::Serialize) {
+fn print_json(value: &impl serde::Serialize) -> Result<(), Error> {
     let text = serde_json::to_string_pretty(value).unwrap_or_default();
-    super::write_stdout(&(text + "\n"));
+    super::write_stdout(&(text + "\n"))
 }
 
-async fn status(report: &Report, context: Option<&str>) -> Result<u8, ApiError> {
+async fn status(report: &Report, context: Option<&str>) -> Result<(), Error> {
     let t = &report.target;
     let revisions = revisions(t, context).await?;
     let deployed = revisions
@@ -213,13 +200,12 @@ async fn status(report: &Report, context: Option<&str>) -> Result<u8, ApiError> 
         .find(|r| r.status == Status::Deployed);
     let latest = revisions.last();
     if report.output == Format::Json {
-        print_json(&serde_json::json!({
+        return print_json(&serde_json::json!({
             "release": t.name,
             "namespace": t.namespace,
             "deployed": deployed.map(Shown::of),
             "latest": latest.map(Shown::of),
         }));
-        return Ok(exit::OK);
     }
     let mut out = format!("release:   {}\nnamespace: {}\n", t.name, t.namespace);
     match deployed {
@@ -275,19 +261,18 @@ async fn status(report: &Report, context: Option<&str>) -> Result<u8, ApiError> 
             last.description
         );
     }
-    Ok(super::write_stdout(&out))
+    super::write_stdout(&out)
 }
 
-async fn history(report: &Report, context: Option<&str>) -> Result<u8, ApiError> {
+async fn history(report: &Report, context: Option<&str>) -> Result<(), Error> {
     let t = &report.target;
     let revisions = revisions(t, context).await?;
     if report.output == Format::Json {
-        print_json(&serde_json::json!({
+        return print_json(&serde_json::json!({
             "release": t.name,
             "namespace": t.namespace,
             "revisions": revisions.iter().map(Shown::of).collect::<Vec<_>>(),
         }));
-        return Ok(exit::OK);
     }
     let mut table = comfy_table::Table::new();
     table.load_style(comfy_table::presets::NOTHING);
@@ -318,10 +303,10 @@ async fn history(report: &Report, context: Option<&str>) -> Result<u8, ApiError>
             },
         ]);
     }
-    Ok(super::write_stdout(&format!("{}\n", table.trim_fmt())))
+    super::write_stdout(&format!("{}\n", table.trim_fmt()))
 }
 
-async fn rollback(r: &RollbackArgs, context: Option<&str>) -> Result<u8, ApiError> {
+async fn rollback(r: &RollbackArgs, context: Option<&str>) -> Result<(), Error> {
     let t = &r.target;
     let client = client::connect(context).await?;
     let store = Store::new(client.clone(), &t.namespace, &t.name);
@@ -384,14 +369,11 @@ async fn rollback(r: &RollbackArgs, context: Option<&str>) -> Result<u8, ApiErro
         "release `{}`: revision {} deployed (a rollback to revision {})",
         t.name, now, target.version
     );
-    Ok(exit::OK)
+    Ok(())
 }
 
-async fn diff(d: &DiffArgs, context: Option<&str>, global: &Global) -> Result<u8, ApiError> {
-    let plan = match super::make_plan(&d.selection, global) {
-        Ok(p) => p,
-        Err(code) => return Ok(code),
-    };
+async fn diff(d: &DiffArgs, context: Option<&str>, global: &Global) -> Result<(), Error> {
+    let plan = super::make_plan(&d.selection, global)?;
     let workspace = d
         .selection
         .workspace()
@@ -404,7 +386,8 @@ async fn diff(d: &DiffArgs, context: Option<&str>, global: &Global) -> Result<u8
     if releases.is_empty() {
         return Err(ApiError::failed(
             "no release stage in the plan (name one, or check `slipway plan`)",
-        ));
+        )
+        .into());
     }
     // Secrets from the environment; those it lacks stay masked as `***`.
     let mut secrets: indexmap::IndexMap<String, String> = indexmap::IndexMap::new();
@@ -492,7 +475,7 @@ async fn diff(d: &DiffArgs, context: Option<&str>, global: &Global) -> Result<u8
                     changed |= print_diff(&item.id(), "", &text);
                     continue;
                 }
-                Err(e) => return Err(e),
+                Err(e) => return Err(e.into()),
             };
             let live = apply::get(&client, &mut kinds, &item).await?;
             let before = live
@@ -513,7 +496,7 @@ async fn diff(d: &DiffArgs, context: Option<&str>, global: &Global) -> Result<u8
     if !changed {
         eprintln!("no changes");
     }
-    Ok(if changed { exit::FAILED } else { exit::OK })
+    if changed { Err(Error::Failed) } else { Ok(()) }
 }
 
 fn print_diff(id: &str, before: &str, after: &str) -> bool {
