@@ -10,7 +10,8 @@ use clap::Args;
 use indexmap::IndexMap;
 use tokio_util::sync::CancellationToken;
 
-use super::{Global, Selection, exit};
+use super::{Global, Selection};
+use crate::error::Error;
 use crate::report::run::{Human, json_line};
 use crate::run::backend::Backend;
 use crate::run::{Event, Question, RunOptions, RunStatus};
@@ -83,25 +84,10 @@ pub(crate) struct RunArgs {
     junit: Option<PathBuf>,
 }
 
-pub(crate) fn run(args: &RunArgs, global: &Global) -> u8 {
-    let plan = match super::make_plan(&args.selection, global) {
-        Ok(p) => p,
-        Err(code) => return code,
-    };
-    let workspace = match args.selection.workspace() {
-        Ok(w) => w,
-        Err((m, h)) => {
-            super::error(global, &m, Some(&h));
-            return exit::INVALID;
-        }
-    };
-    let secrets = match secrets(&plan, args.secrets_file.as_deref()) {
-        Ok(s) => s,
-        Err((m, h)) => {
-            super::error(global, &m, Some(&h));
-            return exit::INVALID;
-        }
-    };
+pub(crate) fn run(args: &RunArgs, global: &Global) -> Result<(), Error> {
+    let plan = super::make_plan(&args.selection, global)?;
+    let workspace = args.selection.workspace()?;
+    let secrets = secrets(&plan, args.secrets_file.as_deref())?;
     let source = source(&args.selection);
     let opts = RunOptions {
         jobs: args
@@ -114,19 +100,14 @@ pub(crate) fn run(args: &RunArgs, global: &Global) -> u8 {
         secrets,
     };
     let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
-    let runtime = match super::runtime(global) {
-        Ok(r) => r,
-        Err(code) => return code,
-    };
+    let runtime = super::runtime()?;
     let human = Human::new(&plan, global.color);
     let format = args.output;
     let summary = runtime.block_on(async {
         let backend: Arc<dyn Backend> = match args.backend {
             BackendKind::Local => Arc::new(crate::run::local::LocalBackend),
             BackendKind::Docker => Arc::new(
-                crate::run::docker::DockerBackend::connect(args.pull, args.workspace)
-                    .await
-                    .map_err(|e| (exit::INTERNAL, e))?,
+                crate::run::docker::DockerBackend::connect(args.pull, args.workspace).await?,
             ),
         };
         let backend: Arc<dyn Backend> = Arc::new(crate::run::releasing::WithRelease::new(
@@ -195,42 +176,35 @@ pub(crate) fn run(args: &RunArgs, global: &Global) -> u8 {
         let summary = crate::run::run(&plan, &opts, backend, tx, cancel).await;
         drop(opts);
         let human = printer.await.ok();
-        let summary = summary.map_err(|e| (e.exit_code(), e.to_string()))?;
-        Ok::<_, (u8, String)>((summary, human))
+        let summary = summary.map_err(Error::Run)?;
+        Ok::<_, Error>((summary, human))
     });
     // A question still on the terminal (the run was stopped while it
     // waited) is not waited for.
     runtime.shutdown_background();
-    let (summary, human) = match summary {
-        Ok(s) => s,
-        Err((code, e)) => {
-            super::error(global, &e, None);
-            return code;
-        }
-    };
+    let (summary, human) = summary?;
     if format == OutputFormat::Human {
         if let Some(h) = human {
             let _ = std::io::stdout().write_all(h.summary(&plan, &summary).as_bytes());
         }
     }
     if let Some(path) = &args.junit {
-        let written = crate::report::junit::junit(&plan, &summary)
-            .and_then(|xml| std::fs::write(path, xml).map_err(|e| e.to_string()));
-        if let Err(e) = written {
-            super::error(
-                global,
-                &format!("cannot write the JUnit report `{}`: {e}", path.display()),
-                None,
-            );
-            return exit::INTERNAL;
-        }
+        let what = format!("the JUnit report `{}`", path.display());
+        let xml = crate::report::junit::junit(&plan, &summary)
+            .map_err(|e| Error::Internal(format!("cannot write {what}: {e}")))?;
+        std::fs::write(path, xml).map_err(|source| Error::Io {
+            action: format!("write {what}"),
+            source,
+        })?;
     }
     match summary.status {
-        RunStatus::Succeeded => exit::OK,
+        RunStatus::Succeeded => Ok(()),
         // A stage failed because the cluster did not answer: infrastructure.
-        RunStatus::Failed if summary.stages.iter().any(|s| s.unreachable) => exit::INTERNAL,
-        RunStatus::Failed => exit::FAILED,
-        RunStatus::Cancelled => exit::CANCELLED,
+        RunStatus::Failed if summary.stages.iter().any(|s| s.unreachable) => {
+            Err(Error::Unavailable)
+        }
+        RunStatus::Failed => Err(Error::Failed),
+        RunStatus::Cancelled => Err(Error::Cancelled),
     }
 }
 
@@ -308,14 +282,13 @@ async fn on_signals(cancel: CancellationToken) {
 fn secrets(
     plan: &crate::plan::Plan,
     file: Option<&Path>,
-) -> Result<IndexMap<String, String>, (String, String)> {
+) -> Result<IndexMap<String, String>, Error> {
     let mut from_file: IndexMap<String, String> = IndexMap::new();
     if let Some(path) = file {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            (
-                format!("cannot read `{}`: {e}", path.display()),
-                "pass a file of NAME=VALUE lines".into(),
-            )
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+            path: path.to_path_buf(),
+            help: Some("pass a file of NAME=VALUE lines"),
+            source,
         })?;
         for line in text
             .lines()
@@ -346,7 +319,7 @@ fn secrets(
                 out.insert(name.to_string(), v);
             }
             None => {
-                return Err((
+                return Err(Error::usage(
                     format!("secret `{name}` is not set"),
                     format!(
                         "export {name}=... or add `{name}=...` to a file given with --secrets-file"

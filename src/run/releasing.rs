@@ -231,10 +231,10 @@ async fn release_stage(job: Job, output: &Output, context: &Context) -> Outcome 
             ));
             Outcome::Exited(0)
         }
-        Err(ApiError::Unreachable(e)) => Outcome::infrastructure(e),
-        Err(ApiError::Failed(e)) => {
+        Err(e @ ApiError::Unreachable { .. }) => Outcome::infrastructure(e.to_string()),
+        Err(e @ ApiError::Failed { .. }) => {
             let _ = tx.send(format!("verdict after {took}: {e}"));
-            Outcome::stage(e)
+            Outcome::stage(e.to_string())
         }
     };
     drop(tx);

@@ -41,13 +41,27 @@ pub(super) fn stage(message: impl Into<String>) -> Failure {
     }
 }
 
-/// The message a user sees when the engine does not answer at all.
-pub(super) fn not_running(why: &str) -> String {
-    let host =
-        std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
-    format!(
-        "the Docker engine does not answer at {host} ({why}); start it (`sudo systemctl start docker`, or `dockerd &`), or point DOCKER_HOST at a running engine"
-    )
+/// The engine does not answer at all when a run begins (exit 3); the
+/// engine's error is kept as the source.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Unreachable {
+    message: String,
+    #[source]
+    source: bollard::errors::Error,
+}
+
+impl From<bollard::errors::Error> for Unreachable {
+    fn from(source: bollard::errors::Error) -> Self {
+        let host =
+            std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
+        Unreachable {
+            message: format!(
+                "the Docker engine does not answer at {host} ({source}); start it (`sudo systemctl start docker`, or `dockerd &`), or point DOCKER_HOST at a running engine"
+            ),
+            source,
+        }
+    }
 }
 
 /// Makes sure the engine has `image`, pulling it as `--pull` says; each

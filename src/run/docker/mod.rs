@@ -47,6 +47,7 @@ use bollard::Docker;
 use bollard::models::NetworkCreateRequest;
 use tokio_util::sync::CancellationToken;
 
+pub use engine::Unreachable;
 pub use workspace::cache_volume;
 
 use self::ahead::{Pending, Starting};
@@ -164,13 +165,9 @@ struct Attempt {
 impl DockerBackend {
     /// Connects to the engine (`DOCKER_HOST`, or `/var/run/docker.sock`)
     /// and checks that it answers; `open` then makes the run's network.
-    pub async fn connect(pull: Pull, mode: WorkspaceMode) -> Result<Self, String> {
-        let docker = Docker::connect_with_local_defaults()
-            .map_err(|e| engine::not_running(&e.to_string()))?;
-        docker
-            .ping()
-            .await
-            .map_err(|e| engine::not_running(&e.to_string()))?;
+    pub async fn connect(pull: Pull, mode: WorkspaceMode) -> Result<Self, Unreachable> {
+        let docker = Docker::connect_with_local_defaults()?;
+        docker.ping().await?;
         let scratch = format!(
             "slipway-{}-{}",
             std::process::id(),
