@@ -324,6 +324,7 @@ fn plan_cell(
                 image: scope.interpolate(&s.image, diags),
                 env,
                 secret_env,
+                ready: None,
             }
         })
         .collect();

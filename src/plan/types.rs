@@ -316,6 +316,11 @@ pub struct PlannedService {
     pub image: String,
     pub env: IndexMap<Shared, Shared>,
     pub secret_env: IndexMap<Shared, Shared>,
+    /// The command that tells the service is ready (`ready "..."`), run in
+    /// its container until it succeeds; `None`: its image's
+    /// `HEALTHCHECK`, or running.
+    #[serde(default)]
+    pub ready: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

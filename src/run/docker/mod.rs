@@ -438,15 +438,9 @@ async fn start_services(
             Err(f) => return Some(Outcome::Failed(f)),
         }
     }
-    let limit = services::READY_LIMIT;
     for (svc, id) in stage.services.iter().zip(running.iter()) {
-        let name = &svc.name;
         let ready = tokio::select! {
-            r = tokio::time::timeout(limit, services::ready(attempt, name, id, output)) => {
-                r.unwrap_or_else(|_| Err(engine::stage(format!(
-                    "service `{name}` was not healthy after {}", humantime::format_duration(limit)
-                ))))
-            }
+            r = services::ready(attempt, svc, id, output, services::READY_LIMIT) => r,
             () = cancel.cancelled() => return Some(Outcome::Cancelled),
         };
         if let Err(f) = ready {
