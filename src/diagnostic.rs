@@ -38,6 +38,10 @@ pub enum Code {
     BadGlob,
     EnvCycle,
     UnusedTemplate,
+    /// An error with no place in a file: the command line asks for what the
+    /// pipeline does not have, a file cannot be read, the cluster does not
+    /// answer.
+    Usage,
 }
 
 impl Code {
@@ -70,6 +74,7 @@ impl Code {
             Code::BadGlob => "slipway::bad-glob",
             Code::EnvCycle => "slipway::env-cycle",
             Code::UnusedTemplate => "slipway::unused-template",
+            Code::Usage => "slipway::usage",
         }
     }
 }
@@ -88,7 +93,7 @@ impl Serialize for Code {
 
 /// The code of errors that have no place in a file: a flag that does not
 /// fit the pipeline, a missing pipeline file.
-pub const USAGE_CODE: &str = "slipway::usage";
+pub const USAGE_CODE: &str = Code::Usage.as_str();
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -110,8 +115,9 @@ pub struct Diag {
     pub severity: Severity,
     /// Lowercase, names in backticks: "unknown stage `deploy`".
     pub message: String,
-    /// Where the problem is.
-    pub primary: Label,
+    /// Where the problem is; `None` for a problem with no place in a file
+    /// (the command line's, the cluster's).
+    pub primary: Option<Label>,
     /// Other places that explain it (the first definition of a duplicate, the
     /// rest of a cycle). They may be in other files.
     pub secondary: Vec<Label>,
@@ -124,10 +130,10 @@ impl Diag {
             code,
             severity: Severity::Error,
             message: message.into(),
-            primary: Label {
+            primary: Some(Label {
                 span,
                 message: String::new(),
-            },
+            }),
             secondary: Vec::new(),
             help: None,
         }
@@ -137,6 +143,18 @@ impl Diag {
         Self {
             severity: Severity::Warning,
             ..Self::error(code, span, message)
+        }
+    }
+
+    /// An error with no place in a file, with the code `slipway::usage`.
+    pub fn usage(message: impl Into<String>) -> Self {
+        Self {
+            code: Code::Usage,
+            severity: Severity::Error,
+            message: message.into(),
+            primary: None,
+            secondary: Vec::new(),
+            help: None,
         }
     }
 
@@ -150,7 +168,9 @@ impl Diag {
 
     #[must_use]
     pub fn label(mut self, message: impl Into<String>) -> Self {
-        self.primary.message = message.into();
+        if let Some(primary) = &mut self.primary {
+            primary.message = message.into();
+        }
         self
     }
 
@@ -173,16 +193,17 @@ impl Diag {
         self.severity == Severity::Error
     }
 
-    pub fn span(&self) -> Span {
-        self.primary.span
+    /// Where the problem is, unless it has no place in a file.
+    pub fn span(&self) -> Option<Span> {
+        self.primary.as_ref().map(|l| l.span)
     }
 }
 
-/// Diagnostics in the order a reader wants them: by file, then position.
+/// Diagnostics in the order a reader wants them: those with no place
+/// first, then by file and position.
 pub fn sort(diags: &mut [Diag]) {
-    diags.sort_by(|a, b| {
-        (a.span().file, a.span().start, a.code).cmp(&(b.span().file, b.span().start, b.code))
-    });
+    let key = |d: &Diag| (d.span().map(|s| (s.file, s.start)), d.code);
+    diags.sort_by_key(key);
 }
 
 /// The candidate closest to `name`, when one is close enough to be a typo:

@@ -19,13 +19,15 @@
 //! - `image` reads image references once, with Docker's rules, for the
 //!   plan, the Docker backend and releases alike.
 //! - [`report`] renders diagnostics, plans and graphs; [`cli`] wires it to
-//!   the command line; `lsp` serves the same checks to editors.
+//!   the command line, where what goes wrong is one `Error` (`error.rs`) with
+//!   an exit code; `lsp` serves the same checks to editors.
 //!
 //! `syntax`, `model` and `plan` are synchronous and pure: they read files but
 //! start nothing.
 
 pub mod cli;
 pub mod diagnostic;
+mod error;
 pub mod format;
 mod image;
 mod lsp;

@@ -4,7 +4,8 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::{Global, exit};
+use super::Global;
+use crate::error::Error;
 use crate::report::diagnostics::DiagFormat;
 
 #[derive(Args, Debug)]
@@ -17,21 +18,10 @@ pub(crate) struct CheckArgs {
     deny_warnings: bool,
 }
 
-pub(crate) fn run(args: &CheckArgs, global: &Global) -> u8 {
-    let path = match super::find_pipeline(args.file.as_deref()) {
-        Ok(p) => p,
-        Err((m, h)) => {
-            super::error(global, &m, Some(&h));
-            return exit::INVALID;
-        }
-    };
+pub(crate) fn run(args: &CheckArgs, global: &Global) -> Result<(), Error> {
+    let path = super::find_pipeline(args.file.as_deref())?;
     if !path.exists() {
-        super::error(
-            global,
-            &format!("no such file `{}`", path.display()),
-            Some("pass the path of a `.pipeline` file"),
-        );
-        return exit::INVALID;
+        return Err(super::no_such_file(&path));
     }
     let mut checked = crate::model::check_file(&path);
     // What only planning finds, for every environment: env cycles, values
@@ -68,8 +58,8 @@ pub(crate) fn run(args: &CheckArgs, global: &Global) -> u8 {
     // Exiting next: no need to free the model piece by piece.
     std::mem::forget(checked);
     if errors > 0 || (args.deny_warnings && warnings > 0) {
-        exit::INVALID
+        Err(Error::Invalid)
     } else {
-        exit::OK
+        Ok(())
     }
 }

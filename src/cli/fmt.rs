@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 
-use super::{Global, exit};
+use super::Global;
+use crate::error::Error;
 use crate::source::{SourceFile, SourceMap};
 
 #[derive(Args, Debug)]
@@ -25,54 +26,46 @@ enum Outcome {
     Invalid,
 }
 
-pub(crate) fn run(args: &FmtArgs, global: &Global) -> u8 {
+pub(crate) fn run(args: &FmtArgs, global: &Global) -> Result<(), Error> {
     let files = if args.files.is_empty() {
-        match super::find_pipeline(None) {
-            Ok(p) => vec![p],
-            Err((m, h)) => {
-                super::error(global, &m, Some(&h));
-                return exit::INVALID;
-            }
-        }
+        vec![super::find_pipeline(None)?]
     } else {
         args.files.clone()
     };
     let mut invalid = false;
     let mut changed = false;
     for path in &files {
-        match one(path, args.check, global) {
-            Ok(Outcome::Unchanged) => {}
-            Ok(Outcome::Changed) => changed = true,
-            Ok(Outcome::Invalid) => invalid = true,
-            Err(code) => return code,
+        match one(path, args.check, global)? {
+            Outcome::Unchanged => {}
+            Outcome::Changed => changed = true,
+            Outcome::Invalid => invalid = true,
         }
     }
     if invalid {
-        exit::INVALID
+        Err(Error::Invalid)
     } else if changed && args.check {
-        exit::FAILED
+        Err(Error::Failed)
     } else {
-        exit::OK
+        Ok(())
     }
 }
 
-fn one(path: &Path, check: bool, global: &Global) -> Result<Outcome, u8> {
+fn one(path: &Path, check: bool, global: &Global) -> Result<Outcome, Error> {
     let stdin = path == Path::new("-");
     let text = if stdin {
         let mut s = String::new();
-        std::io::stdin().read_to_string(&mut s).map_err(|e| {
-            super::error(global, &format!("cannot read standard input: {e}"), None);
-            exit::INTERNAL
-        })?;
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .map_err(|source| Error::Io {
+                action: "read standard input".into(),
+                source,
+            })?;
         s
     } else {
-        std::fs::read_to_string(path).map_err(|e| {
-            super::error(
-                global,
-                &format!("cannot read `{}`: {e}", path.display()),
-                None,
-            );
-            exit::INVALID
+        std::fs::read_to_string(path).map_err(|source| Error::Read {
+            path: path.to_path_buf(),
+            help: None,
+            source,
         })?
     };
     let name = if stdin {
@@ -92,7 +85,7 @@ fn one(path: &Path, check: bool, global: &Global) -> Result<Outcome, u8> {
     let original = &sources.get(id).text;
     let formatted = crate::format::format(&ast, original);
     if stdin {
-        super::write_stdout(&formatted);
+        super::write_stdout(&formatted)?;
         return Ok(if formatted == *original {
             Outcome::Unchanged
         } else {
@@ -110,7 +103,7 @@ fn one(path: &Path, check: bool, global: &Global) -> Result<Outcome, u8> {
             .header(&name, &format!("{name} (formatted)"))
             .to_string();
         eprintln!("would reformat {name}");
-        super::write_stdout(&shown);
+        super::write_stdout(&shown)?;
         return Ok(Outcome::Changed);
     }
     // Write beside the file and rename, so an interrupted write never leaves
@@ -118,10 +111,12 @@ fn one(path: &Path, check: bool, global: &Global) -> Result<Outcome, u8> {
     let tmp = path.with_extension("pipeline.fmt-tmp");
     std::fs::write(&tmp, &formatted)
         .and_then(|()| std::fs::rename(&tmp, path))
-        .map_err(|e| {
+        .map_err(|source| {
             let _ = std::fs::remove_file(&tmp);
-            super::error(global, &format!("cannot write `{name}`: {e}"), None);
-            exit::INTERNAL
+            Error::Io {
+                action: format!("write `{name}`"),
+                source,
+            }
         })?;
     eprintln!("formatted {name}");
     Ok(Outcome::Changed)

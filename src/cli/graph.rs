@@ -3,6 +3,7 @@
 use clap::Args;
 
 use super::{Global, Selection};
+use crate::error::Error;
 use crate::report::graph::GraphFormat;
 
 #[derive(Args, Debug)]
@@ -15,9 +16,7 @@ pub(crate) struct GraphArgs {
     format: GraphFormat,
 }
 
-pub(crate) fn run(args: &GraphArgs, global: &Global) -> u8 {
-    match super::make_plan(&args.selection, global) {
-        Ok(plan) => super::write_stdout(&crate::report::graph::render(&plan, args.format)),
-        Err(code) => code,
-    }
+pub(crate) fn run(args: &GraphArgs, global: &Global) -> Result<(), Error> {
+    let plan = super::make_plan(&args.selection, global)?;
+    super::write_stdout(&crate::report::graph::render(&plan, args.format))
 }

@@ -3,6 +3,7 @@
 use clap::Args;
 
 use super::Global;
+use crate::error::Error;
 
 #[derive(Args, Debug)]
 pub(crate) struct LspArgs {
@@ -12,6 +13,11 @@ pub(crate) struct LspArgs {
     stdio: bool,
 }
 
-pub(crate) fn run(_args: &LspArgs, _global: &Global) -> u8 {
-    crate::lsp::serve()
+/// Serves until the client says exit; exit 1 when it did so before
+/// asking the server to shut down, as the protocol says.
+pub(crate) fn run(_args: &LspArgs, _global: &Global) -> Result<(), Error> {
+    match crate::lsp::serve() {
+        0 => Ok(()),
+        _ => Err(Error::Failed),
+    }
 }

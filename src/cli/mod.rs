@@ -1,5 +1,7 @@
 //! The command line. One file per subcommand; this one holds what they share:
 //! finding the pipeline file, the selection flags, colour, exit codes.
+//! Subcommands return `Result<(), Error>`; [`main`] reports the error and
+//! exits with its code.
 
 mod check;
 mod fmt;
@@ -16,9 +18,11 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::diagnostic::USAGE_CODE;
+use crate::diagnostic::Diag;
+use crate::error::Error;
 use crate::model::{Checked, Pipeline};
 use crate::report::diagnostics::{DiagFormat, render};
+use crate::source::SourceMap;
 
 /// Exit codes, documented in the README.
 pub mod exit {
@@ -113,7 +117,7 @@ pub fn main() -> ExitCode {
         color,
         diagnostics: cli.diagnostics.unwrap_or_else(DiagFormat::detect),
     };
-    let code = match cli.command {
+    let result = match cli.command {
         Command::Check(a) => check::run(&a, &global),
         Command::Plan(a) => plan::run(&a, &global),
         Command::Graph(a) => graph::run(&a, &global),
@@ -122,79 +126,40 @@ pub fn main() -> ExitCode {
         Command::Release(a) => release::run(&a, &global),
         Command::Lsp(a) => lsp::run(&a, &global),
     };
-    ExitCode::from(code)
-}
-
-/// Prints an error that has no place in a file (a flag, a missing file),
-/// in the `--diagnostics` format, with the code `slipway::usage`.
-pub(crate) fn error(global: &Global, message: &str, help: Option<&str>) {
-    match global.diagnostics {
-        DiagFormat::Json => {
-            let line = serde_json::json!({
-                "code": USAGE_CODE,
-                "severity": "error",
-                "message": message,
-                "help": help,
-            });
-            eprintln!("{line}");
-        }
-        DiagFormat::Github => {
-            let text = match help {
-                Some(h) => format!("{message}\n{h}"),
-                None => message.to_string(),
-            };
-            eprintln!(
-                "::error title=slipway%3A%3Ausage::{}",
-                text.replace('%', "%25")
-                    .replace('\r', "%0D")
-                    .replace('\n', "%0A")
-            );
-        }
-        DiagFormat::Gitlab => {
-            // A code quality report must stay one JSON array.
-            let report = serde_json::json!([{
-                "description": message,
-                "check_name": USAGE_CODE,
-                "fingerprint": "slipway-usage",
-                "severity": "major",
-                "location": { "path": ".", "lines": { "begin": 1 } },
-            }]);
-            eprintln!("{report}");
-        }
-        DiagFormat::Human | DiagFormat::Concise => {
-            let prefix =
-                crate::report::style::paint(crate::report::style::ERROR, "error", global.color);
-            eprintln!("{prefix}[{USAGE_CODE}]: {message}");
-            if let Some(h) = help {
-                eprintln!("  help: {h}");
+    match result {
+        Ok(()) => ExitCode::from(exit::OK),
+        Err(e) => {
+            if let Some(diag) = e.diag() {
+                print_diags(&[diag], &SourceMap::default(), &global);
             }
+            ExitCode::from(e.exit_code())
         }
     }
 }
 
-/// The pipeline file: the one given, else the single `*.pipeline` in the
-/// current directory, else `slipway.pipeline`.
 /// The async runtime of `run` and `release`: one thread, as they wait on
 /// the engine and the API rather than compute.
-pub(crate) fn runtime(global: &Global) -> Result<tokio::runtime::Runtime, u8> {
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Error> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| {
-            error(global, &format!("cannot start the runtime: {e}"), None);
-            exit::INTERNAL
+        .map_err(|source| Error::Io {
+            action: "start the runtime".into(),
+            source,
         })
 }
 
-pub(crate) fn find_pipeline(given: Option<&Path>) -> Result<PathBuf, (String, String)> {
+/// The pipeline file: the one given, else the single `*.pipeline` in the
+/// current directory, else `slipway.pipeline`.
+pub(crate) fn find_pipeline(given: Option<&Path>) -> Result<PathBuf, Error> {
     if let Some(p) = given {
         return Ok(p.to_path_buf());
     }
     let mut found: Vec<PathBuf> = std::fs::read_dir(".")
         .map_err(|e| {
-            (
+            Error::usage(
                 format!("cannot list the current directory: {e}"),
-                "pass a FILE".to_string(),
+                "pass a FILE",
             )
         })?
         .filter_map(Result::ok)
@@ -205,12 +170,12 @@ pub(crate) fn find_pipeline(given: Option<&Path>) -> Result<PathBuf, (String, St
     let default = PathBuf::from("slipway.pipeline");
     match found.len() {
         1 => Ok(found.remove(0)),
-        0 => Err((
-            "no `.pipeline` file in the current directory".into(),
-            "pass a FILE, or create `slipway.pipeline`".into(),
+        0 => Err(Error::usage(
+            "no `.pipeline` file in the current directory",
+            "pass a FILE, or create `slipway.pipeline`",
         )),
         _ if found.contains(&default) => Ok(default),
-        _ => Err((
+        _ => Err(Error::usage(
             format!(
                 "several `.pipeline` files here: {}",
                 found
@@ -219,28 +184,31 @@ pub(crate) fn find_pipeline(given: Option<&Path>) -> Result<PathBuf, (String, St
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
-            "pass the one to use as FILE, or name it `slipway.pipeline`".into(),
+            "pass the one to use as FILE, or name it `slipway.pipeline`",
         )),
     }
 }
 
-/// Loads and checks, printing diagnostics. `Err(exit code)` when there are
-/// errors.
-pub(crate) fn load_checked(path: &Path, global: &Global) -> Result<(Pipeline, Checked), u8> {
+/// `FILE` names no file.
+pub(crate) fn no_such_file(path: &Path) -> Error {
+    Error::usage(
+        format!("no such file `{}`", path.display()),
+        "pass the path of a `.pipeline` file",
+    )
+}
+
+/// Loads and checks; when there are errors, prints the diagnostics and
+/// returns [`Error::Invalid`].
+pub(crate) fn load_checked(path: &Path, global: &Global) -> Result<(Pipeline, Checked), Error> {
     if !path.exists() {
-        error(
-            global,
-            &format!("no such file `{}`", path.display()),
-            Some("pass the path of a `.pipeline` file"),
-        );
-        return Err(exit::INVALID);
+        return Err(no_such_file(path));
     }
     let mut checked = crate::model::check_file(path);
     match checked.pipeline.take() {
         Some(p) => Ok((p, checked)),
         None => {
             print_diagnostics(&checked, global);
-            Err(exit::INVALID)
+            Err(Error::Invalid)
         }
     }
 }
@@ -251,11 +219,7 @@ pub(crate) fn print_diagnostics(checked: &Checked, global: &Global) {
 
 /// Prints diagnostics as one report (a GitLab report is one JSON array,
 /// empty when there is nothing to say).
-pub(crate) fn print_diags(
-    diags: &[crate::diagnostic::Diag],
-    sources: &crate::source::SourceMap,
-    global: &Global,
-) {
+pub(crate) fn print_diags(diags: &[Diag], sources: &SourceMap, global: &Global) {
     if diags.is_empty() && global.diagnostics != DiagFormat::Gitlab {
         return;
     }
@@ -315,7 +279,7 @@ fn parse_set(s: &str) -> Result<(String, String), String> {
 
 impl Selection {
     /// The project directory: the pipeline file's folder.
-    pub(crate) fn workspace(&self) -> Result<PathBuf, (String, String)> {
+    pub(crate) fn workspace(&self) -> Result<PathBuf, Error> {
         let (file, _) = self.file_and_targets();
         Ok(find_pipeline(file.as_deref())?
             .parent()
@@ -334,10 +298,7 @@ impl Selection {
     }
 
     /// The plan options, with git's answers where no flag overrides them.
-    pub(crate) fn options(
-        &self,
-        pipeline_file: &Path,
-    ) -> Result<crate::plan::Options, (String, String)> {
+    pub(crate) fn options(&self, pipeline_file: &Path) -> Result<crate::plan::Options, Error> {
         let dir = pipeline_file
             .parent()
             .filter(|d| !d.as_os_str().is_empty())
@@ -360,10 +321,9 @@ impl Selection {
         }
         if let Some(base) = &self.changed_since {
             if !repo.as_ref().is_some_and(|r| r.has_revision(base)) {
-                return Err((
+                return Err(Error::usage(
                     format!("`--changed-since {base}`: no such revision"),
-                    "name a branch, tag or commit of the repository around the pipeline file"
-                        .into(),
+                    "name a branch, tag or commit of the repository around the pipeline file",
                 ));
             }
         }
@@ -385,25 +345,22 @@ impl Selection {
 }
 
 /// Loads, checks and plans: what `plan`, `graph` and `run` start with.
-/// Warnings and plan errors are printed together, as one report.
-pub(crate) fn make_plan(sel: &Selection, global: &Global) -> Result<crate::plan::Plan, u8> {
+/// Warnings and plan errors (a stage or an environment the pipeline does
+/// not have among them) are printed together, as one report.
+pub(crate) fn make_plan(sel: &Selection, global: &Global) -> Result<crate::plan::Plan, Error> {
     let (file, _) = sel.file_and_targets();
-    let path = find_pipeline(file.as_deref()).map_err(|(m, h)| {
-        error(global, &m, Some(&h));
-        exit::INVALID
-    })?;
+    let path = find_pipeline(file.as_deref())?;
     let (pipeline, checked) = load_checked(&path, global)?;
-    let options = sel.options(&path).map_err(|(m, h)| {
-        error(global, &m, Some(&h));
-        exit::INVALID
-    })?;
+    let options = sel.options(&path)?;
     let mut diags = checked.diagnostics;
-    let mut usage = false;
     let plan = match crate::plan::plan(&pipeline, &options) {
         Ok(plan) => Some(plan),
         Err(crate::plan::PlanError::Usage { message, help }) => {
-            error(global, &message, help.as_deref());
-            usage = true;
+            let usage = Diag::usage(message);
+            diags.push(match help {
+                Some(h) => usage.help(h),
+                None => usage,
+            });
             None
         }
         Err(crate::plan::PlanError::Diagnostics(found)) => {
@@ -412,23 +369,22 @@ pub(crate) fn make_plan(sel: &Selection, global: &Global) -> Result<crate::plan:
         }
     };
     crate::diagnostic::sort(&mut diags);
-    // A usage error already made the one report there is room for.
-    if !(usage && diags.is_empty()) {
-        print_diags(&diags, &checked.sources, global);
-    }
+    print_diags(&diags, &checked.sources, global);
     // The process ends soon after: freeing a large model piece by piece
     // would only delay the exit.
     std::mem::forget(pipeline);
-    plan.ok_or(exit::INVALID)
+    plan.ok_or(Error::Invalid)
 }
 
 /// Writes to stdout; a closed pipe (`slipway plan | head`) is not an error.
-pub(crate) fn write_stdout(s: &str) -> u8 {
+pub(crate) fn write_stdout(s: &str) -> Result<(), Error> {
     use std::io::Write as _;
     let mut out = std::io::stdout().lock();
     match out.write_all(s.as_bytes()).and_then(|()| out.flush()) {
-        Ok(()) => exit::OK,
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => exit::OK,
-        Err(_) => exit::INTERNAL,
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(Error::Io {
+            action: "write to standard output".into(),
+            source: e,
+        }),
+        _ => Ok(()),
     }
 }

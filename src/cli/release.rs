@@ -8,7 +8,8 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 use serde_json::Value;
 
-use super::{Global, Selection, exit};
+use super::{Global, Selection};
+use crate::error::Error;
 use crate::release::apply::{self, ApiError, Kinds};
 use crate::release::render::{self, Scope, render};
 use crate::release::store::{Item, Revision, Status, Store};
@@ -84,31 +85,17 @@ struct DiffArgs {
     force_conflicts: bool,
 }
 
-pub(crate) fn run(args: &ReleaseArgs, global: &Global) -> u8 {
-    let runtime = match super::runtime(global) {
-        Ok(r) => r,
-        Err(code) => return code,
-    };
+pub(crate) fn run(args: &ReleaseArgs, global: &Global) -> Result<(), Error> {
+    let runtime = super::runtime()?;
     let context = args.context.as_deref();
-    let result = runtime.block_on(async {
+    runtime.block_on(async {
         match &args.command {
             ReleaseCommand::Status(r) => status(r, context).await,
             ReleaseCommand::History(r) => history(r, context).await,
             ReleaseCommand::Rollback(r) => rollback(r, context).await,
             ReleaseCommand::Diff(d) => diff(d, context, global).await,
         }
-    });
-    match result {
-        Ok(code) => code,
-        Err(ApiError::Unreachable(e)) => {
-            super::error(global, &e, None);
-            exit::INTERNAL
-        }
-        Err(ApiError::Failed(e)) => {
-            super::error(global, &e, None);
-            exit::FAILED
-        }
-    }
+    })
 }
 
 /// Every revision of the release, oldest first; none is an error.
@@ -119,7 +106,7 @@ async fn revisions(t: &Target, context: Option<&str>) -> Result<Vec<Revision>, A
         .await
         .map_err(|e| ApiError::from_kube("listing revisions", e))?;
     if revisions.is_empty() {
-        return Err(ApiError::Failed(format!(
+        return Err(ApiError::failed(format!(
             "no release `{}` in namespace `{}`",
             t.name, t.namespace
         )));
@@ -199,12 +186,12 @@ fn short_commit(r: &Revision) -> String {
     }
 }
 
-fn print_json(value: &impl serde::Serialize) {
+fn print_json(value: &impl serde::Serialize) -> Result<(), Error> {
     let text = serde_json::to_string_pretty(value).unwrap_or_default();
-    super::write_stdout(&(text + "\n"));
+    super::write_stdout(&(text + "\n"))
 }
 
-async fn status(report: &Report, context: Option<&str>) -> Result<u8, ApiError> {
+async fn status(report: &Report, context: Option<&str>) -> Result<(), Error> {
     let t = &report.target;
     let revisions = revisions(t, context).await?;
     let deployed = revisions
@@ -213,13 +200,12 @@ async fn status(report: &Report, context: Option<&str>) -> Result<u8, ApiError> 
         .find(|r| r.status == Status::Deployed);
     let latest = revisions.last();
     if report.output == Format::Json {
-        print_json(&serde_json::json!({
+        return print_json(&serde_json::json!({
             "release": t.name,
             "namespace": t.namespace,
             "deployed": deployed.map(Shown::of),
             "latest": latest.map(Shown::of),
         }));
-        return Ok(exit::OK);
     }
     let mut out = format!("release:   {}\nnamespace: {}\n", t.name, t.namespace);
     match deployed {
@@ -275,19 +261,18 @@ async fn status(report: &Report, context: Option<&str>) -> Result<u8, ApiError> 
             last.description
         );
     }
-    Ok(super::write_stdout(&out))
+    super::write_stdout(&out)
 }
 
-async fn history(report: &Report, context: Option<&str>) -> Result<u8, ApiError> {
+async fn history(report: &Report, context: Option<&str>) -> Result<(), Error> {
     let t = &report.target;
     let revisions = revisions(t, context).await?;
     if report.output == Format::Json {
-        print_json(&serde_json::json!({
+        return print_json(&serde_json::json!({
             "release": t.name,
             "namespace": t.namespace,
             "revisions": revisions.iter().map(Shown::of).collect::<Vec<_>>(),
         }));
-        return Ok(exit::OK);
     }
     let mut table = comfy_table::Table::new();
     table.load_style(comfy_table::presets::NOTHING);
@@ -318,10 +303,10 @@ async fn history(report: &Report, context: Option<&str>) -> Result<u8, ApiError>
             },
         ]);
     }
-    Ok(super::write_stdout(&format!("{}\n", table.trim_fmt())))
+    super::write_stdout(&format!("{}\n", table.trim_fmt()))
 }
 
-async fn rollback(r: &RollbackArgs, context: Option<&str>) -> Result<u8, ApiError> {
+async fn rollback(r: &RollbackArgs, context: Option<&str>) -> Result<(), Error> {
     let t = &r.target;
     let client = client::connect(context).await?;
     let store = Store::new(client.clone(), &t.namespace, &t.name);
@@ -337,7 +322,7 @@ async fn rollback(r: &RollbackArgs, context: Option<&str>) -> Result<u8, ApiErro
         Some(n) => revisions
             .iter()
             .find(|x| x.version == n)
-            .ok_or_else(|| ApiError::Failed(format!("release `{}` has no revision {n}", t.name)))?,
+            .ok_or_else(|| ApiError::failed(format!("release `{}` has no revision {n}", t.name)))?,
         None => revisions
             .iter()
             .rev()
@@ -346,7 +331,7 @@ async fn rollback(r: &RollbackArgs, context: Option<&str>) -> Result<u8, ApiErro
                     && current.is_none_or(|c| x.version < c.version)
             })
             .ok_or_else(|| {
-                ApiError::Failed(format!(
+                ApiError::failed(format!(
                     "release `{}` has no earlier deployed revision to go back to",
                     t.name
                 ))
@@ -384,14 +369,11 @@ async fn rollback(r: &RollbackArgs, context: Option<&str>) -> Result<u8, ApiErro
         "release `{}`: revision {} deployed (a rollback to revision {})",
         t.name, now, target.version
     );
-    Ok(exit::OK)
+    Ok(())
 }
 
-async fn diff(d: &DiffArgs, context: Option<&str>, global: &Global) -> Result<u8, ApiError> {
-    let plan = match super::make_plan(&d.selection, global) {
-        Ok(p) => p,
-        Err(code) => return Ok(code),
-    };
+async fn diff(d: &DiffArgs, context: Option<&str>, global: &Global) -> Result<(), Error> {
+    let plan = super::make_plan(&d.selection, global)?;
     let workspace = d
         .selection
         .workspace()
@@ -399,21 +381,22 @@ async fn diff(d: &DiffArgs, context: Option<&str>, global: &Global) -> Result<u8
     let releases: Vec<_> = plan
         .stages
         .iter()
-        .filter(|s| s.release.is_some() && !s.skipped)
+        .filter(|s| s.release().is_some() && !s.skipped)
         .collect();
     if releases.is_empty() {
-        return Err(ApiError::Failed(
-            "no release stage in the plan (name one, or check `slipway plan`)".into(),
-        ));
+        return Err(ApiError::failed(
+            "no release stage in the plan (name one, or check `slipway plan`)",
+        )
+        .into());
     }
     // Secrets from the environment; those it lacks stay masked as `***`.
     let mut secrets: indexmap::IndexMap<String, String> = indexmap::IndexMap::new();
     for stage in &releases {
         let named = stage.secrets.iter().map(|s| s.to_string());
         let referenced = stage.secret_env.values().flat_map(|v| {
-            v.split("${secret.")
-                .skip(1)
-                .filter_map(|rest| rest.split_once('}').map(|(n, _)| n.to_string()))
+            crate::plan::secret_names(v)
+                .into_iter()
+                .map(str::to_string)
                 .collect::<Vec<_>>()
         });
         for name in named.chain(referenced) {
@@ -425,12 +408,12 @@ async fn diff(d: &DiffArgs, context: Option<&str>, global: &Global) -> Result<u8
     let dirty = super::git::Repo::at(&workspace).and_then(|r| r.dirty());
     let mut changed = false;
     for stage in releases {
-        let Some(spec) = stage.release.as_deref() else {
+        let Some(spec) = stage.release() else {
             continue;
         };
         let mut scope = Scope::of(stage, &plan);
         scope.secrets = Some(&secrets);
-        let mut objects = render(spec, &workspace, &scope).map_err(|e| ApiError::Failed(e.0))?;
+        let mut objects = render(spec, &workspace, &scope).map_err(|e| ApiError::failed(e.0))?;
         let namespace = spec.namespace.clone().unwrap_or_else(|| "default".into());
         // As a run would apply them: images pinned to the digests the engine
         // knows, and annotated as the deployed revision (a new revision's
@@ -481,7 +464,7 @@ async fn diff(d: &DiffArgs, context: Option<&str>, global: &Global) -> Result<u8
             {
                 Ok(x) => x,
                 // The namespace does not exist yet: all of it is new.
-                Err(ApiError::Failed(e)) if e.contains("not found") => {
+                Err(ApiError::Failed { message, .. }) if message.contains("not found") => {
                     let item = crate::release::store::Item {
                         api_version: object.api_version.clone(),
                         kind: object.kind.clone(),
@@ -492,7 +475,7 @@ async fn diff(d: &DiffArgs, context: Option<&str>, global: &Global) -> Result<u8
                     changed |= print_diff(&item.id(), "", &text);
                     continue;
                 }
-                Err(e) => return Err(e),
+                Err(e) => return Err(e.into()),
             };
             let live = apply::get(&client, &mut kinds, &item).await?;
             let before = live
@@ -513,7 +496,7 @@ async fn diff(d: &DiffArgs, context: Option<&str>, global: &Global) -> Result<u8
     if !changed {
         eprintln!("no changes");
     }
-    Ok(if changed { exit::FAILED } else { exit::OK })
+    if changed { Err(Error::Failed) } else { Ok(()) }
 }
 
 fn print_diff(id: &str, before: &str, after: &str) -> bool {

@@ -10,10 +10,11 @@ use clap::Args;
 use indexmap::IndexMap;
 use tokio_util::sync::CancellationToken;
 
-use super::{Global, Selection, exit};
+use super::{Global, Selection};
+use crate::error::Error;
 use crate::report::run::{Human, json_line};
 use crate::run::backend::Backend;
-use crate::run::{RunOptions, RunStatus};
+use crate::run::{Event, Question, RunOptions, RunStatus};
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum BackendKind {
@@ -83,25 +84,10 @@ pub(crate) struct RunArgs {
     junit: Option<PathBuf>,
 }
 
-pub(crate) fn run(args: &RunArgs, global: &Global) -> u8 {
-    let plan = match super::make_plan(&args.selection, global) {
-        Ok(p) => p,
-        Err(code) => return code,
-    };
-    let workspace = match args.selection.workspace() {
-        Ok(w) => w,
-        Err((m, h)) => {
-            super::error(global, &m, Some(&h));
-            return exit::INVALID;
-        }
-    };
-    let secrets = match secrets(&plan, args.secrets_file.as_deref()) {
-        Ok(s) => s,
-        Err((m, h)) => {
-            super::error(global, &m, Some(&h));
-            return exit::INVALID;
-        }
-    };
+pub(crate) fn run(args: &RunArgs, global: &Global) -> Result<(), Error> {
+    let plan = super::make_plan(&args.selection, global)?;
+    let workspace = args.selection.workspace()?;
+    let secrets = secrets(&plan, args.secrets_file.as_deref())?;
     let source = source(&args.selection);
     let opts = RunOptions {
         jobs: args
@@ -109,14 +95,12 @@ pub(crate) fn run(args: &RunArgs, global: &Global) -> u8 {
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from)),
         keep_going: args.keep_going,
         approve: args.approve.clone(),
-        interactive: std::io::stdin().is_terminal() && std::io::stderr().is_terminal(),
+        questions: None,
         workspace,
         secrets,
     };
-    let runtime = match super::runtime(global) {
-        Ok(r) => r,
-        Err(code) => return code,
-    };
+    let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
+    let runtime = super::runtime()?;
     let human = Human::new(&plan, global.color);
     let format = args.output;
     let summary = runtime.block_on(async {
@@ -141,59 +125,118 @@ pub(crate) fn run(args: &RunArgs, global: &Global) -> u8 {
             && std::io::stdout().is_terminal()
             && std::io::stderr().is_terminal())
         .then(crate::report::live::Live::new);
+        // `manual` questions come here, so that the live view is taken off
+        // the terminal while one is asked; the run goes on meanwhile, and
+        // what it prints waits for the answer.
+        let (questions, mut asked) = tokio::sync::mpsc::channel::<Question>(8);
+        let mut opts = opts;
+        if interactive {
+            opts.questions = Some(questions);
+        }
         let printer = tokio::spawn(async move {
             let mut out = std::io::stdout();
-            while let Some(event) = rx.recv().await {
-                let text = match format {
-                    OutputFormat::Json => json_line(&event) + "\n",
-                    OutputFormat::Human => human.event(&event),
-                };
-                match &mut live {
-                    Some(live) => live.show(&event, &text),
-                    // Live output: flush each event (a closed pipe stops printing, not the run).
-                    None => {
-                        let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+            let mut held: Vec<(Event, String)> = Vec::new();
+            let mut answering: Option<tokio::task::JoinHandle<()>> = None;
+            loop {
+                tokio::select! {
+                    event = rx.recv() => {
+                        let Some(event) = event else { break };
+                        let text = match format {
+                            OutputFormat::Json => json_line(&event) + "\n",
+                            OutputFormat::Human => human.event(&event),
+                        };
+                        if answering.is_some() {
+                            held.push((event, text));
+                            continue;
+                        }
+                        show(&mut live, &mut out, &event, &text);
+                    }
+                    Some(question) = asked.recv(), if answering.is_none() => {
+                        if let Some(live) = &mut live {
+                            live.pause();
+                        }
+                        answering = Some(tokio::task::spawn_blocking(move || ask(question)));
+                    }
+                    _ = async { answering.as_mut().expect("guarded").await }, if answering.is_some() => {
+                        answering = None;
+                        if let Some(live) = &mut live {
+                            live.resume();
+                        }
+                        for (event, text) in held.drain(..) {
+                            show(&mut live, &mut out, &event, &text);
+                        }
                     }
                 }
+            }
+            for (event, text) in held.drain(..) {
+                show(&mut live, &mut out, &event, &text);
             }
             human
         });
         let summary = crate::run::run(&plan, &opts, backend, tx, cancel).await;
+        drop(opts);
         let human = printer.await.ok();
-        let summary = summary?;
-        Ok::<_, String>((summary, human))
+        let summary = summary.map_err(Error::Run)?;
+        Ok::<_, Error>((summary, human))
     });
-    let (summary, human) = match summary {
-        Ok(s) => s,
-        Err(e) => {
-            super::error(global, &e, None);
-            return exit::INTERNAL;
-        }
-    };
+    // A question still on the terminal (the run was stopped while it
+    // waited) is not waited for.
+    runtime.shutdown_background();
+    let (summary, human) = summary?;
     if format == OutputFormat::Human {
         if let Some(h) = human {
             let _ = std::io::stdout().write_all(h.summary(&plan, &summary).as_bytes());
         }
     }
     if let Some(path) = &args.junit {
-        let written = crate::report::junit::junit(&plan, &summary)
-            .and_then(|xml| std::fs::write(path, xml).map_err(|e| e.to_string()));
-        if let Err(e) = written {
-            super::error(
-                global,
-                &format!("cannot write the JUnit report `{}`: {e}", path.display()),
-                None,
-            );
-            return exit::INTERNAL;
-        }
+        let what = format!("the JUnit report `{}`", path.display());
+        let xml = crate::report::junit::junit(&plan, &summary)
+            .map_err(|e| Error::Internal(format!("cannot write {what}: {e}")))?;
+        std::fs::write(path, xml).map_err(|source| Error::Io {
+            action: format!("write {what}"),
+            source,
+        })?;
     }
     match summary.status {
-        RunStatus::Succeeded => exit::OK,
+        RunStatus::Succeeded => Ok(()),
         // A stage failed because the cluster did not answer: infrastructure.
-        RunStatus::Failed if summary.stages.iter().any(|s| s.unreachable) => exit::INTERNAL,
-        RunStatus::Failed => exit::FAILED,
-        RunStatus::Cancelled => exit::CANCELLED,
+        RunStatus::Failed if summary.stages.iter().any(|s| s.unreachable) => {
+            Err(Error::Unavailable)
+        }
+        RunStatus::Failed => Err(Error::Failed),
+        RunStatus::Cancelled => Err(Error::Cancelled),
     }
+}
+
+/// Prints one event: above the live view, or straight to standard output
+/// (flushed each time; a closed pipe stops printing, not the run).
+fn show(
+    live: &mut Option<crate::report::live::Live>,
+    out: &mut std::io::Stdout,
+    event: &Event,
+    text: &str,
+) {
+    match live {
+        Some(live) => live.show(event, text),
+        None => {
+            let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+        }
+    }
+}
+
+/// Asks on the terminal whether a `manual` stage may go on.
+fn ask(question: Question) {
+    use std::io::Write as _;
+    eprint!("{} [y/N] ", question.prompt);
+    let _ = std::io::stderr().flush();
+    let mut line = String::new();
+    let answer = std::io::stdin()
+        .read_line(&mut line)
+        .map(|_| line)
+        .unwrap_or_default();
+    let _ = question
+        .answer
+        .send(matches!(answer.trim(), "y" | "Y" | "yes" | "Yes"));
 }
 
 /// What a release records of where it comes from, but for what each
@@ -239,14 +282,13 @@ async fn on_signals(cancel: CancellationToken) {
 fn secrets(
     plan: &crate::plan::Plan,
     file: Option<&Path>,
-) -> Result<IndexMap<String, String>, (String, String)> {
+) -> Result<IndexMap<String, String>, Error> {
     let mut from_file: IndexMap<String, String> = IndexMap::new();
     if let Some(path) = file {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            (
-                format!("cannot read `{}`: {e}", path.display()),
-                "pass a file of NAME=VALUE lines".into(),
-            )
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+            path: path.to_path_buf(),
+            help: Some("pass a file of NAME=VALUE lines"),
+            source,
         })?;
         for line in text
             .lines()
@@ -277,7 +319,7 @@ fn secrets(
                 out.insert(name.to_string(), v);
             }
             None => {
-                return Err((
+                return Err(Error::usage(
                     format!("secret `{name}` is not set"),
                     format!(
                         "export {name}=... or add `{name}=...` to a file given with --secrets-file"

@@ -10,12 +10,14 @@ use lsp_types::{
 
 use super::position::{location, range};
 use crate::diagnostic::{Diag, Severity};
-use crate::source::{FileId, SourceMap};
+use crate::source::{FileId, SourceMap, Span};
 
 /// Where each code is explained.
 const DOCS: &str = "https://github.com/slipway-dev/slipway/blob/main/docs/diagnostics.md";
 
-pub(crate) fn to_lsp(d: &Diag, sources: &SourceMap) -> Diagnostic {
+/// `d` as the protocol's, at `span` (its place: the checker's diagnostics
+/// all have one).
+pub(crate) fn to_lsp(d: &Diag, span: Span, sources: &SourceMap) -> Diagnostic {
     let code = d.code.as_str();
     let mut message = d.message.clone();
     if let Some(help) = &d.help {
@@ -33,7 +35,7 @@ pub(crate) fn to_lsp(d: &Diag, sources: &SourceMap) -> Diagnostic {
         })
         .collect();
     Diagnostic {
-        range: range(sources.get(d.span().file), d.span()),
+        range: range(sources.get(span.file), span),
         severity: Some(match d.severity {
             Severity::Error => DiagnosticSeverity::ERROR,
             Severity::Warning => DiagnosticSeverity::WARNING,
@@ -57,8 +59,9 @@ pub(crate) fn by_file(diags: &[Diag], sources: &SourceMap) -> Vec<(FileId, Vec<D
     let mut out: Vec<(FileId, Vec<Diagnostic>)> =
         sources.files().map(|(id, _)| (id, Vec::new())).collect();
     for d in diags {
-        if let Some((_, list)) = out.iter_mut().find(|(id, _)| *id == d.span().file) {
-            list.push(to_lsp(d, sources));
+        let Some(span) = d.span() else { continue };
+        if let Some((_, list)) = out.iter_mut().find(|(id, _)| *id == span.file) {
+            list.push(to_lsp(d, span, sources));
         }
     }
     out
@@ -68,7 +71,7 @@ pub(crate) fn by_file(diags: &[Diag], sources: &SourceMap) -> Vec<(FileId, Vec<D
 mod tests {
     use super::*;
     use crate::diagnostic::Code;
-    use crate::source::{SourceFile, Span};
+    use crate::source::SourceFile;
 
     #[test]
     fn converts_codes_ranges_help_and_related_places() {
@@ -86,7 +89,7 @@ mod tests {
         )
         .help("did you mean `a`?")
         .with(Span::new(id, 6, 9), "defined here");
-        let l = to_lsp(&d, &sources);
+        let l = to_lsp(&d, Span::new(id, 16, 17), &sources);
         assert_eq!(
             l.code,
             Some(NumberOrString::String("slipway::unknown-stage".into()))

@@ -76,14 +76,15 @@ impl Region {
 
     /// Whether every place `d` points at is outside the region.
     pub(crate) fn fits(&self, d: &Diag) -> bool {
-        std::iter::once(&d.primary)
+        d.primary
+            .iter()
             .chain(&d.secondary)
             .all(|l| self.moved(l.span).is_some())
     }
 
     /// Moves every place `d` points at; `false` when one touches the region.
     pub(crate) fn move_diag(&self, d: &mut Diag) -> bool {
-        self.move_span(&mut d.primary.span)
+        d.primary.iter_mut().all(|l| self.move_span(&mut l.span))
             && d.secondary.iter_mut().all(|l| self.move_span(&mut l.span))
     }
 }

@@ -14,6 +14,7 @@ use std::collections::HashMap;
 
 use indexmap::IndexMap;
 
+pub use scope::{fill_secrets, secret_names};
 pub use types::*;
 pub(crate) use validate::{Environments, Globals, StageFindings, Validation, cell_order};
 pub use validate::{validate, validate_checked};
@@ -326,6 +327,7 @@ fn plan_cell(
                 image: scope.interpolate(&s.image, diags),
                 env,
                 secret_env,
+                ready: None,
             }
         })
         .collect();
@@ -335,11 +337,12 @@ fn plan_cell(
         stage: stage.name.clone(),
         matrix: cell.values.clone(),
         after: Vec::new(),
-        kind: stage.action.kind().to_string(),
+        action: PlannedAction::Manual {
+            question: String::new(),
+        },
         template: stage.template.clone(),
         when: stage.when.as_ref().map(|w| w.text.clone()),
         image: stage.image.as_ref().map(&mut text),
-        run: None,
         env,
         secrets: pipeline
             .secrets
@@ -354,15 +357,14 @@ fn plan_cell(
         timeout_secs: stage.timeout.map(|d| d.as_secs()),
         allow_failure: stage.allow_failure,
         finally: stage.finally,
-        build: None,
-        release: None,
-        manual: None,
         skipped: false,
         reason: None,
         wave: None,
     };
-    match &stage.action {
-        Action::Run { script, .. } => planned.run = Some(script.clone()),
+    planned.action = match &stage.action {
+        Action::Run { script, .. } => PlannedAction::Run {
+            script: script.clone(),
+        },
         Action::Build(b) => {
             let mut tags: Vec<String> = b
                 .tags
@@ -376,7 +378,7 @@ fn plan_cell(
                     default_tag(&ctx.git)
                 ));
             }
-            planned.build = Some(Box::new(PlannedBuild {
+            PlannedAction::Build(Box::new(PlannedBuild {
                 context: text(&b.context),
                 dockerfile: b.dockerfile.as_ref().map(&mut text),
                 target: b.target.as_ref().map(&mut text),
@@ -384,28 +386,28 @@ fn plan_cell(
                 labels: b.labels.iter().map(|(k, v)| (k.clone(), text(v))).collect(),
                 args: b.args.iter().map(|(k, v)| (k.clone(), text(v))).collect(),
                 push: b.push,
-            }));
+            }))
         }
-        Action::Release(r) => {
-            planned.release = Some(Box::new(PlannedRelease {
-                name: r.name.clone(),
-                namespace: r.namespace.as_ref().map(&mut text),
-                manifests: r.manifests.iter().map(&mut text).collect(),
-                images: r
-                    .images
-                    .iter()
-                    .map(|(k, v)| (k.clone(), sanitize_image_ref(&text(v))))
-                    .collect(),
-                wait_secs: r.wait.as_secs(),
-                rollback: r.rollback,
-                prune: r.prune,
-                history: r.history,
-                objects: Vec::new(),
-                objects_error: None,
-            }));
-        }
-        Action::Manual { prompt } => planned.manual = Some(text(prompt)),
-    }
+        Action::Release(r) => PlannedAction::Release(Box::new(PlannedRelease {
+            name: r.name.clone(),
+            namespace: r.namespace.as_ref().map(&mut text),
+            manifests: r.manifests.iter().map(&mut text).collect(),
+            images: r
+                .images
+                .iter()
+                .map(|(k, v)| (k.clone(), sanitize_image_ref(&text(v))))
+                .collect(),
+            wait_secs: r.wait.as_secs(),
+            rollback: r.rollback,
+            prune: r.prune,
+            history: r.history,
+            objects: Vec::new(),
+            objects_error: None,
+        })),
+        Action::Manual { prompt } => PlannedAction::Manual {
+            question: text(prompt),
+        },
+    };
     planned
 }
 

@@ -275,9 +275,7 @@ impl<'a> Scope<'a> {
                         }
                     }
                     Var::Secret(s) => {
-                        value.push_str("${secret.");
-                        value.push_str(s);
-                        value.push('}');
+                        value.push_str(&secret_placeholder(s));
                         secret = true;
                     }
                     Var::Environment => value.push_str(&self.ctx.environment),
@@ -361,5 +359,65 @@ impl<'a> Scope<'a> {
             env.insert(name, r.shown());
         }
         (env, secret_env)
+    }
+}
+
+/// Where a secret's value goes in a planned env value: `${secret.NAME}`,
+/// as `${...}` names it ([`crate::model::Var::Secret`]). The plan keeps
+/// placeholders; [`fill_secrets`] is the one place they are filled in.
+fn secret_placeholder(name: &str) -> String {
+    format!("${{secret.{name}}}")
+}
+
+/// A planned value with each `${secret.NAME}` placeholder replaced by
+/// `value(NAME)`; a placeholder `value` does not know is kept. Filled in
+/// one pass, so a secret's value is never read for placeholders itself.
+pub fn fill_secrets<'v>(template: &str, mut value: impl FnMut(&str) -> Option<&'v str>) -> String {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(start) = rest.find("${secret.") {
+        let after = &rest[start + "${secret.".len()..];
+        let Some(end) = after.find('}') else { break };
+        out.push_str(&rest[..start]);
+        let name = &after[..end];
+        match value(name) {
+            Some(v) => out.push_str(v),
+            None => out.push_str(&rest[start..start + "${secret.".len() + end + 1]),
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The secrets a planned value's placeholders name, in order.
+pub fn secret_names(template: &str) -> Vec<&str> {
+    let mut names = Vec::new();
+    let mut rest = template;
+    while let Some(start) = rest.find("${secret.") {
+        let after = &rest[start + "${secret.".len()..];
+        let Some(end) = after.find('}') else { break };
+        names.push(&after[..end]);
+        rest = &after[end + 1..];
+    }
+    names
+}
+
+#[cfg(test)]
+mod secret_tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_filled_in_one_pass_and_unknown_ones_kept() {
+        let t = format!("a{}b{}c", secret_placeholder("X"), secret_placeholder("Y"));
+        // X's value looks like a placeholder itself: it is not filled again.
+        let filled = fill_secrets(&t, |n| (n == "X").then_some("${secret.Y}"));
+        assert_eq!(filled, "a${secret.Y}b${secret.Y}c");
+        assert_eq!(fill_secrets(&t, |_| Some("***")), "a***b***c");
+        assert_eq!(secret_names(&t), ["X", "Y"]);
+        assert_eq!(
+            fill_secrets("no ${secret.open", |_| Some("v")),
+            "no ${secret.open"
+        );
     }
 }

@@ -51,7 +51,12 @@ pub struct GitContext {
     pub time: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// One stage (or matrix cell) as it will run.
+///
+/// Its JSON form keeps the fields of plan version 1 in their order: the
+/// action is written as `kind` plus one of `run`, `build`, `release` or
+/// `manual` (the others `null`), see [`Wire`].
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlannedStage {
     /// Unique: the stage name, or `stage[KEY=value,...]` for a matrix cell.
     pub name: String,
@@ -61,14 +66,12 @@ pub struct PlannedStage {
     pub matrix: IndexMap<String, String>,
     /// Names of the planned stages this one waits for.
     pub after: Vec<Shared>,
-    /// `run`, `build`, `release` or `manual`.
-    pub kind: String,
+    /// What the stage does.
+    pub action: PlannedAction,
     pub template: Option<String>,
     /// The `when` condition as written.
     pub when: Option<String>,
     pub image: Option<String>,
-    /// The script, not interpolated: the shell expands `${NAME}`.
-    pub run: Option<String>,
     /// Exported to the stage. Secret values are shown as `***`.
     pub env: IndexMap<Shared, Shared>,
     /// Secrets exported under their own names, from the environment or
@@ -84,15 +87,227 @@ pub struct PlannedStage {
     pub timeout_secs: Option<u64>,
     pub allow_failure: bool,
     pub finally: bool,
-    pub build: Option<Box<PlannedBuild>>,
-    pub release: Option<Box<PlannedRelease>>,
-    /// The question a `manual` stage asks.
-    pub manual: Option<String>,
     pub skipped: bool,
     /// Why the stage is skipped.
     pub reason: Option<String>,
     /// 1-based wave; `None` when skipped or `finally`.
     pub wave: Option<usize>,
+}
+
+/// What a planned stage does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PlannedAction {
+    /// A script, not interpolated: the shell expands `${NAME}`.
+    Run {
+        script: String,
+    },
+    Build(Box<PlannedBuild>),
+    Release(Box<PlannedRelease>),
+    /// The question a `manual` stage asks.
+    Manual {
+        question: String,
+    },
+}
+
+impl PlannedAction {
+    /// `run`, `build`, `release` or `manual`: the plan's `kind`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PlannedAction::Run { .. } => "run",
+            PlannedAction::Build(_) => "build",
+            PlannedAction::Release(_) => "release",
+            PlannedAction::Manual { .. } => "manual",
+        }
+    }
+}
+
+impl PlannedStage {
+    /// The script of a `run` stage.
+    pub fn script(&self) -> Option<&str> {
+        match &self.action {
+            PlannedAction::Run { script } => Some(script),
+            _ => None,
+        }
+    }
+
+    pub fn build(&self) -> Option<&PlannedBuild> {
+        match &self.action {
+            PlannedAction::Build(b) => Some(b),
+            _ => None,
+        }
+    }
+
+    pub fn release(&self) -> Option<&PlannedRelease> {
+        match &self.action {
+            PlannedAction::Release(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    pub fn release_mut(&mut self) -> Option<&mut PlannedRelease> {
+        match &mut self.action {
+            PlannedAction::Release(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    pub fn is_manual(&self) -> bool {
+        matches!(self.action, PlannedAction::Manual { .. })
+    }
+}
+
+/// A planned stage as plan version 1 writes it: the action spread over
+/// `kind` and four optional fields, in this order.
+#[derive(Serialize)]
+struct WireOut<'a> {
+    name: &'a str,
+    stage: &'a str,
+    matrix: &'a IndexMap<String, String>,
+    after: &'a [Shared],
+    kind: &'static str,
+    template: &'a Option<String>,
+    when: &'a Option<String>,
+    image: &'a Option<String>,
+    run: Option<&'a str>,
+    env: &'a IndexMap<Shared, Shared>,
+    secrets: &'a [Shared],
+    secret_env: &'a IndexMap<Shared, Shared>,
+    services: &'a [PlannedService],
+    artifacts: &'a [String],
+    caches: &'a [String],
+    retry: u32,
+    timeout_secs: Option<u64>,
+    allow_failure: bool,
+    finally: bool,
+    build: Option<&'a PlannedBuild>,
+    release: Option<&'a PlannedRelease>,
+    manual: Option<&'a str>,
+    skipped: bool,
+    reason: &'a Option<String>,
+    wave: Option<usize>,
+}
+
+impl Serialize for PlannedStage {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let (run, build, release, manual) = match &self.action {
+            PlannedAction::Run { script } => (Some(script.as_str()), None, None, None),
+            PlannedAction::Build(b) => (None, Some(&**b), None, None),
+            PlannedAction::Release(r) => (None, None, Some(&**r), None),
+            PlannedAction::Manual { question } => (None, None, None, Some(question.as_str())),
+        };
+        WireOut {
+            name: &self.name,
+            stage: &self.stage,
+            matrix: &self.matrix,
+            after: &self.after,
+            kind: self.action.kind(),
+            template: &self.template,
+            when: &self.when,
+            image: &self.image,
+            run,
+            env: &self.env,
+            secrets: &self.secrets,
+            secret_env: &self.secret_env,
+            services: &self.services,
+            artifacts: &self.artifacts,
+            caches: &self.caches,
+            retry: self.retry,
+            timeout_secs: self.timeout_secs,
+            allow_failure: self.allow_failure,
+            finally: self.finally,
+            build,
+            release,
+            manual,
+            skipped: self.skipped,
+            reason: &self.reason,
+            wave: self.wave,
+        }
+        .serialize(serializer)
+    }
+}
+
+/// A planned stage as read back from plan JSON.
+#[derive(Deserialize)]
+struct WireIn {
+    name: String,
+    stage: String,
+    matrix: IndexMap<String, String>,
+    after: Vec<Shared>,
+    kind: String,
+    template: Option<String>,
+    when: Option<String>,
+    image: Option<String>,
+    run: Option<String>,
+    env: IndexMap<Shared, Shared>,
+    secrets: Vec<Shared>,
+    secret_env: IndexMap<Shared, Shared>,
+    services: Vec<PlannedService>,
+    artifacts: Vec<String>,
+    caches: Vec<String>,
+    retry: u32,
+    timeout_secs: Option<u64>,
+    allow_failure: bool,
+    finally: bool,
+    build: Option<Box<PlannedBuild>>,
+    release: Option<Box<PlannedRelease>>,
+    manual: Option<String>,
+    skipped: bool,
+    reason: Option<String>,
+    wave: Option<usize>,
+}
+
+impl<'de> Deserialize<'de> for PlannedStage {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let w = WireIn::deserialize(deserializer)?;
+        let missing = |field: &str| {
+            D::Error::custom(format!(
+                "stage `{}` is a `{}` stage without `{field}`",
+                w.name, w.kind
+            ))
+        };
+        let action = match w.kind.as_str() {
+            "run" => PlannedAction::Run {
+                script: w.run.clone().ok_or_else(|| missing("run"))?,
+            },
+            "build" => PlannedAction::Build(w.build.clone().ok_or_else(|| missing("build"))?),
+            "release" => {
+                PlannedAction::Release(w.release.clone().ok_or_else(|| missing("release"))?)
+            }
+            "manual" => PlannedAction::Manual {
+                question: w.manual.clone().ok_or_else(|| missing("manual"))?,
+            },
+            other => {
+                return Err(D::Error::unknown_variant(
+                    other,
+                    &["run", "build", "release", "manual"],
+                ));
+            }
+        };
+        Ok(PlannedStage {
+            name: w.name,
+            stage: w.stage,
+            matrix: w.matrix,
+            after: w.after,
+            action,
+            template: w.template,
+            when: w.when,
+            image: w.image,
+            env: w.env,
+            secrets: w.secrets,
+            secret_env: w.secret_env,
+            services: w.services,
+            artifacts: w.artifacts,
+            caches: w.caches,
+            retry: w.retry,
+            timeout_secs: w.timeout_secs,
+            allow_failure: w.allow_failure,
+            finally: w.finally,
+            skipped: w.skipped,
+            reason: w.reason,
+            wave: w.wave,
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -101,6 +316,11 @@ pub struct PlannedService {
     pub image: String,
     pub env: IndexMap<Shared, Shared>,
     pub secret_env: IndexMap<Shared, Shared>,
+    /// The command that tells the service is ready (`ready "..."`), run in
+    /// its container until it succeeds; `None`: its image's
+    /// `HEALTHCHECK`, or running.
+    #[serde(default)]
+    pub ready: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -131,4 +351,102 @@ pub struct PlannedRelease {
     /// Why the manifests could not be read, when they could not.
     #[serde(default)]
     pub objects_error: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn planned(text: &str) -> Plan {
+        let checked = crate::model::check_text(std::path::Path::new("t.pipeline"), text);
+        let pipeline = checked
+            .pipeline
+            .unwrap_or_else(|| panic!("{:?}", checked.diagnostics));
+        crate::plan::plan(&pipeline, &crate::plan::Options::default()).expect("plans")
+    }
+
+    /// The action is written as version 1 wrote it: `kind`, then `run`,
+    /// `build`, `release` and `manual` in their places, all but one `null`;
+    /// and it reads back to the same plan.
+    #[test]
+    fn the_typed_action_keeps_the_plan_json_of_version_1() {
+        let plan = planned(
+            "pipeline \"p\"\nstage test {\n  image \"x\"\n  run \"make test\"\n}\n\
+             stage img {\n  build \".\" { tag \"reg/p:1\" }\n}\n\
+             stage ok {\n  manual \"Ship?\"\n}\n\
+             stage ship after ok {\n  release p { manifests \"k8s/*.yaml\" }\n}\n",
+        );
+        let json = serde_json::to_value(&plan).expect("json");
+        let stages = json["stages"].as_array().expect("stages");
+        let keys: Vec<&str> = stages[0]
+            .as_object()
+            .expect("object")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "name",
+                "stage",
+                "matrix",
+                "after",
+                "kind",
+                "template",
+                "when",
+                "image",
+                "run",
+                "env",
+                "secrets",
+                "secret_env",
+                "services",
+                "artifacts",
+                "caches",
+                "retry",
+                "timeout_secs",
+                "allow_failure",
+                "finally",
+                "build",
+                "release",
+                "manual",
+                "skipped",
+                "reason",
+                "wave"
+            ]
+        );
+        let shape: Vec<(&str, [bool; 4])> = stages
+            .iter()
+            .map(|s| {
+                (
+                    s["kind"].as_str().unwrap_or_default(),
+                    ["run", "build", "release", "manual"].map(|k| !s[k].is_null()),
+                )
+            })
+            .collect();
+        assert_eq!(
+            shape,
+            [
+                ("run", [true, false, false, false]),
+                ("build", [false, true, false, false]),
+                ("manual", [false, false, false, true]),
+                ("release", [false, false, true, false]),
+            ]
+        );
+        assert_eq!(stages[0]["run"], "make test");
+        assert_eq!(stages[2]["manual"], "Ship?");
+        let back: Plan = serde_json::from_value(json).expect("reads back");
+        assert_eq!(back, plan);
+    }
+
+    #[test]
+    fn a_stage_whose_kind_lacks_its_field_is_refused() {
+        let plan = planned("pipeline \"p\"\nstage test {\n  image \"x\"\n  run \"true\"\n}\n");
+        let mut json = serde_json::to_value(&plan).expect("json");
+        json["stages"][0]["run"] = serde_json::Value::Null;
+        let err = serde_json::from_value::<Plan>(json.clone()).expect_err("no script");
+        assert!(err.to_string().contains("without `run`"), "{err}");
+        json["stages"][0]["kind"] = "deploy".into();
+        let err = serde_json::from_value::<Plan>(json).expect_err("unknown kind");
+        assert!(err.to_string().contains("deploy"), "{err}");
+    }
 }

@@ -14,28 +14,80 @@ use super::store::Item;
 
 pub const MANAGER: &str = "slipway";
 
+/// An error an [`ApiError`] comes from: a `kube::Error`, a kubeconfig
+/// that cannot be loaded, or an earlier `ApiError`.
+pub type Cause = Box<dyn std::error::Error + Send + Sync>;
+
 /// Why a call failed; `Unreachable` means the API server did not answer
-/// (exit 3), the rest are the release's own failures.
+/// (exit 3), `Failed` is the release's own failure (exit 1). The message
+/// is what a user reads; the error it comes from, if any, is kept as its
+/// source.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    #[error("{0}")]
-    Unreachable(String),
-    #[error("{0}")]
-    Failed(String),
+    #[error("{message}")]
+    Unreachable {
+        message: String,
+        #[source]
+        source: Option<Cause>,
+    },
+    #[error("{message}")]
+    Failed {
+        message: String,
+        #[source]
+        source: Option<Cause>,
+    },
 }
 
 impl ApiError {
+    /// The release's own failure, which no other error caused.
+    pub fn failed(message: impl Into<String>) -> Self {
+        ApiError::Failed {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// The cluster did not answer, as `source` says.
+    pub fn unreachable(message: impl Into<String>, source: impl Into<Cause>) -> Self {
+        ApiError::Unreachable {
+            message: message.into(),
+            source: Some(source.into()),
+        }
+    }
+
     /// Sorts a kube error: transport problems are the cluster's, API
-    /// answers are the release's.
+    /// answers are the release's. The message is `context`'s; the error
+    /// stays as its source.
     pub fn from_kube(context: &str, e: kube::Error) -> Self {
-        match e {
-            kube::Error::Api(status) => {
-                ApiError::Failed(format!("{context}: {} ({})", status.message, status.code))
-            }
-            kube::Error::Discovery(d) => ApiError::Failed(format!("{context}: {d}")),
-            other => ApiError::Unreachable(format!(
-                "{context}: the Kubernetes API did not answer ({other})"
-            )),
+        match &e {
+            kube::Error::Api(status) => ApiError::Failed {
+                message: format!("{context}: {} ({})", status.message, status.code),
+                source: Some(e.into()),
+            },
+            kube::Error::Discovery(d) => ApiError::Failed {
+                message: format!("{context}: {d}"),
+                source: Some(e.into()),
+            },
+            other => ApiError::unreachable(
+                format!("{context}: the Kubernetes API did not answer ({other})"),
+                e,
+            ),
+        }
+    }
+
+    /// The same error with its message rewritten by `f` (put in context);
+    /// its kind and source stay.
+    #[must_use]
+    pub fn map_message(self, f: impl FnOnce(&str) -> String) -> Self {
+        match self {
+            ApiError::Unreachable { message, source } => ApiError::Unreachable {
+                message: f(&message),
+                source,
+            },
+            ApiError::Failed { message, source } => ApiError::Failed {
+                message: f(&message),
+                source,
+            },
         }
     }
 }
@@ -86,8 +138,7 @@ impl Kinds {
         loop {
             match self.resolve(client, api_version, kind).await {
                 Ok(_) => return Ok(()),
-                Err(ApiError::Failed(e)) if std::time::Instant::now() < deadline => {
-                    let _ = e;
+                Err(ApiError::Failed { .. }) if std::time::Instant::now() < deadline => {
                     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
                 }
                 Err(e) => return Err(e),
@@ -137,9 +188,10 @@ impl Kinds {
         let found = kube::discovery::pinned_kind(client, &gvk)
             .await
             .map_err(|e| match e {
-                kube::Error::Discovery(_) | kube::Error::Api(_) => ApiError::Failed(format!(
-                    "the cluster does not know `{kind}` in `{api_version}`"
-                )),
+                kube::Error::Discovery(_) | kube::Error::Api(_) => ApiError::Failed {
+                    message: format!("the cluster does not know `{kind}` in `{api_version}`"),
+                    source: Some(e.into()),
+                },
                 other => ApiError::from_kube(&format!("discovering `{kind}`"), other),
             })?;
         self.found.insert(key, found.clone());
@@ -213,11 +265,14 @@ pub async fn apply(
         .await
     {
         Ok(applied) => Ok((applied, item)),
-        Err(kube::Error::Api(status)) if status.code == 409 => Err(ApiError::Failed(format!(
-            "`{}`: {}; another field manager owns these fields. Run with `--force-conflicts` to take them over",
-            item.id(),
-            status.message
-        ))),
+        Err(kube::Error::Api(status)) if status.code == 409 => Err(ApiError::Failed {
+            message: format!(
+                "`{}`: {}; another field manager owns these fields. Run with `--force-conflicts` to take them over",
+                item.id(),
+                status.message
+            ),
+            source: Some(kube::Error::Api(status).into()),
+        }),
         Err(e) => Err(ApiError::from_kube(&format!("applying `{}`", item.id()), e)),
     }
 }
@@ -337,7 +392,7 @@ pub async fn unchanged(
         let (desired, item) = match apply(client, kinds, object, default_ns, false, true).await {
             Ok(x) => x,
             // A conflict, a missing namespace, ...: the real apply will say.
-            Err(ApiError::Failed(_)) => return Ok(false),
+            Err(ApiError::Failed { .. }) => return Ok(false),
             Err(e) => return Err(e),
         };
         let Some(live) = get(client, kinds, &item).await? else {

@@ -13,24 +13,35 @@ pub async fn connect(context: Option<&str>) -> Result<kube::Client, ApiError> {
     };
     let config = match kube::Config::from_kubeconfig(&options).await {
         Ok(c) => c,
-        Err(kubeconfig) if context.is_none() => kube::Config::incluster().map_err(|_| {
-            ApiError::Unreachable(format!(
-                "no usable kubeconfig ({kubeconfig}); set KUBECONFIG or create ~/.kube/config"
-            ))
-        })?,
+        Err(kubeconfig) if context.is_none() => match kube::Config::incluster() {
+            Ok(c) => c,
+            Err(_) => {
+                return Err(ApiError::unreachable(
+                    format!(
+                        "no usable kubeconfig ({kubeconfig}); set KUBECONFIG or create ~/.kube/config"
+                    ),
+                    kubeconfig,
+                ));
+            }
+        },
         Err(e) => {
-            return Err(ApiError::Unreachable(format!(
-                "cannot load the kubeconfig context: {e}"
-            )));
+            return Err(ApiError::unreachable(
+                format!("cannot load the kubeconfig context: {e}"),
+                e,
+            ));
         }
     };
     let server = config.cluster_url.to_string();
-    let client = kube::Client::try_from(config)
-        .map_err(|e| ApiError::Unreachable(format!("cannot set up a client for {server}: {e}")))?;
+    let client = kube::Client::try_from(config).map_err(|e| {
+        ApiError::unreachable(format!("cannot set up a client for {server}: {e}"), e)
+    })?;
     client.apiserver_version().await.map_err(|e| {
-        ApiError::Unreachable(format!(
-            "the Kubernetes API at {server} does not answer ({e}); check that the cluster is up and that KUBECONFIG (or --context) points at it"
-        ))
+        ApiError::unreachable(
+            format!(
+                "the Kubernetes API at {server} does not answer ({e}); check that the cluster is up and that KUBECONFIG (or --context) points at it"
+            ),
+            e,
+        )
     })?;
     Ok(client)
 }

@@ -87,12 +87,12 @@ pub async fn established(
                     break;
                 }
                 State::Broken(why) => {
-                    return Err(ApiError::Failed(format!(
+                    return Err(ApiError::failed(format!(
                         "`CustomResourceDefinition/{name}` failed: {why}"
                     )));
                 }
                 State::Waiting(why) if Instant::now() >= deadline => {
-                    return Err(ApiError::Failed(format!(
+                    return Err(ApiError::failed(format!(
                         "`CustomResourceDefinition/{name}` was not established in time: {why}"
                     )));
                 }
@@ -130,7 +130,7 @@ pub async fn wait(
                 State::Ready => {}
                 State::Waiting(why) => pending.push(format!("{} ({why})", item.id())),
                 State::Broken(why) => {
-                    return Err(ApiError::Failed(format!("`{}` failed: {why}", item.id())));
+                    return Err(ApiError::failed(format!("`{}` failed: {why}", item.id())));
                 }
             }
         }
@@ -138,7 +138,7 @@ pub async fn wait(
             return Ok(());
         }
         if start.elapsed() >= limit {
-            return Err(ApiError::Failed(format!(
+            return Err(ApiError::failed(format!(
                 "not healthy after {}: {}",
                 humantime::format_duration(limit),
                 pending.join("; ")

@@ -141,10 +141,13 @@ pub async fn release(
         incomplete: None,
     };
     store.create(&revision).await.map_err(|e| match e {
-        kube::Error::Api(s) if s.code == 409 => ApiError::Failed(format!(
-            "revision {version} of `{}` was just created by another release; run again",
-            req.name
-        )),
+        kube::Error::Api(s) if s.code == 409 => ApiError::Failed {
+            message: format!(
+                "revision {version} of `{}` was just created by another release; run again",
+                req.name
+            ),
+            source: Some(kube::Error::Api(s).into()),
+        },
         e => ApiError::from_kube("recording the revision", e),
     })?;
     let _ = notes.send(format!(
@@ -172,8 +175,11 @@ pub async fn release(
                 unchanged: false,
             })
         }
-        Err(ApiError::Unreachable(e)) => Err(ApiError::Unreachable(e)),
-        Err(ApiError::Failed(why)) => {
+        Err(e @ ApiError::Unreachable { .. }) => Err(e),
+        Err(ApiError::Failed {
+            message: why,
+            source,
+        }) => {
             revision.status = Status::Failed;
             revision.description = why.clone();
             store
@@ -182,14 +188,17 @@ pub async fn release(
                 .map_err(|e| ApiError::from_kube("recording the failure", e))?;
             let failed = format!("revision {version} of `{}` failed: {why}", req.name);
             let Some(target) = previous.filter(|_| req.rollback) else {
-                return Err(ApiError::Failed(format!(
-                    "{failed}; not rolled back ({})",
-                    if req.rollback {
-                        "no earlier revision was deployed"
-                    } else {
-                        "`rollback never`"
-                    }
-                )));
+                return Err(ApiError::Failed {
+                    message: format!(
+                        "{failed}; not rolled back ({})",
+                        if req.rollback {
+                            "no earlier revision was deployed"
+                        } else {
+                            "`rollback never`"
+                        }
+                    ),
+                    source,
+                });
             };
             let _ = notes.send(format!(
                 "rolling back `{}` to revision {}",
@@ -203,16 +212,23 @@ pub async fn release(
                         .update(&revision)
                         .await
                         .map_err(|e| ApiError::from_kube("recording the rollback", e))?;
-                    Err(ApiError::Failed(format!(
-                        "{failed}; rolled back: revision {now} (the images of revision {}: {}) is running and healthy",
-                        target.version,
-                        describe_images(&target.images)
-                    )))
+                    Err(ApiError::Failed {
+                        message: format!(
+                            "{failed}; rolled back: revision {now} (the images of revision {}: {}) is running and healthy",
+                            target.version,
+                            describe_images(&target.images)
+                        ),
+                        source,
+                    })
                 }
-                Err(e) => Err(ApiError::Failed(format!(
-                    "{failed}; the rollback to revision {} failed too: {e}",
-                    target.version
-                ))),
+                // The rollback's error is the one to follow now.
+                Err(e) => Err(ApiError::Failed {
+                    message: format!(
+                        "{failed}; the rollback to revision {} failed too: {e}",
+                        target.version
+                    ),
+                    source: Some(e.into()),
+                }),
             }
         }
     }
@@ -229,13 +245,13 @@ pub async fn rollback_to(
     notes: &UnboundedSender<String>,
 ) -> Result<u32, ApiError> {
     if let Some(why) = &target.incomplete {
-        return Err(ApiError::Failed(format!(
+        return Err(ApiError::failed(format!(
             "revision {}'s record is incomplete ({why}): it cannot be applied again",
             target.version
         )));
     }
     let mut objects = render::parse(&target.manifests, std::path::Path::new("revision"))
-        .map_err(|e| ApiError::Failed(format!("revision {}: {}", target.version, e.0)))?;
+        .map_err(|e| ApiError::failed(format!("revision {}: {}", target.version, e.0)))?;
     let revisions = store
         .list()
         .await
@@ -312,10 +328,12 @@ async fn unchanged(
     health::wait(client, kinds, &deployed.inventory, req.wait, notes)
         .await
         .map_err(|e| match e {
-            ApiError::Failed(why) => ApiError::Failed(format!(
-                "no changes to revision {} of `{}`, but it is not healthy: {why}",
-                deployed.version, req.name
-            )),
+            ApiError::Failed { .. } => e.map_message(|why| {
+                format!(
+                    "no changes to revision {} of `{}`, but it is not healthy: {why}",
+                    deployed.version, req.name
+                )
+            }),
             e => e,
         })?;
     Ok(Some(Done {

@@ -83,24 +83,12 @@ impl<'a> Scope<'a> {
 
     /// Env values that carry `${secret.X}` placeholders get the values.
     fn fill_secrets(&self, value: &str) -> String {
-        if !value.contains("${secret.") {
-            return value.to_string();
-        }
-        let mut out = value.to_string();
         match self.secrets {
             Some(secrets) => {
-                for (name, v) in secrets {
-                    out = out.replace(&format!("${{secret.{name}}}"), v);
-                }
+                crate::plan::fill_secrets(value, |name| secrets.get(name).map(String::as_str))
             }
-            None => {
-                while let Some(start) = out.find("${secret.") {
-                    let end = out[start..].find('}').map_or(out.len(), |e| start + e + 1);
-                    out.replace_range(start..end, "***");
-                }
-            }
+            None => crate::plan::fill_secrets(value, |_| Some("***")),
         }
-        out
     }
 }
 

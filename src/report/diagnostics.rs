@@ -1,6 +1,11 @@
 //! Rendering [`Diag`]s: for people (miette, with `file:line:col` and the
 //! source underlined), one line each (`concise`), JSON, and CI annotations
 //! (GitHub workflow commands, GitLab code quality).
+//!
+//! A diagnostic with no place in a file (the command line's, the cluster's)
+//! goes through the same formats, without the place: `error[CODE]: MESSAGE`
+//! and an indented `help:` line for people, a JSON object with no `file`,
+//! an annotation with no `file=`, a GitLab entry at `.`, line 1.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -8,8 +13,9 @@ use std::sync::Arc;
 use miette::{GraphicalReportHandler, GraphicalTheme, LabeledSpan, NamedSource};
 use serde::Serialize;
 
+use super::style;
 use crate::diagnostic::{Diag, Severity};
-use crate::source::{FileId, SourceMap};
+use crate::source::{FileId, SourceMap, Span};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
 pub enum DiagFormat {
@@ -38,14 +44,27 @@ impl DiagFormat {
     }
 }
 
-/// Renders diagnostics to a string in `format`; `color` only affects `human`.
+/// Renders diagnostics to a string in `format`; `color` only affects
+/// `human` (and `concise` for a diagnostic with no place).
 pub fn render(diags: &[Diag], sources: &SourceMap, format: DiagFormat, color: bool) -> String {
     match format {
         DiagFormat::Human => human(diags, sources, color),
-        DiagFormat::Concise => diags.iter().map(|d| concise(d, sources) + "\n").collect(),
+        DiagFormat::Concise => diags
+            .iter()
+            .map(|d| match d.span() {
+                Some(span) => concise(d, span, sources) + "\n",
+                None => placeless(d, color),
+            })
+            .collect(),
         DiagFormat::Json => diags
             .iter()
-            .map(|d| serde_json::to_string(&JsonDiag::new(d, sources)).unwrap_or_default() + "\n")
+            .map(|d| {
+                let line = match d.span() {
+                    Some(span) => serde_json::to_string(&JsonDiag::new(d, span, sources)),
+                    None => serde_json::to_string(&JsonPlaceless::new(d)),
+                };
+                line.unwrap_or_default() + "\n"
+            })
             .collect(),
         DiagFormat::Github => diags.iter().map(|d| github(d, sources) + "\n").collect(),
         DiagFormat::Gitlab => gitlab(diags, sources),
@@ -53,16 +72,35 @@ pub fn render(diags: &[Diag], sources: &SourceMap, format: DiagFormat, color: bo
 }
 
 /// `file:line:col: error[slipway::unknown-stage]: unknown stage `x``
-pub fn concise(d: &Diag, sources: &SourceMap) -> String {
+fn concise(d: &Diag, span: Span, sources: &SourceMap) -> String {
     let mut s = format!(
         "{}: {}[{}]: {}",
-        sources.location(d.span()),
+        sources.location(span),
         severity_word(d.severity),
         d.code,
         d.message
     );
     if let Some(help) = &d.help {
         let _ = write!(s, " ({help})");
+    }
+    s
+}
+
+/// A diagnostic with no place, for people: `error[slipway::usage]: MESSAGE`,
+/// then `  help: HELP`.
+fn placeless(d: &Diag, color: bool) -> String {
+    let style = match d.severity {
+        Severity::Error => style::ERROR,
+        Severity::Warning => style::WARNING,
+    };
+    let mut s = format!(
+        "{}[{}]: {}\n",
+        style::paint(style, severity_word(d.severity), color),
+        d.code,
+        d.message
+    );
+    if let Some(help) = &d.help {
+        let _ = writeln!(s, "  help: {help}");
     }
     s
 }
@@ -94,22 +132,26 @@ fn human(diags: &[Diag], sources: &SourceMap, color: bool) -> String {
         .collect();
     let mut out = String::new();
     for d in diags {
+        let Some(span) = d.span() else {
+            out.push_str(&placeless(d, color));
+            continue;
+        };
         // miette pads with `{:width$}`, which panics past column 65,535 (a
         // tab counts four); such places are shown one line each instead.
-        let too_wide = std::iter::once(&d.primary).chain(&d.secondary).any(|l| {
+        let too_wide = d.primary.iter().chain(&d.secondary).any(|l| {
             let file = sources.get(l.span.file);
             let (_, start) = file.line_col(l.span.start);
             let (_, end) = file.line_col(l.span.end);
             start.max(end) > MAX_RENDERED_COLUMN
         });
         if too_wide {
-            out.push_str(&concise(d, sources));
+            out.push_str(&concise(d, span, sources));
             out.push('\n');
             continue;
         }
-        let r = Rendered::new(d, &named);
+        let r = Rendered::new(d, span, &named);
         if handler.render_report(&mut out, &r).is_err() {
-            out.push_str(&concise(d, sources));
+            out.push_str(&concise(d, span, sources));
             out.push('\n');
         }
     }
@@ -129,11 +171,13 @@ struct Rendered<'a> {
 }
 
 impl<'a> Rendered<'a> {
-    fn new(d: &Diag, named: &'a [NamedSource<Arc<str>>]) -> Self {
-        let file = d.span().file;
+    /// `d`, whose place is `span`.
+    fn new(d: &Diag, span: Span, named: &'a [NamedSource<Arc<str>>]) -> Self {
+        let file = span.file;
+        let label = d.primary.as_ref().map_or("", |l| l.message.as_str());
         let mut labels = vec![LabeledSpan::new_primary_with_span(
-            non_empty(&d.primary.message),
-            (d.primary.span.start as usize, d.primary.span.len()),
+            non_empty(label),
+            (span.start as usize, span.len()),
         )];
         let mut related: Vec<Rendered<'a>> = Vec::new();
         for l in &d.secondary {
@@ -253,10 +297,11 @@ pub struct JsonLabel<'a> {
 }
 
 impl<'a> JsonDiag<'a> {
-    pub fn new(d: &'a Diag, sources: &'a SourceMap) -> Self {
-        let file = sources.get(d.span().file);
-        let (line, column) = file.line_col(d.span().start);
-        let (end_line, end_column) = file.line_col(d.span().end);
+    /// `d`, whose place is `span`.
+    pub fn new(d: &'a Diag, span: Span, sources: &'a SourceMap) -> Self {
+        let file = sources.get(span.file);
+        let (line, column) = file.line_col(span.start);
+        let (end_line, end_column) = file.line_col(span.end);
         JsonDiag {
             code: d.code.as_str(),
             severity: d.severity,
@@ -266,7 +311,7 @@ impl<'a> JsonDiag<'a> {
             column,
             end_line,
             end_column,
-            label: &d.primary.message,
+            label: d.primary.as_ref().map_or("", |l| l.message.as_str()),
             help: d.help.as_deref(),
             related: d
                 .secondary
@@ -286,13 +331,43 @@ impl<'a> JsonDiag<'a> {
     }
 }
 
-/// `::error file=a.pipeline,line=3,col=5,endLine=3,endColumn=9,title=slipway::x::message`
+/// The JSON form of a diagnostic with no place: only these fields
+/// (`docs/cli.md`, "Problems with the command line").
+#[derive(Serialize)]
+pub struct JsonPlaceless<'a> {
+    pub code: &'static str,
+    pub severity: Severity,
+    pub message: &'a str,
+    pub help: Option<&'a str>,
+}
+
+impl<'a> JsonPlaceless<'a> {
+    pub fn new(d: &'a Diag) -> Self {
+        JsonPlaceless {
+            code: d.code.as_str(),
+            severity: d.severity,
+            message: &d.message,
+            help: d.help.as_deref(),
+        }
+    }
+}
+
+/// `::error file=a.pipeline,line=3,col=5,endLine=3,endColumn=9,title=slipway::x::message`,
+/// or `::error title=slipway::x::message` with no place.
 fn github(d: &Diag, sources: &SourceMap) -> String {
-    let j = JsonDiag::new(d, sources);
     let mut message = d.message.clone();
     if let Some(h) = &d.help {
         let _ = write!(message, "\n{h}");
     }
+    let Some(span) = d.span() else {
+        return format!(
+            "::{} title={}::{}",
+            severity_word(d.severity),
+            escape_property(d.code.as_str()),
+            escape_data(&message)
+        );
+    };
+    let j = JsonDiag::new(d, span, sources);
     format!(
         "::{} file={},line={},col={},endLine={},endColumn={},title={}::{}",
         severity_word(d.severity),
@@ -338,21 +413,26 @@ fn gitlab(diags: &[Diag], sources: &SourceMap) -> String {
     let entries: Vec<Entry<'_>> = diags
         .iter()
         .map(|d| {
-            let j = JsonDiag::new(d, sources);
+            // With no place, the report's root and its first line, so that
+            // the report stays valid.
+            let (path, line) = match d.span() {
+                Some(span) => {
+                    let file = sources.get(span.file);
+                    (file.name.as_str(), file.line_col(span.start).0)
+                }
+                None => (".", 1),
+            };
             Entry {
                 description: &d.message,
                 check_name: d.code.as_str(),
-                fingerprint: fingerprint(&format!(
-                    "{}:{}:{}:{}",
-                    d.code, j.file, j.line, d.message
-                )),
+                fingerprint: fingerprint(&format!("{}:{path}:{line}:{}", d.code, d.message)),
                 severity: match d.severity {
                     Severity::Error => "major",
                     Severity::Warning => "minor",
                 },
                 location: Location {
-                    path: j.file,
-                    lines: Lines { begin: j.line },
+                    path,
+                    lines: Lines { begin: line },
                 },
             }
         })
@@ -369,4 +449,60 @@ fn fingerprint(s: &str) -> String {
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
     format!("{h:016x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn usage() -> Diag {
+        Diag::usage("unknown stage `deploi`").help("did you mean `deploy`?")
+    }
+
+    fn rendered(format: DiagFormat, color: bool) -> String {
+        render(&[usage()], &SourceMap::default(), format, color)
+    }
+
+    #[test]
+    fn a_diagnostic_with_no_place_is_rendered_without_one() {
+        let people =
+            "error[slipway::usage]: unknown stage `deploi`\n  help: did you mean `deploy`?\n";
+        assert_eq!(rendered(DiagFormat::Human, false), people);
+        assert_eq!(rendered(DiagFormat::Concise, false), people);
+        assert_eq!(
+            rendered(DiagFormat::Human, true),
+            format!(
+                "{}{}",
+                style::paint(style::ERROR, "error", true),
+                &people[5..]
+            )
+        );
+        assert_eq!(
+            rendered(DiagFormat::Json, false),
+            "{\"code\":\"slipway::usage\",\"severity\":\"error\",\"message\":\"unknown stage `deploi`\",\"help\":\"did you mean `deploy`?\"}\n"
+        );
+        assert_eq!(
+            rendered(DiagFormat::Github, false),
+            "::error title=slipway%3A%3Ausage::unknown stage `deploi`%0Adid you mean `deploy`?\n"
+        );
+        let gitlab: serde_json::Value =
+            serde_json::from_str(&rendered(DiagFormat::Gitlab, false)).expect("one JSON array");
+        assert_eq!(gitlab[0]["check_name"], "slipway::usage");
+        assert_eq!(gitlab[0]["location"]["path"], ".");
+        assert_eq!(gitlab[0]["location"]["lines"]["begin"], 1);
+    }
+
+    #[test]
+    fn no_help_is_null_in_json_and_absent_elsewhere() {
+        let d = [Diag::usage("cannot write the plan: disk full")];
+        let sources = SourceMap::default();
+        assert_eq!(
+            render(&d, &sources, DiagFormat::Human, false),
+            "error[slipway::usage]: cannot write the plan: disk full\n"
+        );
+        assert_eq!(
+            render(&d, &sources, DiagFormat::Json, false),
+            "{\"code\":\"slipway::usage\",\"severity\":\"error\",\"message\":\"cannot write the plan: disk full\",\"help\":null}\n"
+        );
+    }
 }

@@ -57,6 +57,20 @@ impl Live {
     }
 }
 
+impl Live {
+    /// Takes the bars off the terminal (a question is being asked there);
+    /// nothing is drawn until [`Live::resume`].
+    pub fn pause(&mut self) {
+        let _ = self.multi.clear();
+        self.multi.set_draw_target(ProgressDrawTarget::hidden());
+    }
+
+    /// Draws the bars again.
+    pub fn resume(&mut self) {
+        self.multi.set_draw_target(ProgressDrawTarget::stderr());
+    }
+}
+
 impl Default for Live {
     fn default() -> Self {
         Self::new()

@@ -67,7 +67,7 @@ fn stage(
         None if s.finally => tags.push("finally".into()),
         None => tags.push("skipped".into()),
     }
-    tags.push(s.kind.clone());
+    tags.push(s.action.kind().to_string());
     if let Some(t) = &s.template {
         tags.push(format!("uses {t}"));
     }
@@ -96,10 +96,10 @@ fn stage(
     if let Some(i) = &s.image {
         row("image", i);
     }
-    if let Some(r) = &s.run {
+    if let Some(r) = s.script() {
         row("run", r);
     }
-    if let Some(b) = &s.build {
+    if let Some(b) = s.build() {
         row("build", &b.context);
         if let Some(d) = &b.dockerfile {
             row("dockerfile", d);
@@ -116,7 +116,7 @@ fn stage(
         }
         row("push", if b.push { "yes" } else { "no" });
     }
-    if let Some(r) = &s.release {
+    if let Some(r) = s.release() {
         row("release", &r.name);
         if let Some(ns) = &r.namespace {
             row("namespace", ns);
@@ -145,7 +145,7 @@ fn stage(
             ),
         );
     }
-    if let Some(m) = &s.manual {
+    if let crate::plan::PlannedAction::Manual { question: m } = &s.action {
         row("asks", m);
     }
     if !s.env.is_empty() {

@@ -1,20 +1,74 @@
-//! Artifacts between containers: after a stage succeeds, each path it
-//! declares is copied out of its container into the run's store
-//! (`.slipway/runs/<run>/artifacts/<stage>/`, as a tar and unpacked), and
-//! into the containers of every stage after it, at the same path.
+//! Where a run keeps what its stages hand on. After a stage succeeds, its
+//! backend copies each path it declares out as a tar archive and puts it
+//! here under a key; before a stage starts, its backend gets the archives
+//! of the stages it comes after and copies them in. Backends see keys and
+//! bytes, never where the store keeps them.
+//!
+//! The local store keeps each archive under
+//! `.slipway/runs/<run>/artifacts/<stage>/artifact-<n>.tar`, unpacked beside
+//! it so that a person can look at what a stage produced.
 
 use std::path::{Path, PathBuf};
 
-use bollard::Docker;
-use bollard::query_parameters::{
-    DownloadFromContainerOptionsBuilder, UploadToContainerOptionsBuilder,
-};
-use futures_util::StreamExt as _;
+/// One declared artifact path of one stage.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ArtifactKey {
+    /// The stage (or matrix cell) that produces it.
+    pub stage: String,
+    /// Which of the stage's `artifact` paths, from 0.
+    pub index: usize,
+    /// The path as declared: relative to the workspace, or absolute.
+    pub path: String,
+}
 
-use super::docker::WORKSPACE;
+/// A run's artifacts.
+#[derive(Debug, Clone)]
+pub struct ArtifactStore {
+    root: PathBuf,
+}
+
+impl ArtifactStore {
+    /// The store of run `run` in project `workspace`.
+    pub fn for_run(workspace: &Path, run: &str) -> Self {
+        Self {
+            root: workspace
+                .join(".slipway")
+                .join("runs")
+                .join(run)
+                .join("artifacts"),
+        }
+    }
+
+    fn dir(&self, stage: &str) -> PathBuf {
+        self.root.join(dir_name(stage))
+    }
+
+    fn file(&self, key: &ArtifactKey) -> PathBuf {
+        self.dir(&key.stage)
+            .join(format!("artifact-{}.tar", key.index))
+    }
+
+    /// Keeps a stage's artifact (a tar archive of the path).
+    pub fn put(&self, key: &ArtifactKey, tar: &[u8]) -> Result<(), String> {
+        let dir = self.dir(&key.stage);
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("cannot create the artifact store `{}`: {e}", dir.display()))?;
+        std::fs::write(self.file(key), tar)
+            .map_err(|e| format!("cannot store artifact `{}`: {e}", key.path))?;
+        tar::Archive::new(tar)
+            .unpack(&dir)
+            .map_err(|e| format!("cannot unpack artifact `{}`: {e}", key.path))
+    }
+
+    /// The archive kept under `key`; `None` when its stage did not run in
+    /// this run (a target was chosen).
+    pub fn get(&self, key: &ArtifactKey) -> Option<Vec<u8>> {
+        std::fs::read(self.file(key)).ok()
+    }
+}
 
 /// The store folder of a stage (matrix cells' names made file-safe).
-pub(crate) fn dir_name(stage: &str) -> String {
+fn dir_name(stage: &str) -> String {
     stage
         .chars()
         .map(|c| {
@@ -27,78 +81,37 @@ pub(crate) fn dir_name(stage: &str) -> String {
         .collect()
 }
 
-/// An artifact path inside the container.
-fn in_container(path: &str) -> String {
-    let trimmed = path.trim_end_matches('/');
-    if trimmed.starts_with('/') {
-        trimmed.to_string()
-    } else {
-        format!("{WORKSPACE}/{}", trimmed.trim_start_matches("./"))
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-fn tar_file(dir: &Path, index: usize) -> PathBuf {
-    dir.join(format!("artifact-{index}.tar"))
-}
-
-/// Copies a finished stage's artifacts out of its container.
-pub(crate) async fn take(
-    docker: &Docker,
-    id: &str,
-    dir: &Path,
-    paths: &[String],
-) -> Result<(), String> {
-    if paths.is_empty() {
-        return Ok(());
+    #[test]
+    fn an_artifact_is_kept_by_key_and_unpacked_for_people() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = ArtifactStore::for_run(dir.path(), "r1");
+        let mut tar = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_gnu();
+        header.set_size(2);
+        header.set_mode(0o644);
+        header.set_cksum();
+        tar.append_data(&mut header, "dist/a.txt", &b"hi"[..])
+            .expect("append");
+        let tar = tar.into_inner().expect("tar");
+        let key = ArtifactKey {
+            stage: "build[NODE=20]".into(),
+            index: 0,
+            path: "dist/".into(),
+        };
+        store.put(&key, &tar).expect("put");
+        assert_eq!(store.get(&key), Some(tar));
+        let unpacked = dir
+            .path()
+            .join(".slipway/runs/r1/artifacts/build_NODE_20_/dist/a.txt");
+        assert_eq!(
+            std::fs::read_to_string(unpacked).ok().as_deref(),
+            Some("hi")
+        );
+        let other = ArtifactKey { index: 1, ..key };
+        assert_eq!(store.get(&other), None);
     }
-    std::fs::create_dir_all(dir)
-        .map_err(|e| format!("cannot create the artifact store `{}`: {e}", dir.display()))?;
-    for (i, path) in paths.iter().enumerate() {
-        let source = in_container(path);
-        let options = DownloadFromContainerOptionsBuilder::default()
-            .path(&source)
-            .build();
-        let mut stream = docker.download_from_container(id, Some(options));
-        let mut tar = Vec::new();
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| format!("artifact `{path}` was not produced ({e})"))?;
-            tar.extend_from_slice(&chunk);
-        }
-        let file = tar_file(dir, i);
-        std::fs::write(&file, &tar).map_err(|e| format!("cannot store artifact `{path}`: {e}"))?;
-        tar::Archive::new(tar.as_slice())
-            .unpack(dir)
-            .map_err(|e| format!("cannot unpack artifact `{path}`: {e}"))?;
-    }
-    Ok(())
-}
-
-/// Copies earlier stages' artifacts into a container before it starts.
-pub(crate) async fn put(
-    docker: &Docker,
-    id: &str,
-    store: &Path,
-    inputs: &[(String, Vec<String>)],
-) -> Result<(), String> {
-    for (stage, paths) in inputs {
-        let dir = store.join(dir_name(stage));
-        for (i, path) in paths.iter().enumerate() {
-            let Ok(tar) = std::fs::read(tar_file(&dir, i)) else {
-                // The stage did not run in this run (a target was chosen).
-                continue;
-            };
-            let target = in_container(path);
-            let parent = Path::new(&target)
-                .parent()
-                .map_or("/".to_string(), |p| p.display().to_string());
-            let options = UploadToContainerOptionsBuilder::default()
-                .path(&parent)
-                .build();
-            docker
-                .upload_to_container(id, Some(options), bollard::body_full(tar.into()))
-                .await
-                .map_err(|e| format!("cannot copy artifact `{path}` of `{stage}` in: {e}"))?;
-        }
-    }
-    Ok(())
 }

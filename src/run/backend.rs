@@ -4,15 +4,62 @@
 //! stage as a Pod.
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::sync::Arc;
 
 use indexmap::IndexMap;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::artifacts::{ArtifactKey, ArtifactStore};
 use super::events::{Event, Stream};
 use super::mask::Masker;
-use crate::plan::PlannedStage;
+use crate::plan::{GitContext, PlannedAction, PlannedStage};
+
+/// What every attempt of a run shares: who runs what, where, from which
+/// commit. Backends read the git context from here, never back out of the
+/// stage's `SLIPWAY_*` env.
+#[derive(Debug, Clone)]
+pub struct RunContext {
+    /// The run's id (minted by the scheduler).
+    pub run: String,
+    pub pipeline: String,
+    /// `--env`, when given.
+    pub environment: Option<String>,
+    pub git: GitContext,
+    /// The project directory (the pipeline file's folder).
+    pub workspace: PathBuf,
+    /// Where stages hand on their artifacts.
+    pub artifacts: ArtifactStore,
+}
+
+/// One env entry as a stage gets it.
+#[derive(Clone, PartialEq, Eq)]
+pub enum EnvValue {
+    Plain(String),
+    /// Holds a secret's value: never printed, and a backend that can keep
+    /// it apart (a Pod backend: in a Secret) does.
+    Secret(String),
+}
+
+impl EnvValue {
+    pub fn value(&self) -> &str {
+        match self {
+            EnvValue::Plain(v) | EnvValue::Secret(v) => v,
+        }
+    }
+}
+
+impl std::fmt::Debug for EnvValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EnvValue::Plain(v) => write!(f, "{v:?}"),
+            EnvValue::Secret(_) => f.write_str("***"),
+        }
+    }
+}
+
+/// An environment, in order.
+pub type Env = IndexMap<String, EnvValue>;
 
 /// One attempt of one stage.
 #[derive(Debug, Clone)]
@@ -20,36 +67,103 @@ pub struct Job {
     pub stage: PlannedStage,
     pub attempt: u32,
     /// The stage's environment with secrets filled in and the `SLIPWAY_*`
-    /// context added. Never printed.
-    pub env: IndexMap<String, String>,
-    /// The project directory (the pipeline file's folder).
-    pub workspace: PathBuf,
-    pub timeout: Option<Duration>,
-    /// Secret values by name, for services' env. Never printed.
-    pub secrets: IndexMap<String, String>,
-    /// Where the code comes from, for image labels.
-    pub source: Option<String>,
-    /// When the commit was made, for built images' `created` label.
-    pub created: Option<String>,
+    /// context added.
+    pub env: Env,
+    /// Each service's environment, secrets filled in, in the order of
+    /// `stage.services`.
+    pub service_env: Vec<Env>,
+    pub context: Arc<RunContext>,
     /// The artifacts of earlier stages this stage gets: each stage it comes
-    /// after, directly or not, with the paths that stage declared.
-    pub inputs: Vec<(String, Vec<String>)>,
+    /// after, directly or not, that declared some.
+    pub inputs: Vec<ArtifactKey>,
+    /// Where this stage's own artifacts go, one per declared path.
+    pub outputs: Vec<ArtifactKey>,
+}
+
+impl Job {
+    /// The env as plain strings, for a backend that passes it as one.
+    pub fn env_pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.env.iter().map(|(k, v)| (k.as_str(), v.value()))
+    }
 }
 
 /// How an attempt ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     Exited(i32),
+    /// The scheduler stopped it at its `timeout`.
     TimedOut,
     Cancelled,
-    /// The backend could not run the stage at all.
-    Error(String),
-    /// A component the stage needs (the Kubernetes API) did not answer:
-    /// the stage fails, and the run exits 3 rather than 1.
-    Unreachable(String),
+    /// It could not run, or was ended by something other than its script.
+    Failed(Failure),
     /// slipway itself failed (a bug: the stage's task panicked): the stage
     /// fails, and the run exits 3.
     Internal(String),
+}
+
+impl Outcome {
+    /// The stage's own doing (a bad image, a missing artifact, a failed
+    /// build): the run exits 1.
+    pub fn stage(message: impl Into<String>) -> Self {
+        Outcome::Failed(Failure {
+            kind: FailureKind::Stage,
+            message: message.into(),
+        })
+    }
+
+    /// A component the stage needs (the engine, the Kubernetes API) did not
+    /// answer: the run exits 3.
+    pub fn infrastructure(message: impl Into<String>) -> Self {
+        Outcome::Failed(Failure {
+            kind: FailureKind::Infrastructure,
+            message: message.into(),
+        })
+    }
+
+    pub fn failed(kind: FailureKind, message: impl Into<String>) -> Self {
+        Outcome::Failed(Failure {
+            kind,
+            message: message.into(),
+        })
+    }
+
+    /// Whether the run exits 3 for it rather than 1.
+    pub fn exits_3(&self) -> bool {
+        match self {
+            Outcome::Internal(_) => true,
+            Outcome::Failed(f) => f.kind.is_infrastructure(),
+            _ => false,
+        }
+    }
+}
+
+/// Why an attempt failed without its script deciding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub kind: FailureKind,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// Something the stage asks for cannot be done.
+    Stage,
+    /// A component did not answer: the engine, the API server.
+    Infrastructure,
+    /// Its image (or a service's) could not be pulled.
+    ImagePull,
+    /// No node can take it.
+    Unschedulable,
+    /// The kernel killed it for memory.
+    OomKilled,
+    /// Its node evicted it.
+    Evicted,
+}
+
+impl FailureKind {
+    pub fn is_infrastructure(self) -> bool {
+        self == FailureKind::Infrastructure
+    }
 }
 
 /// Where a backend sends a stage's output.
@@ -93,23 +207,29 @@ pub struct RunInfo {
     pub pipeline: String,
 }
 
-pub trait Backend: Send + Sync {
-    /// Gets an attempt ready while the stages before it still run (the
-    /// Docker backend creates its container), so that `execute` only has to
-    /// start it. `execute` must work without it; a prepared attempt that
-    /// never executes is cleaned up when the backend finishes.
-    fn prepare(&self, job: &Job) {
-        let _ = job;
+/// An attempt a backend got ready ahead ([`Backend::prepare`]). The
+/// scheduler holds it and gives it back to `execute` or `discard`; what is
+/// inside is the backend's own.
+pub struct Prepared(Box<dyn std::any::Any + Send>);
+
+impl Prepared {
+    pub fn new<T: Send + 'static>(inner: T) -> Self {
+        Self(Box::new(inner))
     }
 
-    /// Runs one attempt until it ends, is cancelled or times out.
-    fn execute(
-        &self,
-        job: Job,
-        output: Output,
-        cancel: CancellationToken,
-    ) -> BoxFuture<'static, Outcome>;
+    /// What the backend put in, if it is a `T`.
+    pub fn into_inner<T: 'static>(self) -> Option<T> {
+        self.0.downcast::<T>().ok().map(|b| *b)
+    }
+}
 
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Prepared(..)")
+    }
+}
+
+pub trait Backend: Send + Sync {
     /// Makes what the run's stages share (the Docker backend: a network).
     /// Called once, before any stage.
     fn open<'a>(&'a self, info: &'a RunInfo) -> BoxFuture<'a, Result<(), String>> {
@@ -117,8 +237,50 @@ pub trait Backend: Send + Sync {
         Box::pin(async { Ok(()) })
     }
 
-    /// Cleans up after the run: whatever was prepared and never ran, and
-    /// what `open` made. Called once, after the last stage.
+    /// Whether this backend can run `action`: asked of every stage before
+    /// the run starts, so an unsupported stage is refused up front with
+    /// this message, never failed halfway through.
+    fn supports(&self, action: &PlannedAction) -> Result<(), String> {
+        let _ = action;
+        Ok(())
+    }
+
+    /// How many prepared attempts the scheduler may hold at once (never
+    /// more than `-j`). Preparing ahead is nearly free for containers, but
+    /// a Pod made ahead holds cluster capacity; 0, the default, prepares
+    /// nothing.
+    fn ahead(&self) -> usize {
+        0
+    }
+
+    /// Gets an attempt ready while the stages before it still run (the
+    /// Docker backend creates and starts its container behind a gate), so
+    /// that `execute` only has to let it go. `execute` must work without
+    /// it.
+    fn prepare(&self, job: &Job) -> Option<Prepared> {
+        let _ = job;
+        None
+    }
+
+    /// Runs one attempt until it ends or `cancel` stops it. The scheduler
+    /// owns deadlines: a timeout is a cancellation it reports as
+    /// [`Outcome::TimedOut`].
+    fn execute(
+        &self,
+        job: Job,
+        prepared: Option<Prepared>,
+        output: Output,
+        cancel: CancellationToken,
+    ) -> BoxFuture<'static, Outcome>;
+
+    /// Undoes a preparation whose stage never ran.
+    fn discard(&self, prepared: Prepared) -> BoxFuture<'static, ()> {
+        drop(prepared);
+        Box::pin(async {})
+    }
+
+    /// Cleans up what `open` made. Called once, after the last stage and
+    /// after every unused preparation was discarded.
     fn close(&self) -> BoxFuture<'_, ()> {
         Box::pin(async {})
     }

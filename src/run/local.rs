@@ -1,5 +1,6 @@
 //! The local backend: `run` scripts as host processes (`sh -e`), with the
-//! same semantics as containers: env, timeout, cancellation, streamed logs.
+//! same semantics as containers: env, cancellation (and so timeouts, which
+//! the scheduler holds), streamed logs.
 //! Scheduler tests use it, so they need no engine.
 
 use std::process::Stdio;
@@ -11,8 +12,9 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::Command;
 use tokio_util::sync::CancellationToken;
 
-use super::backend::{Backend, BoxFuture, Job, Outcome, Output};
+use super::backend::{Backend, BoxFuture, Job, Outcome, Output, Prepared};
 use super::events::Stream;
+use crate::plan::PlannedAction;
 
 /// How long a stage gets to exit after SIGTERM before SIGKILL.
 const GRACE: Duration = Duration::from_secs(5);
@@ -20,9 +22,20 @@ const GRACE: Duration = Duration::from_secs(5);
 pub struct LocalBackend;
 
 impl Backend for LocalBackend {
+    fn supports(&self, action: &PlannedAction) -> Result<(), String> {
+        match action {
+            PlannedAction::Run { .. } => Ok(()),
+            other => Err(format!(
+                "the local backend runs only `run` stages, not `{}` stages",
+                other.kind()
+            )),
+        }
+    }
+
     fn execute(
         &self,
         job: Job,
+        _: Option<Prepared>,
         output: Output,
         cancel: CancellationToken,
     ) -> BoxFuture<'static, Outcome> {
@@ -31,18 +44,19 @@ impl Backend for LocalBackend {
 }
 
 async fn run(job: Job, output: Output, cancel: CancellationToken) -> Outcome {
-    let Some(script) = job.stage.run.clone() else {
-        return Outcome::Error(format!(
+    let Some(script) = job.stage.script() else {
+        return Outcome::stage(format!(
             "the local backend runs only `run` stages; `{}` is a `{}` stage",
-            job.stage.name, job.stage.kind
+            job.stage.name,
+            job.stage.action.kind()
         ));
     };
     let mut cmd = Command::new("sh");
     cmd.arg("-e")
         .arg("-c")
-        .arg(&script)
-        .current_dir(&job.workspace)
-        .envs(&job.env)
+        .arg(script)
+        .current_dir(&job.context.workspace)
+        .envs(job.env_pairs())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -52,7 +66,7 @@ async fn run(job: Job, output: Output, cancel: CancellationToken) -> Outcome {
         .kill_on_drop(true);
     let mut child = match cmd.spawn() {
         Ok(c) => c,
-        Err(e) => return Outcome::Error(format!("cannot start `sh`: {e}")),
+        Err(e) => return Outcome::stage(format!("cannot start `sh`: {e}")),
     };
     let pgid = child
         .id()
@@ -67,21 +81,11 @@ async fn run(job: Job, output: Output, cancel: CancellationToken) -> Outcome {
         .take()
         .map(|s| tokio::spawn(pump(s, Stream::Stderr, output.clone())));
 
-    let deadline = async {
-        match job.timeout {
-            Some(t) => tokio::time::sleep(t).await,
-            None => std::future::pending().await,
-        }
-    };
     let outcome = tokio::select! {
         status = child.wait() => match status {
             Ok(s) => Outcome::Exited(s.code().unwrap_or(128 + s.signal_number())),
-            Err(e) => Outcome::Error(format!("waiting for the stage failed: {e}")),
+            Err(e) => Outcome::stage(format!("waiting for the stage failed: {e}")),
         },
-        () = deadline => {
-            stop(&mut child, pgid).await;
-            Outcome::TimedOut
-        }
         () = cancel.cancelled() => {
             stop(&mut child, pgid).await;
             Outcome::Cancelled

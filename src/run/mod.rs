@@ -2,9 +2,8 @@
 //! and reports a stream of [`Event`]s. Only this module (and the backends
 //! below it) is async.
 
-mod artifacts;
+pub mod artifacts;
 pub mod backend;
-mod build;
 pub mod docker;
 pub mod events;
 pub mod local;
@@ -14,4 +13,4 @@ pub mod scheduler;
 mod state;
 
 pub use events::{Event, RunStatus, StageStatus};
-pub use scheduler::{RunOptions, RunSummary, StageResult, run};
+pub use scheduler::{Question, RunError, RunOptions, RunSummary, StageResult, run};

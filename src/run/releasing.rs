@@ -9,9 +9,9 @@ use std::sync::Arc;
 use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 
-use super::backend::{Backend, BoxFuture, Job, Outcome, Output, RunInfo};
+use super::backend::{Backend, BoxFuture, EnvValue, Job, Outcome, Output, Prepared, RunInfo};
 use super::events::Stream;
-use crate::plan::GitContext;
+use crate::plan::PlannedAction;
 use crate::release::apply::ApiError;
 use crate::release::render::{Scope, pin, render, set_images};
 use crate::release::store::Source;
@@ -29,8 +29,6 @@ pub struct WithRelease {
     force_conflicts: bool,
     /// One connection per run, made by the first release stage.
     client: Arc<OnceCell<kube::Client>>,
-    /// The run's id, from `open`.
-    run: std::sync::OnceLock<String>,
 }
 
 impl WithRelease {
@@ -48,15 +46,28 @@ impl WithRelease {
             context,
             force_conflicts,
             client: Arc::new(OnceCell::new()),
-            run: std::sync::OnceLock::new(),
         }
     }
 }
 
 impl Backend for WithRelease {
     fn open<'a>(&'a self, info: &'a RunInfo) -> BoxFuture<'a, Result<(), String>> {
-        let _ = self.run.set(info.run.clone());
         self.inner.open(info)
+    }
+
+    fn supports(&self, action: &PlannedAction) -> Result<(), String> {
+        match action {
+            PlannedAction::Release(_) => Ok(()),
+            other => self.inner.supports(other),
+        }
+    }
+
+    fn ahead(&self) -> usize {
+        self.inner.ahead()
+    }
+
+    fn discard(&self, prepared: Prepared) -> BoxFuture<'static, ()> {
+        self.inner.discard(prepared)
     }
 
     fn close(&self) -> BoxFuture<'_, ()> {
@@ -67,25 +78,27 @@ impl Backend for WithRelease {
         self.inner.resolve_image(reference)
     }
 
-    fn prepare(&self, job: &Job) {
-        if job.stage.release.is_none() {
-            self.inner.prepare(job);
+    fn prepare(&self, job: &Job) -> Option<Prepared> {
+        if job.stage.release().is_some() {
+            return None;
         }
+        self.inner.prepare(job)
     }
 
     fn execute(
         &self,
         job: Job,
+        prepared: Option<Prepared>,
         output: Output,
         cancel: CancellationToken,
     ) -> BoxFuture<'static, Outcome> {
-        if job.stage.release.is_none() {
-            return self.inner.execute(job, output, cancel);
+        if job.stage.release().is_none() {
+            return self.inner.execute(job, prepared, output, cancel);
         }
         let context = Context {
             pipeline: self.pipeline.clone(),
             source: Source {
-                run: self.run.get().cloned(),
+                run: Some(job.context.run.clone()),
                 ..self.source.clone()
             },
             cluster: self.context.clone(),
@@ -95,7 +108,7 @@ impl Backend for WithRelease {
         };
         Box::pin(async move {
             tokio::select! {
-                o = run(job, &output, &context) => o,
+                o = release_stage(job, &output, &context) => o,
                 // The revision stays `pending`; the next release marks it
                 // failed and goes on (no lock is left behind).
                 () = cancel.cancelled() => Outcome::Cancelled,
@@ -115,28 +128,30 @@ struct Context {
     images: Arc<dyn Backend>,
 }
 
-async fn run(job: Job, output: &Output, context: &Context) -> Outcome {
-    let Some(spec) = job.stage.release.as_deref() else {
-        return Outcome::Error("not a release stage".into());
+async fn release_stage(job: Job, output: &Output, context: &Context) -> Outcome {
+    let Some(spec) = job.stage.release() else {
+        return Outcome::Internal("not a release stage".into());
     };
-    let env = |k: &str| job.env.get(k).filter(|v| !v.is_empty()).cloned();
-    let git = GitContext {
-        sha: env("SLIPWAY_GIT_SHA"),
-        short_sha: env("SLIPWAY_GIT_SHORT_SHA"),
-        branch: env("SLIPWAY_GIT_BRANCH"),
-        tag: env("SLIPWAY_GIT_TAG"),
-        source: None,
-        time: None,
-    };
+    let git = &job.context.git;
+    // The stage's secrets, for `${secret.X}` in its manifests.
+    let secrets: indexmap::IndexMap<String, String> = job
+        .env
+        .iter()
+        .filter(|(_, v)| matches!(v, EnvValue::Secret(_)))
+        .map(|(k, v)| (k.clone(), v.value().to_string()))
+        .collect();
     let scope = Scope {
-        env: job.env.clone(),
-        environment: env("SLIPWAY_ENVIRONMENT").unwrap_or_default(),
-        git: &git,
-        secrets: Some(&job.secrets),
+        env: job
+            .env_pairs()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        environment: job.context.environment.clone().unwrap_or_default(),
+        git,
+        secrets: Some(&secrets),
     };
-    let mut objects = match render(spec, &job.workspace, &scope) {
+    let mut objects = match render(spec, &job.context.workspace, &scope) {
         Ok(o) => o,
-        Err(e) => return Outcome::Error(e.0),
+        Err(e) => return Outcome::stage(e.0),
     };
     // Each image pinned to the digest its registry gave it: the Pods run
     // exactly what was built and recorded, and a rollback brings back the
@@ -156,7 +171,7 @@ async fn run(job: Job, output: &Output, context: &Context) -> Outcome {
         .await
     {
         Ok(c) => c.clone(),
-        Err(e) => return Outcome::Unreachable(e.to_string()),
+        Err(e) => return Outcome::infrastructure(e.to_string()),
     };
     let request = Request {
         name: spec.name.clone(),
@@ -216,10 +231,10 @@ async fn run(job: Job, output: &Output, context: &Context) -> Outcome {
             ));
             Outcome::Exited(0)
         }
-        Err(ApiError::Unreachable(e)) => Outcome::Unreachable(e),
-        Err(ApiError::Failed(e)) => {
+        Err(e @ ApiError::Unreachable { .. }) => Outcome::infrastructure(e.to_string()),
+        Err(e @ ApiError::Failed { .. }) => {
             let _ = tx.send(format!("verdict after {took}: {e}"));
-            Outcome::Error(e)
+            Outcome::stage(e.to_string())
         }
     };
     drop(tx);

@@ -15,7 +15,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::backend::{Backend, Job, Outcome, Output, RunInfo};
+use super::artifacts::{ArtifactKey, ArtifactStore};
+use super::backend::{Backend, Env, EnvValue, Job, Outcome, Output, Prepared, RunContext, RunInfo};
 use super::events::{Event, RunStatus, StageStatus, now};
 use super::mask::Masker;
 use super::state::{Action, Input, RunState, millis};
@@ -30,8 +31,9 @@ pub struct RunOptions {
     pub keep_going: bool,
     /// `manual` stages approved in advance, by stage or cell name.
     pub approve: Vec<String>,
-    /// Whether to ask on the terminal for `manual` stages not approved.
-    pub interactive: bool,
+    /// Where to ask about `manual` stages not approved in advance (the
+    /// CLI, on a terminal); without it they wait for approval.
+    pub questions: Option<mpsc::Sender<Question>>,
     /// The project directory.
     pub workspace: PathBuf,
     /// Secret values by name. Never printed.
@@ -54,6 +56,42 @@ pub struct StageResult {
     pub unreachable: bool,
 }
 
+/// A `manual` stage's question, for whoever asks people.
+#[derive(Debug)]
+pub struct Question {
+    pub stage: String,
+    pub prompt: String,
+    /// Yes or no; dropping it unanswered is a no.
+    pub answer: tokio::sync::oneshot::Sender<bool>,
+}
+
+/// Why a run could not begin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunError {
+    /// A stage asks for what the backend cannot do: refused before
+    /// anything ran (exit 2).
+    Unsupported(String),
+    /// The backend could not open the run (exit 3).
+    Open(String),
+}
+
+impl RunError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            RunError::Unsupported(_) => 2,
+            RunError::Open(_) => 3,
+        }
+    }
+}
+
+impl std::fmt::Display for RunError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RunError::Unsupported(m) | RunError::Open(m) => f.write_str(m),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct RunSummary {
     pub status: RunStatus,
@@ -68,16 +106,24 @@ pub struct RunSummary {
 /// This loop only carries out what `RunState` decides, and feeds it what
 /// happens: attempts ending, approvals answered, Ctrl-C.
 ///
-/// The run's id is minted here; the backend is opened with it before the
-/// first stage and closed after the last. A backend that cannot open (the
-/// engine refuses the run's network) is an error before anything ran.
+/// Every stage that will run is first checked against the backend: one it
+/// cannot run refuses the whole run before anything starts. The run's id
+/// is minted here; the backend is opened with it before the first stage
+/// and closed after the last, once every preparation that did not run is
+/// discarded. A backend that cannot open (the engine refuses the run's
+/// network) is an error before anything ran.
 pub async fn run(
     plan: &Plan,
     opts: &RunOptions,
     backend: Arc<dyn Backend>,
     events: mpsc::Sender<Event>,
     cancel: CancellationToken,
-) -> Result<RunSummary, String> {
+) -> Result<RunSummary, RunError> {
+    for stage in plan.stages.iter().filter(|s| !s.skipped && !s.is_manual()) {
+        backend
+            .supports(&stage.action)
+            .map_err(|why| RunError::Unsupported(format!("cannot run `{}`: {why}", stage.name)))?;
+    }
     let start = Instant::now();
     let info = RunInfo {
         run: format!(
@@ -87,9 +133,18 @@ pub async fn run(
         ),
         pipeline: plan.pipeline.clone(),
     };
-    backend.open(&info).await?;
+    backend.open(&info).await.map_err(RunError::Open)?;
+    let context = Arc::new(RunContext {
+        run: info.run.clone(),
+        pipeline: plan.pipeline.clone(),
+        environment: plan.environment.clone(),
+        git: plan.git.clone(),
+        workspace: opts.workspace.clone(),
+        artifacts: ArtifactStore::for_run(&opts.workspace, &info.run),
+    });
     let masker = Masker::new(opts.secrets.values().cloned());
-    let mut machine = RunState::new(plan, opts, &info.run, &masker);
+    let ahead = backend.ahead();
+    let mut machine = RunState::new(plan, opts, &info.run, &masker, ahead);
     // Fail-fast stops the main stages; Ctrl-C too. `finally` stages run
     // whatever happened, so they have a token of their own.
     let stop = cancel.child_token();
@@ -100,7 +155,11 @@ pub async fn run(
         backend: &backend,
         events: &events,
         masker: &masker,
+        context: &context,
     };
+    // Attempts the backend got ready ahead, by stage, until they start.
+    let mut prepared: HashMap<usize, Prepared> = HashMap::new();
+    let mut discards: JoinSet<()> = JoinSet::new();
     let mut running: JoinSet<Outcome> = JoinSet::new();
     // What each task is, so that one that panics still ends its stage.
     let mut attempts: HashMap<tokio::task::Id, (usize, u32, Instant)> = HashMap::new();
@@ -125,20 +184,41 @@ pub async fn run(
                     } else {
                         &stop
                     };
+                    let ready = prepared.remove(&index);
                     let id = launcher
-                        .start(&mut running, index, attempt, token, status)
+                        .start(&mut running, index, attempt, token, status, ready)
                         .await;
                     attempts.insert(id, (index, attempt, Instant::now()));
                 }
                 Action::Prepare { index } => {
-                    backend.prepare(&launcher.job(index, 1, RunStatus::Succeeded));
+                    let job = launcher.job(index, 1, RunStatus::Succeeded);
+                    if let Some(handle) = backend.prepare(&job) {
+                        prepared.insert(index, handle);
+                    }
+                }
+                Action::Discard { index } => {
+                    if let Some(handle) = prepared.remove(&index) {
+                        discards.spawn(backend.discard(handle));
+                    }
                 }
                 Action::Ask { index } => {
                     asking += 1;
-                    let stage = plan.stages[index].clone();
+                    let stage = &plan.stages[index];
+                    let (answer, answered) = tokio::sync::oneshot::channel();
+                    let question = Question {
+                        stage: stage.name.clone(),
+                        prompt: match &stage.action {
+                            crate::plan::PlannedAction::Manual { question } => question.clone(),
+                            _ => format!("Run `{}`?", stage.name),
+                        },
+                        answer,
+                    };
+                    if let Some(questions) = &opts.questions {
+                        let _ = questions.send(question).await;
+                    }
                     let answers = answers_tx.clone();
                     tokio::spawn(async move {
-                        let yes = ask(&stage).await;
+                        let yes = answered.await.unwrap_or(false);
                         let _ = answers.send((index, yes));
                     });
                 }
@@ -203,6 +283,12 @@ pub async fn run(
         };
         actions = machine.on(input);
     };
+    // Preparations whose stages never ran (skipped, stopped) are undone
+    // before the backend closes.
+    for (_, handle) in prepared.drain() {
+        discards.spawn(backend.discard(handle));
+    }
+    while discards.join_next().await.is_some() {}
     let duration = start.elapsed();
     let _ = events
         .send(Event::RunFinished {
@@ -226,27 +312,33 @@ struct Launcher<'a> {
     backend: &'a Arc<dyn Backend>,
     events: &'a mpsc::Sender<Event>,
     masker: &'a Masker,
+    context: &'a Arc<RunContext>,
 }
 
 impl Launcher<'_> {
     /// One attempt of stage `index`, as the backend gets it.
     fn job(&self, index: usize, attempt: u32, status: RunStatus) -> Job {
         let stage = &self.plan.stages[index];
+        let secrets = &self.opts.secrets;
         Job {
             stage: stage.clone(),
             attempt,
-            env: job_env(stage, self.plan, self.opts, status),
-            workspace: self.opts.workspace.clone(),
-            timeout: stage.timeout_secs.map(Duration::from_secs),
-            secrets: self.opts.secrets.clone(),
-            source: self.plan.git.source.clone(),
-            created: self.plan.git.time.clone(),
+            env: job_env(stage, self.plan, secrets, status),
+            service_env: stage
+                .services
+                .iter()
+                .map(|svc| with_secrets(&svc.env, &svc.secret_env, secrets))
+                .collect(),
+            context: Arc::clone(self.context),
             inputs: inputs(stage, self.plan),
+            outputs: keys(&stage.name, &stage.artifacts),
         }
     }
 
     /// Announces and starts one attempt of stage `index`; `status` is the
-    /// run's, for `finally` stages. Returns the task's id.
+    /// run's, for `finally` stages. The attempt's deadline is held here: at
+    /// its `timeout` the attempt is cancelled, and ends as timed out.
+    /// Returns the task's id.
     async fn start(
         &self,
         set: &mut JoinSet<Outcome>,
@@ -254,6 +346,7 @@ impl Launcher<'_> {
         attempt: u32,
         cancel: &CancellationToken,
         status: RunStatus,
+        prepared: Option<Prepared>,
     ) -> tokio::task::Id {
         let stage = &self.plan.stages[index];
         let _ = self
@@ -268,14 +361,54 @@ impl Launcher<'_> {
         let output = Output::new(stage.name.clone(), self.events.clone(), self.masker.clone());
         // Asked for now, before the scheduler prepares other stages: a
         // backend may give the stages it executes precedence.
-        let execution = self.backend.execute(job, output, cancel.clone());
-        set.spawn(execution).id()
+        let stop = cancel.child_token();
+        let execution = self.backend.execute(job, prepared, output, stop.clone());
+        let timeout = stage.timeout_secs.map(Duration::from_secs);
+        set.spawn(with_deadline(execution, timeout, stop)).id()
     }
 }
 
-/// Every stage `stage` comes after, directly or not, that declares
-/// artifacts, in plan order.
-fn inputs(stage: &PlannedStage, plan: &Plan) -> Vec<(String, Vec<String>)> {
+/// Runs an attempt to its end, or to its deadline: then it is stopped
+/// like a cancelled one, waited for (so that it cleans up), and reported
+/// as timed out.
+async fn with_deadline(
+    execution: super::backend::BoxFuture<'static, Outcome>,
+    timeout: Option<Duration>,
+    stop: CancellationToken,
+) -> Outcome {
+    let Some(limit) = timeout else {
+        return execution.await;
+    };
+    let mut execution = execution;
+    tokio::select! {
+        outcome = &mut execution => outcome,
+        () = tokio::time::sleep(limit) => {
+            stop.cancel();
+            match execution.await {
+                Outcome::Cancelled => Outcome::TimedOut,
+                // It ended by itself as the deadline came.
+                other => other,
+            }
+        }
+    }
+}
+
+/// The store keys of a stage's declared artifacts.
+fn keys(stage: &str, paths: &[String]) -> Vec<ArtifactKey> {
+    paths
+        .iter()
+        .enumerate()
+        .map(|(index, path)| ArtifactKey {
+            stage: stage.to_string(),
+            index,
+            path: path.clone(),
+        })
+        .collect()
+}
+
+/// Every artifact of the stages `stage` comes after, directly or not, in
+/// plan order.
+fn inputs(stage: &PlannedStage, plan: &Plan) -> Vec<ArtifactKey> {
     let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
     let mut stack: Vec<&str> = stage.after.iter().map(|a| &**a).collect();
     while let Some(name) = stack.pop() {
@@ -287,8 +420,27 @@ fn inputs(stage: &PlannedStage, plan: &Plan) -> Vec<(String, Vec<String>)> {
     }
     plan.stages
         .iter()
-        .filter(|s| seen.contains(s.name.as_str()) && !s.artifacts.is_empty())
-        .map(|s| (s.name.clone(), s.artifacts.clone()))
+        .filter(|s| seen.contains(s.name.as_str()))
+        .flat_map(|s| keys(&s.name, &s.artifacts))
+        .collect()
+}
+
+/// An env with its `${secret.NAME}` values filled in, those marked secret.
+fn with_secrets(
+    env: &IndexMap<crate::plan::Shared, crate::plan::Shared>,
+    secret_env: &IndexMap<crate::plan::Shared, crate::plan::Shared>,
+    secrets: &IndexMap<String, String>,
+) -> Env {
+    env.iter()
+        .map(|(k, v)| match secret_env.get(k) {
+            Some(template) => (
+                k.to_string(),
+                EnvValue::Secret(crate::plan::fill_secrets(template, |name| {
+                    secrets.get(name).map(String::as_str)
+                })),
+            ),
+            None => (k.to_string(), EnvValue::Plain(v.to_string())),
+        })
         .collect()
 }
 
@@ -297,25 +449,14 @@ fn inputs(stage: &PlannedStage, plan: &Plan) -> Vec<(String, Vec<String>)> {
 fn job_env(
     stage: &PlannedStage,
     plan: &Plan,
-    opts: &RunOptions,
+    secrets: &IndexMap<String, String>,
     status: RunStatus,
-) -> IndexMap<String, String> {
-    let mut env: IndexMap<String, String> = stage
-        .env
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+) -> Env {
+    let mut env = with_secrets(&stage.env, &stage.secret_env, secrets);
     for name in &stage.secrets {
-        if let Some(v) = opts.secrets.get(&**name) {
-            env.insert(name.to_string(), v.clone());
+        if let Some(v) = secrets.get(&**name) {
+            env.insert(name.to_string(), EnvValue::Secret(v.clone()));
         }
-    }
-    for (name, template) in &stage.secret_env {
-        let mut value = template.to_string();
-        for (secret, v) in &opts.secrets {
-            value = value.replace(&format!("${{secret.{secret}}}"), v);
-        }
-        env.insert(name.to_string(), value);
     }
     let git = &plan.git;
     let context = [
@@ -328,33 +469,15 @@ fn job_env(
         ("SLIPWAY_GIT_TAG", git.tag.clone()),
     ];
     for (k, v) in context {
-        env.insert(k.into(), v.unwrap_or_default());
+        env.insert(k.into(), EnvValue::Plain(v.unwrap_or_default()));
     }
     if stage.finally {
-        env.insert("SLIPWAY_PIPELINE_STATUS".into(), status.as_str().into());
+        env.insert(
+            "SLIPWAY_PIPELINE_STATUS".into(),
+            EnvValue::Plain(status.as_str().into()),
+        );
     }
     env
-}
-
-/// Asks on the terminal whether a `manual` stage may go on.
-async fn ask(stage: &PlannedStage) -> bool {
-    let prompt = stage
-        .manual
-        .clone()
-        .unwrap_or_else(|| format!("Run `{}`?", stage.name));
-    let answer = tokio::task::spawn_blocking(move || {
-        use std::io::Write as _;
-        eprint!("{prompt} [y/N] ");
-        let _ = std::io::stderr().flush();
-        let mut line = String::new();
-        std::io::stdin()
-            .read_line(&mut line)
-            .map(|_| line)
-            .unwrap_or_default()
-    })
-    .await
-    .unwrap_or_default();
-    matches!(answer.trim(), "y" | "Y" | "yes" | "Yes")
 }
 
 #[cfg(test)]
@@ -378,12 +501,15 @@ mod tests {
         log: Mutex<Vec<String>>,
         live: AtomicUsize,
         most: AtomicUsize,
+        /// Its ahead policy.
+        ahead: usize,
     }
 
     impl Scripted {
         fn with(script: &[(&'static str, &[(u64, Outcome)])]) -> Arc<Self> {
             Arc::new(Self {
                 script: script.iter().map(|(k, v)| (*k, v.to_vec())).collect(),
+                ahead: usize::MAX,
                 ..Self::default()
             })
         }
@@ -410,17 +536,40 @@ mod tests {
             Box::pin(async {})
         }
 
-        fn prepare(&self, job: &Job) {
+        fn supports(&self, action: &crate::plan::PlannedAction) -> Result<(), String> {
+            match action {
+                crate::plan::PlannedAction::Run { .. } => Ok(()),
+                other => Err(format!("no `{}` stages here", other.kind())),
+            }
+        }
+
+        fn ahead(&self) -> usize {
+            self.ahead
+        }
+
+        fn prepare(&self, job: &Job) -> Option<Prepared> {
             self.note(format!("prepare {}", job.stage.name));
+            Some(Prepared::new(job.stage.name.clone()))
+        }
+
+        fn discard(&self, prepared: Prepared) -> BoxFuture<'static, ()> {
+            let name = prepared.into_inner::<String>().unwrap_or_default();
+            self.note(format!("discard {name}"));
+            Box::pin(async {})
         }
 
         fn execute(
             &self,
             job: Job,
+            prepared: Option<Prepared>,
             _: Output,
             cancel: CancellationToken,
         ) -> BoxFuture<'static, Outcome> {
             let me = Arc::clone(self);
+            if let Some(p) = prepared {
+                let name = p.into_inner::<String>().unwrap_or_default();
+                me.note(format!("claim {name}"));
+            }
             Box::pin(async move {
                 let name = job.stage.name.clone();
                 assert!(name != "bug", "a bug in the backend");
@@ -433,7 +582,7 @@ mod tests {
                 let status = job
                     .env
                     .get("SLIPWAY_PIPELINE_STATUS")
-                    .map(|s| format!(" ({s})"))
+                    .map(|s| format!(" ({})", s.value()))
                     .unwrap_or_default();
                 me.note(format!("start {name}#{}{status}", job.attempt));
                 let live = me.live.fetch_add(1, Ordering::SeqCst) + 1;
@@ -465,7 +614,7 @@ mod tests {
             jobs,
             keep_going,
             approve: Vec::new(),
-            interactive: false,
+            questions: None,
             workspace: std::env::temp_dir(),
             secrets: IndexMap::new(),
         }
@@ -589,7 +738,8 @@ mod tests {
                 "flaky",
                 &[(10, Outcome::Exited(1)), (10, Outcome::Exited(0))],
             ),
-            ("late", &[(10, Outcome::TimedOut)]),
+            // The scheduler holds the deadline: at 1s it stops the attempt.
+            ("late", &[(60_000, Outcome::Exited(0))]),
         ]);
         let (summary, events) =
             go(&plan, &options(true, 4), &backend, CancellationToken::new()).await;
@@ -692,9 +842,10 @@ mod tests {
              stage other uses t { run \"x\" }\nstage after_other after other uses t { run \"x\" }\n",
         );
         let mut opts = options(false, 4);
-        opts.interactive = true;
+        let (questions, _asked) = mpsc::channel(1);
+        opts.questions = Some(questions);
         let masker = Masker::new(Vec::<String>::new());
-        let mut state = RunState::new(&plan, &opts, "test", &masker);
+        let mut state = RunState::new(&plan, &opts, "test", &masker, usize::MAX);
         let first = state.on(Input::Begin);
         assert!(first.contains(&Action::Ask { index: 0 }), "{first:?}");
         assert!(first.contains(&Action::Start {
@@ -755,5 +906,139 @@ mod tests {
             e,
             Event::StageSkipped { stage, .. } if stage == "after_bug"
         )));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stage_the_backend_cannot_run_is_refused_before_anything_runs() {
+        let plan = plan("stage a uses t { run \"x\" }\nstage img {\n  build \".\"\n}\n");
+        let backend = Scripted::with(&[]);
+        let (tx, _rx) = mpsc::channel(64);
+        let refused = run(
+            &plan,
+            &options(false, 2),
+            Arc::new(Arc::clone(&backend)),
+            tx,
+            CancellationToken::new(),
+        )
+        .await
+        .expect_err("refused");
+        assert_eq!(
+            refused,
+            RunError::Unsupported("cannot run `img`: no `build` stages here".into())
+        );
+        assert_eq!(refused.exit_code(), 2);
+        assert!(backend.log().is_empty(), "{:?}", backend.log());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn prepared_attempts_are_claimed_by_their_stage_or_discarded_before_close() {
+        let plan = plan(
+            "stage a uses t { run \"x\" }\nstage b after a uses t { run \"x\" }\n\
+             stage fails uses t { run \"x\" }\nstage never after fails uses t { run \"x\" }\n",
+        );
+        let backend = Scripted::with(&[
+            ("a", &[(100, Outcome::Exited(0))]),
+            ("fails", &[(500, Outcome::Exited(1))]),
+        ]);
+        let (summary, _) = go(&plan, &options(true, 4), &backend, CancellationToken::new()).await;
+        assert_eq!(status_of(&summary, "b"), Ok(StageStatus::Succeeded));
+        let log = backend.log();
+        let pos = |l: &str| log.iter().position(|x| x == l).unwrap_or(usize::MAX);
+        assert!(pos("prepare b") < pos("claim b"), "{log:?}");
+        assert!(pos("claim b") < pos("start b#1"), "{log:?}");
+        // `never` was prepared, then skipped: its preparation is undone
+        // before the backend closes.
+        assert!(pos("prepare never") < pos("discard never"), "{log:?}");
+        assert!(pos("discard never") < pos("close"), "{log:?}");
+        assert_eq!(log.iter().filter(|l| l.starts_with("discard")).count(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_backend_that_prepares_nothing_ahead_is_asked_for_nothing() {
+        let plan = plan("stage a uses t { run \"x\" }\nstage b after a uses t { run \"x\" }\n");
+        let backend = Arc::new(Scripted {
+            ahead: 0,
+            ..Scripted::default()
+        });
+        let (summary, _) = go(
+            &plan,
+            &options(false, 4),
+            &backend,
+            CancellationToken::new(),
+        )
+        .await;
+        assert_eq!(summary.status, RunStatus::Succeeded);
+        assert!(
+            !backend.log().iter().any(|l| l.starts_with("prepare")),
+            "{:?}",
+            backend.log()
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_timeout_cancels_the_attempt_and_it_ends_timed_out_after_stopping() {
+        let plan = plan("stage late uses t {\n  retry 1\n  timeout 2s\n  run \"x\"\n}\n");
+        let backend = Scripted::with(&[(
+            "late",
+            &[(60_000, Outcome::Exited(0)), (10, Outcome::Exited(0))],
+        )]);
+        let (summary, events) = go(
+            &plan,
+            &options(false, 2),
+            &backend,
+            CancellationToken::new(),
+        )
+        .await;
+        // The first attempt was stopped (its task saw the cancellation and
+        // ended), then retried.
+        let log = backend.log();
+        assert!(log.contains(&"end late#1".to_string()), "{log:?}");
+        assert_eq!(status_of(&summary, "late"), Ok(StageStatus::Succeeded));
+        assert!(events.iter().any(|e| matches!(
+            e,
+            Event::StageFinished { stage, status: StageStatus::TimedOut, attempt: 1, .. } if stage == "late"
+        )));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn questions_go_to_the_asker_and_ctrl_c_while_one_waits_ends_the_run() {
+        let plan = plan(
+            "stage approve {\n  manual \"Ship it?\"\n}\nstage deploy after approve uses t { run \"x\" }\n",
+        );
+        let backend = Scripted::with(&[]);
+        let mut opts = options(false, 2);
+        let (questions, mut asked) = mpsc::channel(4);
+        opts.questions = Some(questions);
+        // First run: the asker says yes.
+        let answering = tokio::spawn(async move {
+            let q: Question = asked.recv().await.expect("a question");
+            assert_eq!(
+                (q.stage.as_str(), q.prompt.as_str()),
+                ("approve", "Ship it?")
+            );
+            let _ = q.answer.send(true);
+            asked
+        });
+        let (yes, _) = go(&plan, &opts, &backend, CancellationToken::new()).await;
+        assert_eq!(status_of(&yes, "deploy"), Ok(StageStatus::Succeeded));
+        // Second run: nobody answers, and Ctrl-C comes.
+        let mut asked = answering.await.expect("asker");
+        let cancel = CancellationToken::new();
+        let ctrl_c = cancel.clone();
+        let waiting = tokio::spawn(async move {
+            let q = asked.recv().await.expect("a question");
+            ctrl_c.cancel();
+            // Held unanswered until the run is over.
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            drop(q);
+        });
+        let (stopped, _) = go(&plan, &opts, &backend, cancel).await;
+        assert_eq!(stopped.status, RunStatus::Cancelled);
+        assert_eq!(
+            status_of(&stopped, "approve"),
+            Ok(StageStatus::WaitingForApproval)
+        );
+        assert!(status_of(&stopped, "deploy").is_err());
+        waiting.abort();
     }
 }

@@ -49,6 +49,10 @@ pub(crate) enum Action {
     Prepare {
         index: usize,
     },
+    /// Undo a stage's preparation: it will not run.
+    Discard {
+        index: usize,
+    },
     /// Ask on the terminal whether a `manual` stage may go on.
     Ask {
         index: usize,
@@ -79,6 +83,9 @@ pub(crate) struct RunState<'a> {
     deps: Vec<Vec<usize>>,
     state: Vec<State>,
     prepared: Vec<bool>,
+    /// How many prepared attempts may wait at once: the backend's policy,
+    /// within `-j`.
+    ahead: usize,
     results: Vec<StageResult>,
     /// Attempts in flight.
     running: usize,
@@ -98,6 +105,7 @@ impl<'a> RunState<'a> {
         opts: &'a RunOptions,
         run: &'a str,
         masker: &'a Masker,
+        ahead: usize,
     ) -> Self {
         let index: HashMap<&str, usize> = plan
             .stages
@@ -136,6 +144,7 @@ impl<'a> RunState<'a> {
             deps,
             state: vec![State::Pending; plan.stages.len()],
             prepared: vec![false; plan.stages.len()],
+            ahead: ahead.min(opts.jobs.max(1)),
             results,
             running: 0,
             failed: false,
@@ -179,6 +188,12 @@ impl<'a> RunState<'a> {
             Input::Cancelled => {
                 self.cancelled = true;
                 self.stopping = true;
+                // A question nobody answered before Ctrl-C is a no.
+                for i in 0..self.state.len() {
+                    if self.state[i] == State::Asking {
+                        self.approval(i, StageStatus::WaitingForApproval, &mut out);
+                    }
+                }
             }
         }
         self.advance(&mut out);
@@ -204,6 +219,9 @@ impl<'a> RunState<'a> {
     }
 
     fn skip(&mut self, i: usize, reason: String, out: &mut Vec<Action>) {
+        if self.prepared[i] {
+            out.push(Action::Discard { index: i });
+        }
         self.state[i] = State::Skipped;
         self.results[i].status = Err(reason.clone());
         out.push(Action::Emit(Event::StageSkipped {
@@ -254,7 +272,7 @@ impl<'a> RunState<'a> {
         }
         let r = &mut self.results[i];
         r.message.clone_from(&message);
-        r.unreachable = matches!(outcome, Outcome::Unreachable(_) | Outcome::Internal(_));
+        r.unreachable = outcome.exits_3();
         r.attempts = attempt;
         r.duration += elapsed;
         r.span = Some((r.span.map_or(begun, |(b, _)| b), begun + elapsed));
@@ -388,10 +406,10 @@ impl<'a> RunState<'a> {
                 if !ready {
                     continue;
                 }
-                if s.kind == "manual" {
+                if s.is_manual() {
                     if approved(s, self.opts) {
                         self.approval(i, StageStatus::Succeeded, out);
-                    } else if self.opts.interactive {
+                    } else if self.opts.questions.is_some() {
                         self.state[i] = State::Asking;
                         out.push(Action::Ask { index: i });
                     } else {
@@ -417,17 +435,18 @@ impl<'a> RunState<'a> {
     }
 
     /// A stage whose dependencies are all running, done well, or prepared
-    /// themselves is prepared once; at most `-j` wait prepared.
+    /// themselves is prepared once; at most as many wait prepared as the
+    /// backend's policy allows, and never more than `-j`.
     fn prepare_ahead(&mut self, out: &mut Vec<Action>) {
         let mut waiting = (0..self.plan.stages.len())
             .filter(|&i| self.prepared[i] && self.state[i] == State::Pending)
             .count();
         for i in 0..self.plan.stages.len() {
-            if waiting >= self.opts.jobs.max(1) {
+            if waiting >= self.ahead {
                 break;
             }
             let s = &self.plan.stages[i];
-            if self.prepared[i] || s.finally || s.kind == "manual" {
+            if self.prepared[i] || s.finally || s.is_manual() {
                 continue;
             }
             if self.state[i] != State::Pending {
@@ -494,8 +513,7 @@ fn classify(
             }),
         ),
         Outcome::Cancelled => (StageStatus::Cancelled, None, Some("cancelled".into())),
-        Outcome::Error(e) | Outcome::Unreachable(e) | Outcome::Internal(e) => {
-            (StageStatus::Failed, None, Some(masker.mask(e)))
-        }
+        Outcome::Failed(f) => (StageStatus::Failed, None, Some(masker.mask(&f.message))),
+        Outcome::Internal(e) => (StageStatus::Failed, None, Some(masker.mask(e))),
     }
 }

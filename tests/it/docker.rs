@@ -693,3 +693,210 @@ fn dependents_start_ahead_but_run_only_after_their_dependencies() {
     assert!(!dir.path().join("c-ran").exists(), "c's script ran");
     assert_eq!(left_behind(&pipeline), 0, "the waiting container was left");
 }
+
+#[test]
+fn dockerignore_re_includes_reach_the_build_context() {
+    if !engine() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    std::fs::write(root.join("Dockerfile"), "FROM local/busybox\nCOPY . /ctx\n").expect("write");
+    std::fs::write(
+        root.join(".dockerignore"),
+        "*.log\n!keep.log\nbuild/\n!build/keep.txt\n",
+    )
+    .expect("write");
+    std::fs::create_dir_all(root.join("build")).expect("mkdir");
+    for f in ["keep.log", "drop.log", "build/keep.txt", "build/drop.txt"] {
+        std::fs::write(root.join(f), f).expect("write");
+    }
+    let tag = format!("local/slipway-test-ignore:t{}", std::process::id());
+    let text = format!(
+        "pipeline \"ignore\"\n\nstage image {{\n  build \".\" {{\n    tag \"{tag}\"\n  }}\n}}\n"
+    );
+    let (code, events, stderr, _) = run(root, &text, &[]);
+    assert_eq!(code, Some(0), "{stderr}\n{events:?}");
+    let out = std::process::Command::new("/usr/bin/docker")
+        .args(["run", "--rm", &tag, "find", "/ctx", "-type", "f"])
+        .output()
+        .expect("docker run");
+    let _ = std::process::Command::new("/usr/bin/docker")
+        .args(["rmi", &tag])
+        .output();
+    let mut files: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    files.sort();
+    assert_eq!(
+        files,
+        [
+            "/ctx/.dockerignore",
+            "/ctx/Dockerfile",
+            "/ctx/build/keep.txt",
+            "/ctx/keep.log",
+            "/ctx/p.pipeline"
+        ],
+        "re-included files are sent, the rest of the excluded ones are not"
+    );
+}
+
+/// A Unix socket that forwards to the engine's until it is cut: every
+/// connection is shut down at once, and no new one is taken.
+struct Cuttable {
+    path: std::path::PathBuf,
+    streams: std::sync::Arc<std::sync::Mutex<Vec<std::os::unix::net::UnixStream>>>,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Cuttable {
+    fn new(dir: &Path) -> Self {
+        use std::os::unix::net::{UnixListener, UnixStream};
+        use std::sync::atomic::Ordering;
+        let path = dir.join("engine.sock");
+        let listener = UnixListener::bind(&path).expect("bind");
+        let streams = std::sync::Arc::new(std::sync::Mutex::new(Vec::<UnixStream>::new()));
+        let cut = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        {
+            let (streams, cut) = (streams.clone(), cut.clone());
+            std::thread::spawn(move || {
+                for client in listener.incoming() {
+                    let Ok(client) = client else { continue };
+                    if cut.load(Ordering::SeqCst) {
+                        let _ = client.shutdown(std::net::Shutdown::Both);
+                        break;
+                    }
+                    let Ok(engine) = UnixStream::connect("/var/run/docker.sock") else {
+                        continue;
+                    };
+                    let pipes = [
+                        (client.try_clone(), engine.try_clone()),
+                        (engine.try_clone(), client.try_clone()),
+                    ];
+                    if let Ok(mut s) = streams.lock() {
+                        s.extend([client, engine]);
+                    }
+                    for (from, to) in pipes {
+                        if let (Ok(mut from), Ok(mut to)) = (from, to) {
+                            std::thread::spawn(move || {
+                                let _ = std::io::copy(&mut from, &mut to);
+                                let _ = to.shutdown(std::net::Shutdown::Write);
+                            });
+                        }
+                    }
+                }
+            });
+        }
+        Self { path, streams, cut }
+    }
+
+    /// The engine "dies": every connection through this socket ends.
+    fn cut(&self) {
+        self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Ok(streams) = self.streams.lock() {
+            for s in streams.iter() {
+                let _ = s.shutdown(std::net::Shutdown::Both);
+            }
+        }
+        // Wakes the accept loop so that it stops listening.
+        let _ = std::os::unix::net::UnixStream::connect(&self.path);
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+#[test]
+fn the_engine_going_away_mid_run_fails_the_stage_and_exits_3() {
+    use std::io::BufRead as _;
+    if !engine() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let socket = tempfile::tempdir().expect("tempdir");
+    let proxy = Cuttable::new(socket.path());
+    let pipeline = format!("engine-gone-{}", std::process::id());
+    std::fs::write(
+        dir.path().join("p.pipeline"),
+        format!(
+            "pipeline \"{pipeline}\"\n\nstage long {{\n  image \"local/busybox\"\n  run \"echo started; sleep 60\"\n}}\n\nstage after after long {{\n  image \"local/busybox\"\n  run \"true\"\n}}\n"
+        ),
+    )
+    .expect("write");
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("slipway"))
+        .current_dir(dir.path())
+        .args(["run", "p.pipeline", "--output", "json"])
+        .env("DOCKER_HOST", format!("unix://{}", proxy.path.display()))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawns");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel::<Value>();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if let Ok(v) = serde_json::from_str(&line) {
+                let _ = tx.send(v);
+            }
+        }
+    });
+    let mut events = Vec::new();
+    // The script is running once its first line comes.
+    while let Ok(e) = rx.recv_timeout(Duration::from_secs(120)) {
+        let started = e["event"] == "log" && e["line"] == "started";
+        events.push(e);
+        if started {
+            break;
+        }
+    }
+    assert!(events.iter().any(|e| e["line"] == "started"), "{events:?}");
+    proxy.cut();
+    events.extend(rx.iter());
+    let status = child.wait().expect("exits");
+    let mut stderr = String::new();
+    if let Some(mut s) = child.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut s, &mut stderr);
+    }
+    // What the run could not remove through the dead socket goes now.
+    let filter = format!("label=dev.slipway.pipeline={pipeline}");
+    let ids = std::process::Command::new("/usr/bin/docker")
+        .args(["ps", "-aq", "--filter", &filter])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    for id in ids.split_whitespace() {
+        let _ = std::process::Command::new("/usr/bin/docker")
+            .args(["rm", "-f", "-v", id])
+            .output();
+    }
+    for kind in ["network", "volume"] {
+        let ids = std::process::Command::new("/usr/bin/docker")
+            .args([kind, "ls", "-q", "--filter", &filter])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        for id in ids.split_whitespace() {
+            let _ = std::process::Command::new("/usr/bin/docker")
+                .args([kind, "rm", id])
+                .output();
+        }
+    }
+    assert_eq!(status.code(), Some(3), "{stderr}\n{events:?}");
+    let finished = events
+        .iter()
+        .find(|e| e["event"] == "stage_finished" && e["stage"] == "long")
+        .expect("long finished");
+    assert_eq!(finished["status"], "failed", "{finished}");
+    assert!(
+        finished["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("the Docker engine stopped answering")),
+        "{finished}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e["event"] == "stage_skipped" && e["stage"] == "after"),
+        "{events:?}"
+    );
+}

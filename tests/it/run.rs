@@ -438,3 +438,24 @@ fn the_live_view_draws_spinners_on_a_terminal_only() {
     );
     assert!(plain.contains("critical path: slow"), "{plain}");
 }
+
+#[test]
+fn a_stage_the_backend_cannot_run_refuses_the_run_before_anything_runs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        dir.path(),
+        "stage first {\n  image \"x\"\n  run \"touch ran\"\n}\n\
+         stage image after first {\n  build \".\"\n}\n",
+    );
+    Command::cargo_bin("slipway")
+        .expect("binary")
+        .current_dir(dir.path())
+        .env("NO_COLOR", "1")
+        .args(["run", "p.pipeline", "--backend", "local"])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains(
+            "cannot run `image`: the local backend runs only `run` stages, not `build` stages",
+        ));
+    assert!(!dir.path().join("ran").exists(), "nothing may run");
+}

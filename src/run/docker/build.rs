@@ -13,54 +13,53 @@ use futures_util::StreamExt as _;
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use tokio_util::sync::CancellationToken;
 
-use super::backend::{Job, Outcome, Output};
-use super::events::Stream;
+use super::Attempt;
+use super::engine::failure;
 use crate::image::ImageRef;
 use crate::plan::PlannedBuild;
+use crate::run::backend::{Outcome, Output};
+use crate::run::events::Stream;
 
 /// Never sent to the engine, `.dockerignore` or not.
 const ALWAYS_IGNORED: [&str; 2] = [".git", ".slipway"];
 
-pub(crate) async fn build(
-    docker: &Docker,
-    job: &Job,
+pub(super) async fn build(
+    attempt: &Attempt,
     build: &PlannedBuild,
     output: &Output,
     cancel: &CancellationToken,
 ) -> Outcome {
-    let context = job.workspace.join(&build.context);
+    let docker = &attempt.docker;
+    let run = &attempt.job.context;
+    let context = run.workspace.join(&build.context);
     let tar = match context_tar(&context) {
         Ok(t) => t,
         Err(e) => {
-            return Outcome::Error(format!(
+            return Outcome::stage(format!(
                 "cannot read the build context `{}`: {e}",
                 context.display()
             ));
         }
     };
     let Some(first) = build.tags.first() else {
-        return Outcome::Error("a build needs a tag".into());
+        return Outcome::stage("a build needs a tag");
     };
     let mut labels: HashMap<String, String> = HashMap::new();
-    let git = &job.env;
     let oci = [
         (
             "org.opencontainers.image.revision",
-            git.get("SLIPWAY_GIT_SHA").cloned().unwrap_or_default(),
+            run.git.sha.clone().unwrap_or_default(),
         ),
         // The commit's time, not the build's: the same commit builds the
         // same image, so a re-run has nothing new to push or release.
         (
             "org.opencontainers.image.created",
-            job.created.clone().unwrap_or_else(crate::run::events::now),
+            run.git.time.clone().unwrap_or_else(crate::run::events::now),
         ),
-        (
-            "org.opencontainers.image.title",
-            git.get("SLIPWAY_PIPELINE").cloned().unwrap_or_default(),
-        ),
+        ("org.opencontainers.image.title", run.pipeline.clone()),
         (
             "org.opencontainers.image.source",
-            job.source.clone().unwrap_or_default(),
+            run.git.source.clone().unwrap_or_default(),
         ),
     ];
     for (k, v) in oci {
@@ -101,16 +100,16 @@ pub(crate) async fn build(
                     }
                 }
                 if let Some(err) = info.error_detail.and_then(|d| d.message) {
-                    return Outcome::Error(format!("the build failed: {err}"));
+                    return Outcome::stage(format!("the build failed: {err}"));
                 }
             }
-            Err(e) => return Outcome::Error(format!("the build failed: {e}")),
+            Err(e) => return Outcome::Failed(failure("the build failed", &e)),
         }
     }
     for extra in &build.tags[1..] {
         // A tag is a name for the image just built, never a digest.
         if ImageRef::split(extra).digest().is_some() {
-            return Outcome::Error(format!("cannot tag `{extra}`: a tag cannot have a digest"));
+            return Outcome::stage(format!("cannot tag `{extra}`: a tag cannot have a digest"));
         }
         let (repo, tag) = split_tag(extra);
         let options = TagImageOptionsBuilder::default()
@@ -118,7 +117,7 @@ pub(crate) async fn build(
             .tag(&tag)
             .build();
         if let Err(e) = docker.tag_image(first, Some(options)).await {
-            return Outcome::Error(format!("cannot tag `{extra}`: {e}"));
+            return Outcome::Failed(failure(format_args!("cannot tag `{extra}`"), &e));
         }
     }
     if build.push {
@@ -131,7 +130,7 @@ pub(crate) async fn build(
             let mut push = docker.push_image(&repo, Some(options), None);
             while let Some(item) = push.next().await {
                 if let Err(e) = item {
-                    return Outcome::Error(format!("cannot push `{reference}`: {e}"));
+                    return Outcome::Failed(failure(format_args!("cannot push `{reference}`"), &e));
                 }
             }
         }
@@ -142,7 +141,7 @@ pub(crate) async fn build(
 /// The digest the image's registry gave `reference` (`repository@sha256:...`),
 /// from the engine's record of its pushes and pulls; `None` when the engine
 /// does not have the image or never exchanged it with that repository.
-pub(crate) async fn repo_digest(docker: &Docker, reference: &str) -> Option<String> {
+pub(super) async fn repo_digest(docker: &Docker, reference: &str) -> Option<String> {
     let image = ImageRef::parse(reference).ok()?;
     if let Some(digest) = image.digest() {
         return Some(format!("{}@{digest}", image.repository()));
