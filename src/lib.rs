@@ -16,6 +16,8 @@
 //!   context, `--set`), expands matrices, evaluates `when` conditions and
 //!   interpolates values into a serialisable [`plan::Plan`]: exactly what
 //!   would run, in which waves.
+//! - `image` reads image references once, with Docker's rules, for the
+//!   plan, the Docker backend and releases alike.
 //! - [`report`] renders diagnostics, plans and graphs; [`cli`] wires it to
 //!   the command line, where what goes wrong is one `Error` (`error.rs`) with
 //!   an exit code; `lsp` serves the same checks to editors.
@@ -27,6 +29,7 @@ pub mod cli;
 pub mod diagnostic;
 mod error;
 pub mod format;
+mod image;
 mod lsp;
 pub mod model;
 pub mod plan;

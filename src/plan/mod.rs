@@ -19,7 +19,10 @@ pub use types::*;
 pub(crate) use validate::{Environments, Globals, StageFindings, Validation, cell_order};
 pub use validate::{validate, validate_checked};
 
+pub use crate::image::sanitize_tag;
+
 use crate::diagnostic::{Diag, did_you_mean};
+use crate::image::ImageRef;
 use crate::model::{Action, Pipeline, Stage};
 use scope::Scope;
 
@@ -415,45 +418,17 @@ pub fn default_tag(git: &GitContext) -> String {
     sanitize_tag(&format!("{branch}-{sha}"))
 }
 
-/// An image tag: `[A-Za-z0-9_.-]`, not starting with `.` or `-`, at most 128.
-pub fn sanitize_tag(raw: &str) -> String {
-    let mut t: String = raw
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    while t.starts_with(['.', '-']) {
-        t.remove(0);
-    }
-    t.truncate(128);
-    if t.is_empty() { "latest".into() } else { t }
-}
-
 /// An image reference whose tag part is made valid (`chat:feature/x` →
 /// `chat:feature-x`), so `${git.branch}` can be used in tags. References
 /// with a digest are left alone.
 pub fn sanitize_image_ref(raw: &str) -> String {
-    if raw.contains('@') {
-        return raw.to_string();
-    }
-    // A first component with `.` or `:`, or `localhost`, is a registry host,
-    // whose `:` is a port, not a tag.
-    let (host, rest) = match raw.split_once('/') {
-        Some((h, r)) if h.contains(['.', ':']) || h == "localhost" => (Some(h), r),
-        _ => (None, raw),
-    };
-    let rest = match rest.split_once(':') {
-        Some((repo, tag)) => format!("{repo}:{}", sanitize_tag(tag)),
-        None => rest.to_string(),
-    };
-    match host {
-        Some(h) => format!("{h}/{rest}"),
-        None => rest,
+    let image = ImageRef::split(raw);
+    match image.tag() {
+        Some(tag) if image.digest().is_none() => {
+            let tag = sanitize_tag(tag);
+            image.with_tag(&tag).to_string()
+        }
+        _ => raw.to_string(),
     }
 }
 
@@ -490,5 +465,23 @@ mod tests {
         assert_eq!(sanitize_image_ref("chat:main"), "chat:main");
         assert_eq!(sanitize_image_ref("reg.io/team/chat"), "reg.io/team/chat");
         assert_eq!(sanitize_image_ref("chat@sha256:abc"), "chat@sha256:abc");
+    }
+
+    /// What the plan writes, a build reads the same way (`image` has the
+    /// one set of rules): the tag follows the first `:` after the registry.
+    #[test]
+    fn a_tag_with_a_branch_slash_is_mended_with_or_without_a_registry() {
+        assert_eq!(sanitize_image_ref("chat:feature/x"), "chat:feature-x");
+        assert_eq!(
+            sanitize_image_ref("team/app:feature/x-1"),
+            "team/app:feature-x-1"
+        );
+        assert_eq!(
+            sanitize_image_ref("myhost:5000/chat:feature/x"),
+            "myhost:5000/chat:feature-x"
+        );
+        assert_eq!(sanitize_image_ref("chat:a:b"), "chat:a-b");
+        assert_eq!(sanitize_image_ref("localhost:5000"), "localhost:5000");
+        assert_eq!(sanitize_image_ref("chat:"), "chat:latest");
     }
 }

@@ -7,6 +7,9 @@
 //! claims bound, definitions established); any other kind is judged by
 //! its conditions (`Ready` or `Available` true; `Stalled` or `Failed`
 //! true fails), and a kind that reports none is healthy once applied.
+//! The workloads are read through k8s-openapi's types: one that cannot be
+//! read as its kind fails, and a custom resource of another group that
+//! shares a workload's kind name is judged by its conditions.
 //! Pods stuck in CrashLoopBackOff or an image pull error fail the wait at
 //! once, with the container's last message; so does a Deployment's
 //! `ProgressDeadlineExceeded`. Everything is polled, which works the same
@@ -15,8 +18,20 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::Metadata;
+use k8s_openapi::api::apps::v1::{
+    DaemonSet, Deployment, DeploymentCondition, DeploymentStatus, ReplicaSet, ReplicaSetStatus,
+    StatefulSet,
+};
+use k8s_openapi::api::batch::v1::{Job, JobCondition, JobStatus};
+use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Pod, PodCondition};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
+    CustomResourceDefinition, CustomResourceDefinitionCondition,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use kube::api::{Api, ListParams};
+use serde::Deserialize as _;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -59,7 +74,6 @@ pub async fn established(
     deadline: Instant,
     notes: &UnboundedSender<String>,
 ) -> Result<(), ApiError> {
-    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
     for name in names {
         loop {
@@ -67,8 +81,7 @@ pub async fn established(
                 .get(name)
                 .await
                 .map_err(|e| ApiError::from_kube(&format!("reading `{name}`"), e))?;
-            let value = serde_json::to_value(&crd).unwrap_or_default();
-            match compute("CustomResourceDefinition", &value) {
+            match judge(&crd) {
                 State::Ready => {
                     let _ = notes.send(format!("CustomResourceDefinition/{name}: established"));
                     break;
@@ -139,10 +152,8 @@ async fn state(client: &kube::Client, kinds: &mut Kinds, item: &Item) -> Result<
     let Some(live) = get(client, kinds, item).await? else {
         return Ok(State::Waiting("not found yet".into()));
     };
-    let generation = live.metadata.generation.unwrap_or(0);
-    let data = &live.data;
-    let observed = data["status"]["observedGeneration"].as_i64().unwrap_or(0);
-    let own = compute(&item.kind, &serde_json::to_value(&live).unwrap_or_default());
+    let object = serde_json::to_value(&live).unwrap_or_default();
+    let own = compute(&item.kind, &object);
     if own == State::Ready {
         return Ok(own);
     }
@@ -150,20 +161,18 @@ async fn state(client: &kube::Client, kinds: &mut Kinds, item: &Item) -> Result<
     // deadline.
     let selector = match item.kind.as_str() {
         "Pod" => None,
-        _ => data["spec"]["selector"]["matchLabels"]
-            .as_object()
-            .map(|m| {
-                m.iter()
-                    .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
-                    .collect::<Vec<_>>()
-                    .join(",")
-            }),
+        _ => match_labels(&object),
     };
     let selector = match (item.kind.as_str(), selector) {
         // Only the pods of the Deployment's current ReplicaSet: during a
         // rollback, the failed revision's pods are still going away.
         ("Deployment", Some(sel)) => {
-            let revision = live
+            let Ok(deployment) = Deployment::deserialize(&object) else {
+                return Ok(own);
+            };
+            let generation = deployment.metadata.generation.unwrap_or(0);
+            let observed = deployment.observed().unwrap_or(0);
+            let revision = deployment
                 .metadata
                 .annotations
                 .as_ref()
@@ -189,10 +198,7 @@ async fn state(client: &kube::Client, kinds: &mut Kinds, item: &Item) -> Result<
                 .items
         }
         // A bare Pod is the object just read.
-        (_, None) if item.kind == "Pod" => serde_json::to_value(&live)
-            .and_then(serde_json::from_value::<Pod>)
-            .into_iter()
-            .collect(),
+        (_, None) if item.kind == "Pod" => Pod::deserialize(&object).into_iter().collect(),
         _ => Vec::new(),
     };
     for pod in pods
@@ -205,6 +211,20 @@ async fn state(client: &kube::Client, kinds: &mut Kinds, item: &Item) -> Result<
         }
     }
     Ok(own)
+}
+
+/// The object's `spec.selector.matchLabels` as a label selector
+/// (`app=web,tier=front`), for any kind that selects pods that way.
+fn match_labels(object: &Value) -> Option<String> {
+    let selector = LabelSelector::deserialize(object.pointer("/spec/selector")?).ok()?;
+    Some(
+        selector
+            .match_labels?
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(","),
+    )
 }
 
 /// The `pod-template-hash` of the Deployment's current ReplicaSet: the one
@@ -259,207 +279,362 @@ async fn last_words(client: &kube::Client, pod: &Pod, container: &str) -> String
 
 /// What an object's status says of its health: kstatus's rules. A
 /// controller that has not seen the newest generation means waiting; the
-/// common workloads are judged by their own fields; any other kind by its
-/// conditions; a kind without conditions is healthy once it exists.
+/// common workloads are judged by their own fields, read through
+/// k8s-openapi's types; any other kind by its conditions; a kind without
+/// conditions is healthy once it exists.
 pub fn compute(kind: &str, object: &Value) -> State {
-    let status = &object["status"];
-    let int = |v: &Value| v.as_i64().unwrap_or(0);
-    let generation = object["metadata"]["generation"].as_i64();
-    let observed = status["observedGeneration"].as_i64();
+    match kind {
+        "Deployment" => typed::<Deployment>(object),
+        "StatefulSet" => typed::<StatefulSet>(object),
+        "DaemonSet" => typed::<DaemonSet>(object),
+        "ReplicaSet" => typed::<ReplicaSet>(object),
+        "Job" => typed::<Job>(object),
+        "Pod" => typed::<Pod>(object),
+        "PersistentVolumeClaim" => typed::<PersistentVolumeClaim>(object),
+        "Namespace" => typed::<Namespace>(object),
+        "CustomResourceDefinition" => typed::<CustomResourceDefinition>(object),
+        _ => custom(object),
+    }
+}
+
+/// A built-in kind with rules of its own.
+trait Workload: Metadata<Ty = ObjectMeta> + DeserializeOwned {
+    /// The generation its controller has seen, for kinds that report it.
+    fn observed(&self) -> Option<i64> {
+        None
+    }
+
+    /// Its health once its controller has seen its generation.
+    fn health(&self) -> State;
+}
+
+/// Reads `object` as the built-in `K` and judges it. An object of another
+/// group that has a built-in's kind name is judged as any kind is; one
+/// that cannot be read as its kind fails: there is no telling its health.
+fn typed<K: Workload>(object: &Value) -> State {
+    let version = object.get("apiVersion").and_then(Value::as_str);
+    if version.is_some_and(|v| v != K::API_VERSION) {
+        return custom(object);
+    }
+    match K::deserialize(object) {
+        Ok(workload) => judge(&workload),
+        Err(e) => State::Broken(format!("cannot be read as a {} ({e})", K::KIND)),
+    }
+}
+
+fn judge<K: Workload>(workload: &K) -> State {
     // Until the controller has seen this generation, what the status says
     // is about an earlier one (a rollback must not fail on the deadline
     // the failed revision exceeded).
+    if let (Some(generation), Some(observed)) =
+        (workload.metadata().generation, workload.observed())
+    {
+        if observed < generation {
+            return State::Waiting("waiting for the controller".into());
+        }
+    }
+    workload.health()
+}
+
+/// Any other kind: the generation seen, then its conditions.
+fn custom(object: &Value) -> State {
+    let status = &object["status"];
+    let generation = object["metadata"]["generation"].as_i64();
+    let observed = status["observedGeneration"].as_i64();
     if let (Some(generation), Some(observed)) = (generation, observed) {
         if observed < generation {
             return State::Waiting("waiting for the controller".into());
         }
     }
-    match kind {
-        "Deployment" => deployment(object),
-        "StatefulSet" => {
-            let want = object["spec"]["replicas"].as_i64().unwrap_or(1);
-            let (ready, updated) = (
-                int(&status["readyReplicas"]),
-                int(&status["updatedReplicas"]),
-            );
-            if observed.is_none() {
-                State::Waiting("waiting for the controller".into())
-            } else if ready == want
-                && updated == want
-                && status["currentRevision"] == status["updateRevision"]
-            {
-                State::Ready
-            } else {
-                State::Waiting(format!("{updated}/{want} updated, {ready}/{want} ready"))
+    let conditions: Vec<Condition<'_>> = status["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| {
+            let text = |field: &str| c[field].as_str().unwrap_or_default();
+            Condition {
+                type_: text("type"),
+                status: text("status"),
+                reason: text("reason"),
+                message: text("message"),
             }
-        }
-        "DaemonSet" => {
-            let want = int(&status["desiredNumberScheduled"]);
-            let updated = int(&status["updatedNumberScheduled"]);
-            let available = int(&status["numberAvailable"]);
-            if observed.is_none() {
-                State::Waiting("waiting for the controller".into())
-            } else if updated == want && available == want {
-                State::Ready
-            } else {
-                State::Waiting(format!(
-                    "{updated}/{want} updated, {available}/{want} available"
-                ))
-            }
-        }
-        "ReplicaSet" => {
-            let want = object["spec"]["replicas"].as_i64().unwrap_or(1);
-            let (ready, available) = (
-                int(&status["readyReplicas"]),
-                int(&status["availableReplicas"]),
-            );
-            if observed.is_none() && want > 0 {
-                State::Waiting("waiting for the controller".into())
-            } else if ready == want && available == want {
-                State::Ready
-            } else {
-                State::Waiting(format!(
-                    "{ready}/{want} ready, {available}/{want} available"
-                ))
-            }
-        }
-        "Job" => job(status),
-        "Pod" => {
-            let ready = condition(status, "Ready").is_some_and(|c| c["status"] == "True");
-            match status["phase"].as_str() {
-                Some("Succeeded") => State::Ready,
-                Some("Failed") => State::Broken("the pod failed".into()),
-                _ if ready => State::Ready,
-                phase => State::Waiting(phase.unwrap_or("pending").to_lowercase()),
-            }
-        }
-        "PersistentVolumeClaim" => match status["phase"].as_str() {
-            Some("Bound") => State::Ready,
-            Some("Lost") => State::Broken("the claim lost its volume".into()),
-            phase => State::Waiting(format!(
-                "{} (not bound)",
-                phase.unwrap_or("pending").to_lowercase()
-            )),
-        },
-        "Namespace" => match status["phase"].as_str() {
-            Some("Terminating") => State::Waiting("terminating".into()),
-            _ => State::Ready,
-        },
-        "CustomResourceDefinition" => {
-            if let Some(c) = condition(status, "NamesAccepted").filter(|c| c["status"] == "False") {
-                return State::Broken(format!("names not accepted: {}", said(c)));
-            }
-            match condition(status, "Established") {
-                Some(c) if c["status"] == "True" => State::Ready,
-                _ => State::Waiting("not established yet".into()),
-            }
-        }
-        _ => by_conditions(status),
+        })
+        .collect();
+    by_conditions(&conditions)
+}
+
+/// What health reads of a status condition, whichever kind reported it.
+#[derive(Debug, Clone, Copy)]
+struct Condition<'a> {
+    type_: &'a str,
+    status: &'a str,
+    reason: &'a str,
+    message: &'a str,
+}
+
+impl Condition<'_> {
+    fn is_true(&self) -> bool {
+        self.status == "True"
     }
+
+    /// Its reason and message, for a report.
+    fn said(&self) -> String {
+        match (self.reason.is_empty(), self.message.is_empty()) {
+            (true, true) if self.status.is_empty() => "status unknown".into(),
+            (true, true) => format!("status {}", self.status),
+            (false, true) => self.reason.to_string(),
+            (true, false) => self.message.to_string(),
+            (false, false) => format!("{}: {}", self.reason, self.message),
+        }
+    }
+}
+
+/// k8s-openapi's condition types, one per kind, read alike.
+macro_rules! conditions {
+    ($($condition:ty),* $(,)?) => {$(
+        impl<'a> From<&'a $condition> for Condition<'a> {
+            fn from(c: &'a $condition) -> Self {
+                Condition {
+                    type_: &c.type_,
+                    status: &c.status,
+                    reason: c.reason.as_deref().unwrap_or_default(),
+                    message: c.message.as_deref().unwrap_or_default(),
+                }
+            }
+        }
+    )*};
+}
+
+conditions!(
+    DeploymentCondition,
+    JobCondition,
+    PodCondition,
+    CustomResourceDefinitionCondition,
+);
+
+/// The condition of this type, if reported.
+fn condition<'a, C>(conditions: Option<&'a Vec<C>>, type_: &str) -> Option<Condition<'a>>
+where
+    Condition<'a>: From<&'a C>,
+{
+    conditions
+        .into_iter()
+        .flatten()
+        .map(Condition::from)
+        .find(|c| c.type_ == type_)
 }
 
 /// kstatus's rules for any kind: `Stalled` or `Failed` true fails;
 /// `Reconciling` true waits; `Ready` (else `Available`) decides when
 /// reported; without these, the object is healthy.
-fn by_conditions(status: &Value) -> State {
+fn by_conditions(conditions: &[Condition<'_>]) -> State {
+    let find = |type_: &str| conditions.iter().find(|c| c.type_ == type_);
     for failed in ["Stalled", "Failed"] {
-        if let Some(c) = condition(status, failed).filter(|c| c["status"] == "True") {
-            return State::Broken(format!("{failed}: {}", said(c)));
+        if let Some(c) = find(failed).filter(|c| c.is_true()) {
+            return State::Broken(format!("{failed}: {}", c.said()));
         }
     }
-    if let Some(c) = condition(status, "Reconciling").filter(|c| c["status"] == "True") {
-        return State::Waiting(format!("reconciling: {}", said(c)));
+    if let Some(c) = find("Reconciling").filter(|c| c.is_true()) {
+        return State::Waiting(format!("reconciling: {}", c.said()));
     }
     for kind in ["Ready", "Available"] {
-        if let Some(c) = condition(status, kind) {
-            return if c["status"] == "True" {
+        if let Some(c) = find(kind) {
+            return if c.is_true() {
                 State::Ready
             } else {
-                State::Waiting(format!("not {}: {}", kind.to_lowercase(), said(c)))
+                State::Waiting(format!("not {}: {}", kind.to_lowercase(), c.said()))
             };
         }
     }
     State::Ready
 }
 
-/// The status condition of this type, if reported.
-fn condition<'a>(status: &'a Value, kind: &str) -> Option<&'a Value> {
-    status["conditions"]
-        .as_array()?
-        .iter()
-        .find(|c| c["type"] == kind)
+impl Workload for Deployment {
+    fn observed(&self) -> Option<i64> {
+        self.status.as_ref()?.observed_generation
+    }
+
+    fn health(&self) -> State {
+        let none = DeploymentStatus::default();
+        let status = self.status.as_ref().unwrap_or(&none);
+        let generation = self.metadata.generation.unwrap_or(0);
+        if status.observed_generation.unwrap_or(0) < generation {
+            return State::Waiting("waiting for the controller".into());
+        }
+        if let Some(c) = condition(status.conditions.as_ref(), "Progressing")
+            .filter(|c| c.reason == "ProgressDeadlineExceeded")
+        {
+            return State::Broken(format!("progress deadline exceeded: {}", c.message));
+        }
+        let want = self.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+        let (updated, ready, available, total) = (
+            status.updated_replicas.unwrap_or(0),
+            status.ready_replicas.unwrap_or(0),
+            status.available_replicas.unwrap_or(0),
+            status.replicas.unwrap_or(0),
+        );
+        if updated == want && ready == want && available == want && total == want {
+            State::Ready
+        } else {
+            State::Waiting(format!(
+                "{updated}/{want} updated, {ready}/{want} ready, {available}/{want} available{}",
+                if total > want {
+                    format!(", {} old", total - updated)
+                } else {
+                    String::new()
+                }
+            ))
+        }
+    }
 }
 
-/// A condition's reason and message, for a report.
-fn said(c: &Value) -> String {
-    let reason = c["reason"].as_str().unwrap_or_default();
-    let message = c["message"].as_str().unwrap_or_default();
-    match (reason.is_empty(), message.is_empty()) {
-        (true, true) => format!("status {}", c["status"].as_str().unwrap_or("unknown")),
-        (false, true) => reason.to_string(),
-        (true, false) => message.to_string(),
-        (false, false) => format!("{reason}: {message}"),
+impl Workload for StatefulSet {
+    fn observed(&self) -> Option<i64> {
+        self.status.as_ref()?.observed_generation
+    }
+
+    fn health(&self) -> State {
+        let want = self.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+        let Some(status) = self
+            .status
+            .as_ref()
+            .filter(|s| s.observed_generation.is_some())
+        else {
+            return State::Waiting("waiting for the controller".into());
+        };
+        let ready = status.ready_replicas.unwrap_or(0);
+        let updated = status.updated_replicas.unwrap_or(0);
+        if ready == want && updated == want && status.current_revision == status.update_revision {
+            State::Ready
+        } else {
+            State::Waiting(format!("{updated}/{want} updated, {ready}/{want} ready"))
+        }
     }
 }
 
-fn deployment(object: &Value) -> State {
-    let status = &object["status"];
-    let int = |v: &Value| v.as_i64().unwrap_or(0);
-    let generation = object["metadata"]["generation"].as_i64().unwrap_or(0);
-    if int(&status["observedGeneration"]) < generation {
-        return State::Waiting("waiting for the controller".into());
+impl Workload for DaemonSet {
+    fn observed(&self) -> Option<i64> {
+        self.status.as_ref()?.observed_generation
     }
-    if let Some(c) =
-        condition(status, "Progressing").filter(|c| c["reason"] == "ProgressDeadlineExceeded")
-    {
-        return State::Broken(format!(
-            "progress deadline exceeded: {}",
-            c["message"].as_str().unwrap_or_default()
-        ));
+
+    fn health(&self) -> State {
+        let Some(status) = self
+            .status
+            .as_ref()
+            .filter(|s| s.observed_generation.is_some())
+        else {
+            return State::Waiting("waiting for the controller".into());
+        };
+        let want = status.desired_number_scheduled;
+        let updated = status.updated_number_scheduled.unwrap_or(0);
+        let available = status.number_available.unwrap_or(0);
+        if updated == want && available == want {
+            State::Ready
+        } else {
+            State::Waiting(format!(
+                "{updated}/{want} updated, {available}/{want} available"
+            ))
+        }
     }
-    let want = object["spec"]["replicas"].as_i64().unwrap_or(1);
-    let (updated, ready, available, total) = (
-        int(&status["updatedReplicas"]),
-        int(&status["readyReplicas"]),
-        int(&status["availableReplicas"]),
-        int(&status["replicas"]),
-    );
-    if updated == want && ready == want && available == want && total == want {
-        State::Ready
-    } else {
-        State::Waiting(format!(
-            "{updated}/{want} updated, {ready}/{want} ready, {available}/{want} available{}",
-            if total > want {
-                format!(", {} old", total - updated)
-            } else {
-                String::new()
+}
+
+impl Workload for ReplicaSet {
+    fn observed(&self) -> Option<i64> {
+        self.status.as_ref()?.observed_generation
+    }
+
+    fn health(&self) -> State {
+        let want = self.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+        let none = ReplicaSetStatus::default();
+        let status = self.status.as_ref().unwrap_or(&none);
+        let ready = status.ready_replicas.unwrap_or(0);
+        let available = status.available_replicas.unwrap_or(0);
+        if status.observed_generation.is_none() && want > 0 {
+            State::Waiting("waiting for the controller".into())
+        } else if ready == want && available == want {
+            State::Ready
+        } else {
+            State::Waiting(format!(
+                "{ready}/{want} ready, {available}/{want} available"
+            ))
+        }
+    }
+}
+
+impl Workload for Job {
+    fn health(&self) -> State {
+        let none = JobStatus::default();
+        let status = self.status.as_ref().unwrap_or(&none);
+        let reported = status.conditions.as_ref();
+        for c in reported.into_iter().flatten().map(Condition::from) {
+            if !c.is_true() {
+                continue;
             }
+            match c.type_ {
+                "Complete" => return State::Ready,
+                "Failed" => return State::Broken(format!("the job failed: {}", c.message)),
+                _ => {}
+            }
+        }
+        State::Waiting(format!(
+            "{} active, {} succeeded",
+            status.active.unwrap_or(0),
+            status.succeeded.unwrap_or(0)
         ))
     }
 }
 
-fn job(status: &Value) -> State {
-    let conditions = status["conditions"].as_array().cloned().unwrap_or_default();
-    for c in &conditions {
-        if c["status"] != "True" {
-            continue;
-        }
-        match c["type"].as_str() {
-            Some("Complete") => return State::Ready,
-            Some("Failed") => {
-                return State::Broken(format!(
-                    "the job failed: {}",
-                    c["message"].as_str().unwrap_or_default()
-                ));
-            }
-            _ => {}
+impl Workload for Pod {
+    fn observed(&self) -> Option<i64> {
+        self.status.as_ref()?.observed_generation
+    }
+
+    fn health(&self) -> State {
+        let status = self.status.as_ref();
+        let ready = condition(status.and_then(|s| s.conditions.as_ref()), "Ready")
+            .is_some_and(|c| c.is_true());
+        match status.and_then(|s| s.phase.as_deref()) {
+            Some("Succeeded") => State::Ready,
+            Some("Failed") => State::Broken("the pod failed".into()),
+            _ if ready => State::Ready,
+            phase => State::Waiting(phase.unwrap_or("pending").to_lowercase()),
         }
     }
-    State::Waiting(format!(
-        "{} active, {} succeeded",
-        status["active"].as_i64().unwrap_or(0),
-        status["succeeded"].as_i64().unwrap_or(0)
-    ))
+}
+
+impl Workload for PersistentVolumeClaim {
+    fn health(&self) -> State {
+        match self.status.as_ref().and_then(|s| s.phase.as_deref()) {
+            Some("Bound") => State::Ready,
+            Some("Lost") => State::Broken("the claim lost its volume".into()),
+            phase => State::Waiting(format!(
+                "{} (not bound)",
+                phase.unwrap_or("pending").to_lowercase()
+            )),
+        }
+    }
+}
+
+impl Workload for Namespace {
+    fn health(&self) -> State {
+        match self.status.as_ref().and_then(|s| s.phase.as_deref()) {
+            Some("Terminating") => State::Waiting("terminating".into()),
+            _ => State::Ready,
+        }
+    }
+}
+
+impl Workload for CustomResourceDefinition {
+    fn health(&self) -> State {
+        let conditions = self.status.as_ref().and_then(|s| s.conditions.as_ref());
+        if let Some(c) = condition(conditions, "NamesAccepted").filter(|c| c.status == "False") {
+            return State::Broken(format!("names not accepted: {}", c.said()));
+        }
+        match condition(conditions, "Established") {
+            Some(c) if c.is_true() => State::Ready,
+            _ => State::Waiting("not established yet".into()),
+        }
+    }
 }
 
 /// A pod that will not get better by waiting: a container in a crash loop
@@ -533,7 +708,7 @@ fn stuck(pod: &Pod) -> Option<(String, String)> {
 mod tests {
     use serde_json::json;
 
-    use super::{State, compute};
+    use super::{State, compute, match_labels};
 
     fn waiting(s: &State) -> bool {
         matches!(s, State::Waiting(_))
@@ -639,5 +814,78 @@ mod tests {
         assert!(waiting(&compute("ReplicaSet", &rs)));
         let job = json!({"status": {"conditions": [{"type": "Failed", "status": "True", "message": "backoff"}]}});
         assert!(matches!(compute("Job", &job), State::Broken(_)));
+    }
+
+    #[test]
+    fn workloads_say_how_far_they_are() {
+        let deployment = json!({"apiVersion": "apps/v1", "metadata": {"generation": 2},
+            "spec": {"replicas": 3},
+            "status": {"observedGeneration": 2, "replicas": 4, "updatedReplicas": 1,
+                "readyReplicas": 3, "availableReplicas": 3}});
+        assert_eq!(
+            compute("Deployment", &deployment),
+            State::Waiting("1/3 updated, 3/3 ready, 3/3 available, 3 old".into())
+        );
+        let deadline = json!({"metadata": {"generation": 1},
+            "status": {"observedGeneration": 1, "conditions": [{"type": "Progressing",
+                "status": "False", "reason": "ProgressDeadlineExceeded", "message": "timed out"}]}});
+        assert_eq!(
+            compute("Deployment", &deadline),
+            State::Broken("progress deadline exceeded: timed out".into())
+        );
+        let set = json!({"metadata": {"generation": 1}, "spec": {"replicas": 2},
+            "status": {"observedGeneration": 1, "replicas": 2, "readyReplicas": 2,
+                "updatedReplicas": 2, "currentRevision": "a", "updateRevision": "b"}});
+        assert_eq!(
+            compute("StatefulSet", &set),
+            State::Waiting("2/2 updated, 2/2 ready".into())
+        );
+        let daemons = json!({"metadata": {"generation": 1}, "status": {"observedGeneration": 1,
+            "desiredNumberScheduled": 2, "updatedNumberScheduled": 2, "numberAvailable": 1,
+            "currentNumberScheduled": 2, "numberMisscheduled": 0, "numberReady": 1}});
+        assert_eq!(
+            compute("DaemonSet", &daemons),
+            State::Waiting("2/2 updated, 1/2 available".into())
+        );
+        assert_eq!(
+            compute("Job", &json!({"status": {"active": 1}})),
+            State::Waiting("1 active, 0 succeeded".into())
+        );
+        let pod = |phase: &str, ready: &str| {
+            compute(
+                "Pod",
+                &json!({"status": {"phase": phase,
+                    "conditions": [{"type": "Ready", "status": ready}]}}),
+            )
+        };
+        assert_eq!(pod("Running", "True"), State::Ready);
+        assert_eq!(pod("Running", "False"), State::Waiting("running".into()));
+        assert_eq!(
+            pod("Failed", "False"),
+            State::Broken("the pod failed".into())
+        );
+    }
+
+    #[test]
+    fn a_built_in_that_cannot_be_read_as_its_kind_fails_and_another_groups_is_any_kind() {
+        let garbled = json!({"apiVersion": "apps/v1", "spec": {"replicas": "three"}});
+        assert!(matches!(
+            compute("Deployment", &garbled),
+            State::Broken(why) if why.starts_with("cannot be read as a Deployment (")
+        ));
+        // A custom resource named like a built-in is judged by its conditions.
+        let theirs = json!({"apiVersion": "example.com/v1", "spec": {"replicas": "three"},
+            "status": {"conditions": [{"type": "Ready", "status": "True"}]}});
+        assert_eq!(compute("Deployment", &theirs), State::Ready);
+    }
+
+    #[test]
+    fn pods_are_selected_by_match_labels() {
+        let d = json!({"spec": {"selector": {"matchLabels": {"tier": "front", "app": "web"}}}});
+        assert_eq!(match_labels(&d).as_deref(), Some("app=web,tier=front"));
+        // A Service's selector is a plain map: no pods of its own to judge.
+        let service = json!({"spec": {"selector": {"app": "web"}}});
+        assert_eq!(match_labels(&service), None);
+        assert_eq!(match_labels(&json!({"spec": {}})), None);
     }
 }

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use indexmap::IndexMap;
 use serde_json::Value;
 
+use crate::image::ImageRef;
 use crate::plan::{Plan, PlannedRelease, PlannedStage};
 
 /// One object of a revision, ready to apply.
@@ -283,11 +284,10 @@ pub fn set_images<'a>(
 /// `repo:tag` and its digest `repo@sha256:...` → `repo:tag@sha256:...`:
 /// the digest decides what runs, the tag stays for people to read.
 pub fn pin(image: &str, digest: &str) -> String {
-    let Some((_, sha)) = digest.split_once('@') else {
-        return image.to_string();
-    };
-    let named = image.split_once('@').map_or(image, |(n, _)| n);
-    format!("{named}@{sha}")
+    match ImageRef::split(digest).digest() {
+        Some(sha) => ImageRef::split(image).with_digest(sha).to_string(),
+        None => image.to_string(),
+    }
 }
 
 /// Sets annotations on each object's own metadata (never in a pod

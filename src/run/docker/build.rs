@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Attempt;
 use super::engine::failure;
+use crate::image::ImageRef;
 use crate::plan::PlannedBuild;
 use crate::run::backend::{Outcome, Output};
 use crate::run::events::Stream;
@@ -106,10 +107,14 @@ pub(super) async fn build(
         }
     }
     for extra in &build.tags[1..] {
+        // A tag is a name for the image just built, never a digest.
+        if ImageRef::split(extra).digest().is_some() {
+            return Outcome::stage(format!("cannot tag `{extra}`: a tag cannot have a digest"));
+        }
         let (repo, tag) = split_tag(extra);
         let options = TagImageOptionsBuilder::default()
-            .repo(repo)
-            .tag(tag)
+            .repo(&repo)
+            .tag(&tag)
             .build();
         if let Err(e) = docker.tag_image(first, Some(options)).await {
             return Outcome::Failed(failure(format_args!("cannot tag `{extra}`"), &e));
@@ -121,8 +126,8 @@ pub(super) async fn build(
                 .line(Stream::Stdout, &format!("pushing {reference}"))
                 .await;
             let (repo, tag) = split_tag(reference);
-            let options = PushImageOptionsBuilder::default().tag(tag).build();
-            let mut push = docker.push_image(repo, Some(options), None);
+            let options = PushImageOptionsBuilder::default().tag(&tag).build();
+            let mut push = docker.push_image(&repo, Some(options), None);
             while let Some(item) = push.next().await {
                 if let Err(e) = item {
                     return Outcome::Failed(failure(format_args!("cannot push `{reference}`"), &e));
@@ -137,30 +142,28 @@ pub(super) async fn build(
 /// from the engine's record of its pushes and pulls; `None` when the engine
 /// does not have the image or never exchanged it with that repository.
 pub(super) async fn repo_digest(docker: &Docker, reference: &str) -> Option<String> {
-    if reference.contains("@sha256:") {
-        let (repo, digest) = reference.split_once('@')?;
-        return Some(format!("{}@{digest}", split_tag(repo).0));
+    let image = ImageRef::parse(reference).ok()?;
+    if let Some(digest) = image.digest() {
+        return Some(format!("{}@{digest}", image.repository()));
     }
-    let image = docker.inspect_image(reference).await.ok()?;
-    let repository = familiar(split_tag(reference).0);
-    image.repo_digests?.into_iter().find(|d| {
-        d.split_once('@')
-            .is_some_and(|(repo, _)| familiar(repo) == repository)
-    })
+    let inspected = docker.inspect_image(reference).await.ok()?;
+    let repository = familiar(&image.repository());
+    inspected
+        .repo_digests?
+        .into_iter()
+        .find(|d| ImageRef::parse(d).is_ok_and(|d| familiar(&d.repository()) == repository))
 }
 
 /// A repository as the engine shows it: Docker Hub's prefixes left out.
-fn familiar(repository: &str) -> &str {
-    let short = repository.strip_prefix("docker.io/").unwrap_or(repository);
-    short.strip_prefix("library/").unwrap_or(short)
+fn familiar(repository: &str) -> String {
+    ImageRef::split(repository).familiar().to_string()
 }
 
 /// `registry:5000/team/app:tag` → (`registry:5000/team/app`, `tag`).
-fn split_tag(reference: &str) -> (&str, &str) {
-    match reference.rsplit_once(':') {
-        Some((repo, tag)) if !tag.contains('/') => (repo, tag),
-        _ => (reference, "latest"),
-    }
+fn split_tag(reference: &str) -> (String, String) {
+    let image = ImageRef::split(reference);
+    let tag = image.tag().unwrap_or("latest").to_string();
+    (image.repository(), tag)
 }
 
 /// The build context as a tar, without what `.dockerignore` excludes.

@@ -87,8 +87,12 @@ pub(super) async fn ensure_image(
     output
         .line(Stream::Stdout, &format!("pulling {image}"))
         .await;
+    // By its tag or digest, `latest` when it names neither, as `docker pull`
+    // does: given a bare name, the engine pulls every tag.
+    let reference = crate::image::ImageRef::split(image);
     let options = bollard::query_parameters::CreateImageOptionsBuilder::default()
-        .from_image(image)
+        .from_image(&reference.repository())
+        .tag(reference.digest().or(reference.tag()).unwrap_or("latest"))
         .build();
     let mut stream = docker.create_image(Some(options), None, None);
     while let Some(item) = stream.next().await {
