@@ -118,7 +118,11 @@ pub(super) async fn ready(
             };
             return Err(super::engine::stage(format!(
                 "service `{name}` was not {} after {}{why}",
-                if svc.ready.is_some() { "ready" } else { "healthy" },
+                if svc.ready.is_some() {
+                    "ready"
+                } else {
+                    "healthy"
+                },
                 humantime::format_duration(limit)
             )));
         }
@@ -186,7 +190,12 @@ async fn check(
             },
         )
         .await
-        .map_err(|e| failure(format_args!("service `{name}`: cannot run its `ready` check"), &e))?;
+        .map_err(|e| {
+            failure(
+                format_args!("service `{name}`: cannot run its `ready` check"),
+                &e,
+            )
+        })?;
     let mut said = Vec::new();
     if let Ok(StartExecResults::Attached { mut output, .. }) =
         docker.start_exec(&exec.id, None).await
@@ -202,7 +211,12 @@ async fn check(
     let code = docker
         .inspect_exec(&exec.id)
         .await
-        .map_err(|e| failure(format_args!("service `{name}`: cannot read its `ready` check"), &e))?
+        .map_err(|e| {
+            failure(
+                format_args!("service `{name}`: cannot read its `ready` check"),
+                &e,
+            )
+        })?
         .exit_code;
     let said = String::from_utf8_lossy(&said);
     let tail: Vec<&str> = said.lines().rev().take(3).collect();
