@@ -13,7 +13,7 @@ use regex::Regex;
 use super::analysis::Analysis;
 use super::index::written;
 use super::position::position;
-use crate::model::{Context, GitField};
+use crate::model::{Context, GitField, Inside, inside};
 use crate::source::{FileId, SourceFile};
 use crate::syntax::StageKind;
 
@@ -66,7 +66,6 @@ pub(crate) fn complete(
         return block_context(text, line_start)
             .map(|ctx| {
                 ctx.keys()
-                    .iter()
                     .map(|k| item(k, CompletionItemKind::KEYWORD, None))
                     .collect()
             })
@@ -347,16 +346,13 @@ fn block_context(text: &str, line_start: usize) -> Option<Context> {
         }
         i += 1;
     }
-    Some(match stack.last() {
-        None => Context::Top,
-        Some(&("stage" | "finally")) => Context::Stage,
-        Some(&"template") => Context::Template,
-        Some(&"environment") => Context::Environment,
-        Some(&"service") => Context::Service,
-        Some(&"build") => Context::Build,
-        Some(&"release") => Context::Release,
-        Some(_) => return None,
-    })
+    match stack.last() {
+        None => Some(Context::Top),
+        Some(word) => match inside(word) {
+            Inside::Settings(ctx) => Some(ctx),
+            Inside::Names | Inside::Nothing => None,
+        },
+    }
 }
 
 #[cfg(test)]

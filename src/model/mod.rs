@@ -7,6 +7,7 @@ mod cond;
 mod dag;
 mod load;
 mod resolve;
+mod schema;
 mod stage;
 mod text;
 mod top;
@@ -14,15 +15,15 @@ mod types;
 
 use std::path::Path;
 
-/// Where a setting is, and which keys are allowed there: the language
-/// server completes the same keys the checker accepts.
-pub(crate) use body::Context;
 pub(crate) use cond::Compiled;
 pub use cond::{Cond, CondExpr, CondOperand};
 pub use dag::topo_order;
 pub(crate) use load::load_parsed_with;
 pub use load::{Loaded, load, load_with, read_source};
 pub(crate) use resolve::assemble;
+/// Where a setting is, which keys are allowed there, and what their blocks
+/// hold: the language server completes the same keys the checker accepts.
+pub(crate) use schema::{Context, Inside, inside};
 pub(crate) use stage::StageUnit;
 pub use text::{GitField, Text, TextPiece, Var, VarRef};
 pub(crate) use top::{Declared, Top};
