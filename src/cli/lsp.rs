@@ -12,6 +12,6 @@ pub(crate) struct LspArgs {
     stdio: bool,
 }
 
-pub(crate) fn run(_args: &LspArgs, _global: &Global) -> u8 {
-    crate::lsp::serve()
+pub(crate) fn run(_args: &LspArgs, global: &Global) -> u8 {
+    crate::lsp::serve(global.parse)
 }

@@ -19,6 +19,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::diagnostic::USAGE_CODE;
 use crate::model::{Checked, Pipeline};
 use crate::report::diagnostics::{DiagFormat, render};
+use crate::syntax::ParseOptions;
 
 /// Exit codes, documented in the README.
 pub mod exit {
@@ -87,6 +88,8 @@ enum Color {
 pub(crate) struct Global {
     color: bool,
     diagnostics: DiagFormat,
+    /// How pipeline files are parsed (`SLIPWAY_THREADS`).
+    parse: ParseOptions,
 }
 
 pub fn main() -> ExitCode {
@@ -112,6 +115,7 @@ pub fn main() -> ExitCode {
     let global = Global {
         color,
         diagnostics: cli.diagnostics.unwrap_or_else(DiagFormat::detect),
+        parse: parse_options(std::env::var("SLIPWAY_THREADS").ok().as_deref()),
     };
     let code = match cli.command {
         Command::Check(a) => check::run(&a, &global),
@@ -123,6 +127,16 @@ pub fn main() -> ExitCode {
         Command::Lsp(a) => lsp::run(&a, &global),
     };
     ExitCode::from(code)
+}
+
+/// `SLIPWAY_THREADS=N` parses large files on N threads; `1` on one (for
+/// measurements, and for hosts that count cores they do not give). Unset or
+/// not a number: one per core.
+fn parse_options(threads: Option<&str>) -> ParseOptions {
+    match threads.and_then(|t| t.parse::<usize>().ok()) {
+        Some(threads) => ParseOptions { threads },
+        None => ParseOptions::default(),
+    }
 }
 
 /// Prints an error that has no place in a file (a flag, a missing file),
@@ -235,7 +249,7 @@ pub(crate) fn load_checked(path: &Path, global: &Global) -> Result<(Pipeline, Ch
         );
         return Err(exit::INVALID);
     }
-    let mut checked = crate::model::check_file(path);
+    let mut checked = crate::model::check_file_with(path, global.parse);
     match checked.pipeline.take() {
         Some(p) => Ok((p, checked)),
         None => {
@@ -430,5 +444,20 @@ pub(crate) fn write_stdout(s: &str) -> u8 {
         Ok(()) => exit::OK,
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => exit::OK,
         Err(_) => exit::INTERNAL,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slipway_threads_chooses_the_parse_threads() {
+        assert_eq!(parse_options(Some("1")).threads, 1);
+        assert_eq!(parse_options(Some("0")).threads, 0);
+        assert_eq!(parse_options(Some("12")).threads, 12);
+        for other in [None, Some(""), Some("many"), Some("-1")] {
+            assert_eq!(parse_options(other), ParseOptions::default());
+        }
     }
 }

@@ -30,6 +30,7 @@ pub(crate) use top::{Declared, Top};
 pub use types::*;
 
 use crate::diagnostic::Diag;
+use crate::syntax::ParseOptions;
 
 /// The result of checking: the pipeline when there were no errors, and every
 /// diagnostic (warnings too) either way.
@@ -42,7 +43,16 @@ pub struct Checked {
 
 /// Loads `path` and its includes from disk and checks them.
 pub fn check_file(path: &Path) -> Checked {
-    check(load(path))
+    check_file_with(path, ParseOptions::default())
+}
+
+/// [`check_file`], parsing with `options`.
+pub fn check_file_with(path: &Path, options: ParseOptions) -> Checked {
+    check(load_parsed_with(
+        path,
+        &mut |p: &Path| read_source(p),
+        &mut |id, text| crate::syntax::parse_with(id, text, options),
+    ))
 }
 
 /// Checks `text` as if it were the file at `path`; includes are read from

@@ -8,7 +8,7 @@ pub mod strings;
 
 pub use ast::*;
 pub(crate) use cache::{ParseCache, each_span, parse_cached};
-pub use parser::parse;
+pub use parser::{ParseOptions, parse, parse_with};
 pub(crate) use parser::{SyntaxError, parse_from};
 
 #[cfg(test)]

@@ -23,10 +23,37 @@ const MAX_OPERATORS: usize = 256;
 /// Files at least this large are parsed on several threads.
 const PARALLEL_MIN_BYTES: usize = 256 * 1024;
 
+/// Most threads one parse uses.
+const MAX_THREADS: usize = 8;
+
+/// How to parse: the choices the caller makes (the command line reads them
+/// from its environment; the syntax layer reads nothing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ParseOptions {
+    /// How many threads parse a file of 256 KiB or more (at most 8); 0 or 1
+    /// parse on the calling thread.
+    pub threads: usize,
+}
+
+impl Default for ParseOptions {
+    /// One thread per core.
+    fn default() -> Self {
+        ParseOptions {
+            threads: std::thread::available_parallelism().map_or(1, usize::from),
+        }
+    }
+}
+
 /// Parses one file. Always returns a tree: items that fail to parse are left
 /// out and reported, and parsing resumes at the next top-level line.
 pub fn parse(file: FileId, text: &str) -> (Ast, Vec<Diag>) {
-    let (items, errors) = parse_parallel(file, text).unwrap_or_else(|| parse_range(file, text, 0));
+    parse_with(file, text, ParseOptions::default())
+}
+
+/// [`parse`], with `options`.
+pub fn parse_with(file: FileId, text: &str, options: ParseOptions) -> (Ast, Vec<Diag>) {
+    let (items, errors) = parse_parallel(file, text, options.threads.min(MAX_THREADS))
+        .unwrap_or_else(|| parse_range(file, text, 0));
     let (diags, unparsed) = SyntaxError::split(errors);
     let mut comments = Vec::new();
     scan_comments(file, text, &mut comments);
@@ -41,19 +68,12 @@ pub fn parse(file: FileId, text: &str) -> (Ast, Vec<Diag>) {
     )
 }
 
-/// Large files: split at top-level lines into one chunk per core and parse
-/// the chunks at once. `None` when the file is small, or when any chunk has
-/// an error: a split inside an item always leaves that item unfinished at
-/// the chunk's end, so clean chunks parse exactly as the whole file does, and
-/// errors are reported by one sequential parse.
-fn parse_parallel(file: FileId, text: &str) -> Option<Parsed> {
-    // `SLIPWAY_THREADS=1` parses on one thread (for measurements, and for
-    // hosts that count cores they do not give).
-    let threads = std::env::var("SLIPWAY_THREADS")
-        .ok()
-        .and_then(|t| t.parse::<usize>().ok())
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
-        .min(8);
+/// Large files: split at top-level lines into one chunk per thread and
+/// parse the chunks at once. `None` when the file is small, or when any
+/// chunk has an error: a split inside an item always leaves that item
+/// unfinished at the chunk's end, so clean chunks parse exactly as the whole
+/// file does, and errors are reported by one sequential parse.
+fn parse_parallel(file: FileId, text: &str, threads: usize) -> Option<Parsed> {
     if text.len() < PARALLEL_MIN_BYTES || threads < 2 {
         return None;
     }
@@ -840,6 +860,33 @@ impl Builder {
                 path: pair.as_str().to_string(),
                 span,
             },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file large enough to be parsed on several threads parses as it
+    /// does on one, with errors too.
+    #[test]
+    fn threads_change_nothing() {
+        let stage = |i: usize| {
+            format!(
+                "# stage {i}\nstage s{i} after s{} when branch == \"main\" {{\n  image \"x\"\n  run \"\"\"\n    echo {i}\n  \"\"\"\n}}\n\n",
+                i.saturating_sub(1)
+            )
+        };
+        let text: String = (0..3000).map(stage).collect();
+        assert!(text.len() >= PARALLEL_MIN_BYTES);
+        let broken = text.replacen("image \"x\"", "image \"x", 1);
+        for text in [text, broken] {
+            let one = parse_with(FileId(1), &text, ParseOptions { threads: 1 });
+            assert_eq!(
+                parse_with(FileId(1), &text, ParseOptions { threads: 4 }),
+                one
+            );
         }
     }
 }
