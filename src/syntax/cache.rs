@@ -181,6 +181,7 @@ fn expr_spans(e: &mut Expr, f: &mut impl FnMut(&mut Span)) {
             operand_spans(rhs, f);
         }
         Expr::Operand(o) => operand_spans(o, f),
+        Expr::Error { span } => f(span),
     }
 }
 

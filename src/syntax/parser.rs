@@ -737,30 +737,25 @@ impl Builder {
         }
     }
 
+    /// A condition. A part the grammar promises but the tree does not hold
+    /// becomes [`Expr::Error`], which the checker reports: it is never
+    /// taken for `true`.
     fn expr(&mut self, pair: Pair<'_, Rule>) -> Expr {
+        let whole = self.span(&pair);
+        let missing = Expr::Error { span: whole };
         match pair.as_rule() {
             Rule::expr => {
                 let inner = self.children(pair);
-                inner.into_iter().next().map_or(
-                    Expr::Operand(Operand::Bool {
-                        value: true,
-                        span: Span::default(),
-                    }),
-                    |p| self.expr(p),
-                )
+                inner.into_iter().next().map_or(missing, |p| self.expr(p))
             }
             Rule::or_expr | Rule::and_expr => {
                 let is_or = pair.as_rule() == Rule::or_expr;
-                let span = self.span(&pair);
                 let children = self.children(pair);
-                if !self.count_operators(children.len().saturating_sub(1), span) {
-                    return Expr::Operand(Operand::Bool { value: true, span });
+                if !self.count_operators(children.len().saturating_sub(1), whole) {
+                    return missing;
                 }
                 let mut operands = children.into_iter().map(|p| self.expr(p));
-                let first = operands.next().unwrap_or(Expr::Operand(Operand::Bool {
-                    value: true,
-                    span: Span::default(),
-                }));
+                let first = operands.next().unwrap_or(missing);
                 operands.fold(first, |lhs, rhs| {
                     if is_or {
                         Expr::Or(Box::new(lhs), Box::new(rhs))
@@ -770,7 +765,6 @@ impl Builder {
                 })
             }
             Rule::unary => {
-                let whole = self.span(&pair);
                 let children = self.children(pair);
                 let nots: Vec<Span> = children
                     .iter()
@@ -778,21 +772,12 @@ impl Builder {
                     .map(|p| self.span(p))
                     .collect();
                 if !self.count_operators(nots.len(), whole) {
-                    return Expr::Operand(Operand::Bool {
-                        value: true,
-                        span: whole,
-                    });
+                    return missing;
                 }
                 let mut expr = children
                     .into_iter()
                     .find(|p| p.as_rule() != Rule::not_op)
-                    .map_or(
-                        Expr::Operand(Operand::Bool {
-                            value: true,
-                            span: whole,
-                        }),
-                        |p| self.expr(p),
-                    );
+                    .map_or(missing, |p| self.expr(p));
                 for not in nots.into_iter().rev() {
                     let span = not.to(expr.span());
                     expr = Expr::Not {
@@ -803,17 +788,11 @@ impl Builder {
                 expr
             }
             Rule::group => {
-                let span = self.span(&pair);
                 let inner = self.children(pair);
-                let expr = inner
-                    .into_iter()
-                    .next()
-                    .map_or(Expr::Operand(Operand::Bool { value: true, span }), |p| {
-                        self.expr(p)
-                    });
+                let expr = inner.into_iter().next().map_or(missing, |p| self.expr(p));
                 Expr::Group {
                     expr: Box::new(expr),
-                    span,
+                    span: whole,
                 }
             }
             Rule::comparison => {
@@ -831,11 +810,9 @@ impl Builder {
                         },
                         rhs,
                     },
-                    (Some(lhs), _, _) => Expr::Operand(lhs),
-                    _ => Expr::Operand(Operand::Bool {
-                        value: true,
-                        span: Span::default(),
-                    }),
+                    // A lone operand is a comparison without its operator.
+                    (Some(lhs), None, None) => Expr::Operand(lhs),
+                    _ => missing,
                 }
             }
             _ => Expr::Operand(self.operand(pair)),
