@@ -11,7 +11,8 @@
 use std::collections::HashMap;
 
 use super::ast::*;
-use super::parser::{SyntaxError, parse_range, scan_comments, top_level_line_after};
+use super::parser::{SyntaxError, parse_range, scan_comments};
+use super::scan::top_level_line_after;
 use crate::source::{FileId, Span};
 
 /// Items by the text they were parsed from, with spans from the start of

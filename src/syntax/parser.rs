@@ -5,6 +5,7 @@ use pest::error::{ErrorVariant, InputLocation};
 use pest::iterators::Pair;
 
 use super::ast::*;
+use super::scan::{Segment, segments, top_level_line_after};
 use crate::diagnostic::{Code, Diag};
 use crate::source::{FileId, Span};
 
@@ -111,19 +112,6 @@ fn parse_parallel(file: FileId, text: &str, threads: usize) -> Option<Parsed> {
     ))
 }
 
-/// The start of the first line at or after `from` that begins, unindented,
-/// with a letter.
-pub(super) fn top_level_line_after(text: &str, from: usize) -> usize {
-    let mut pos = from;
-    while let Some(i) = text.get(pos..).and_then(|t| t.find('\n')) {
-        pos += i + 1;
-        if text[pos..].starts_with(|c: char| c.is_ascii_alphabetic()) {
-            return pos;
-        }
-    }
-    text.len()
-}
-
 /// A syntax error, with where the item it is in starts. The item is left
 /// out, and parsing goes on at the next top-level line.
 #[derive(Debug, Clone, PartialEq)]
@@ -192,7 +180,7 @@ pub(crate) fn parse_from(
                 .help("split the condition or list into smaller parts"),
                 name: None,
             });
-            pos = recover(text, pos);
+            pos = top_level_line_after(text, pos);
             continue;
         }
         match PestParser::parse(Rule::line_item, rest) {
@@ -231,7 +219,7 @@ pub(crate) fn parse_from(
                     diag: syntax_error(file, pos, rest, &err),
                     name: declared_name(rest),
                 });
-                pos = recover(text, pos);
+                pos = top_level_line_after(text, pos);
             }
         }
     }
@@ -273,98 +261,53 @@ fn skip_trivia(text: &str, mut pos: usize) -> usize {
 /// Every comment in the text: a `#` outside strings, to the end of its line.
 /// The grammar treats comments as silent trivia; the formatter needs them.
 pub(super) fn scan_comments(file: FileId, text: &str, out: &mut Vec<Comment>) {
-    let bytes = text.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'"' if text[i..].starts_with("\"\"\"") => {
-                i = text[i + 3..]
-                    .find("\"\"\"")
-                    .map_or(bytes.len(), |n| i + 3 + n + 3);
-            }
-            b'"' => {
-                i += 1;
-                while i < bytes.len() && !matches!(bytes[i], b'"' | b'\n') {
-                    i += if bytes[i] == b'\\' { 2 } else { 1 };
-                }
-                i += 1;
-            }
-            b'#' => {
-                let end = text[i..].find('\n').map_or(text.len(), |n| i + n);
-                let end = if text[..end].ends_with('\r') {
-                    end - 1
-                } else {
-                    end
-                };
-                out.push(Comment {
-                    text: text[i + 1..end].to_string(),
-                    span: Span::new(file, i, end),
-                });
-                i = end;
-            }
-            _ => i += 1,
+    for (kind, range) in segments(text) {
+        if kind == Segment::Comment {
+            let end = if text[..range.end].ends_with('\r') {
+                range.end - 1
+            } else {
+                range.end
+            };
+            out.push(Comment {
+                text: text[range.start + 1..end].to_string(),
+                span: Span::new(file, range.start, end),
+            });
         }
     }
-}
-
-/// After a syntax error in the item starting at `start`: the start of the
-/// next line that begins, unindented, with a letter: the next top-level item.
-fn recover(text: &str, start: usize) -> usize {
-    let mut pos = start;
-    while let Some(i) = text[pos..].find('\n') {
-        pos += i + 1;
-        if text[pos..].starts_with(|c: char| c.is_ascii_alphabetic()) {
-            return pos;
-        }
-    }
-    text.len()
 }
 
 /// Where the item at the start of `text` nests brackets deeper than
-/// [`MAX_NESTING`], skipping strings and comments. Checked before pest runs,
+/// [`MAX_NESTING`], strings and comments aside. Checked before pest runs,
 /// since pest recurses once per level.
 fn too_deep(text: &str) -> Option<usize> {
     let bytes = text.as_bytes();
     let mut depth = 0usize;
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'#' => {
-                i = text[i..].find('\n').map_or(bytes.len(), |n| i + n);
-                continue;
-            }
-            b'"' if text[i..].starts_with("\"\"\"") => {
-                i = text[i + 3..]
-                    .find("\"\"\"")
-                    .map_or(bytes.len(), |n| i + 3 + n + 3);
-                continue;
-            }
-            b'"' => {
-                i += 1;
-                while i < bytes.len() && !matches!(bytes[i], b'"' | b'\n') {
-                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+    for (kind, range) in segments(text) {
+        if kind != Segment::Code {
+            continue;
+        }
+        for i in range {
+            match bytes[i] {
+                b'(' | b'[' | b'{' => {
+                    depth += 1;
+                    if depth > MAX_NESTING {
+                        return Some(i);
+                    }
                 }
-            }
-            b'(' | b'[' | b'{' => {
-                depth += 1;
-                if depth > MAX_NESTING {
-                    return Some(i);
-                }
-            }
-            // At top level, a line starting with a letter is the next item.
-            b'\n' if depth == 0 && bytes.get(i + 1).is_some_and(u8::is_ascii_alphabetic) => {
-                return None;
-            }
-            b')' | b']' | b'}' => {
-                depth = depth.saturating_sub(1);
-                // Back at top level at the start of a line: the item is over.
-                if depth == 0 && text[..i].ends_with('\n') {
+                // At top level, a line starting with a letter is the next item.
+                b'\n' if depth == 0 && bytes.get(i + 1).is_some_and(u8::is_ascii_alphabetic) => {
                     return None;
                 }
+                b')' | b']' | b'}' => {
+                    depth = depth.saturating_sub(1);
+                    // Back at top level at the start of a line: the item is over.
+                    if depth == 0 && i > 0 && bytes[i - 1] == b'\n' {
+                        return None;
+                    }
+                }
+                _ => {}
             }
-            _ => {}
         }
-        i += 1;
     }
     None
 }
@@ -844,6 +787,25 @@ impl Builder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The nesting check reads one item, as pest does: a string left open
+    /// at the end of its line ends there, and the next item is checked as
+    /// itself (it was read as part of the first, which was then reported
+    /// as too deep instead of unclosed).
+    #[test]
+    fn an_unclosed_string_ends_its_item_for_the_nesting_check() {
+        let deep = "[".repeat(MAX_NESTING + 6);
+        let text = format!("pipeline \"abc\nenv {{\n  A = {deep}\n}}\n");
+        let (_, diags) = parse(FileId(0), &text);
+        let messages: Vec<&str> = diags.iter().map(|d| d.message.as_str()).collect();
+        assert_eq!(
+            messages,
+            [
+                "expected text, an escape or `${`, but found end of line",
+                "too deeply nested"
+            ]
+        );
+    }
 
     /// A file large enough to be parsed on several threads parses as it
     /// does on one, with errors too.
