@@ -357,12 +357,21 @@ fn syntax_help(found: &str, expected: &[String]) -> Option<String> {
     if expected.iter().any(|e| e.contains("`{`")) && word.is_empty() && found.starts_with('\n') {
         return Some("a stage's body is a block: `stage NAME { ... }`".into());
     }
-    if expected.iter().any(|e| e == "text") && (found.is_empty() || found.starts_with(['\n', '\r']))
-    {
+    // Only a "..." string takes escapes; a """...""" string ends only at
+    // its closing quotes.
+    let in_string = expected.iter().any(|e| e == "text");
+    let in_plain_string = in_string && expected.iter().any(|e| e == "an escape");
+    if in_plain_string && (found.is_empty() || found.starts_with(['\n', '\r'])) {
         return Some(
             "a \"...\" string ends on its line: close it, or use \"\"\"...\"\"\" for several lines"
                 .into(),
         );
+    }
+    if in_string && found.is_empty() {
+        return Some("a \"\"\"...\"\"\" string is missing its closing \"\"\"".into());
+    }
+    if found.starts_with('"') && expected.iter().any(|e| e == "a name") {
+        return Some("names are written without quotes: `stage build`".into());
     }
     if found.is_empty() {
         return Some("a `{` or a string may be missing its closing `}` or `\"`".into());
@@ -381,7 +390,7 @@ fn describe_found(rest: &str) -> String {
     if c == '\n' || c == '\r' {
         return "end of line".into();
     }
-    if c.is_control() || c == '\u{feff}' || c == '\u{200b}' {
+    if invisible(c) {
         return format!("`{}`", c.escape_unicode());
     }
     if c.is_alphanumeric() || c == '_' {
@@ -392,6 +401,16 @@ fn describe_found(rest: &str) -> String {
         return format!("`{word}`");
     }
     format!("`{c}`")
+}
+
+/// Characters a message would show as nothing, or as something else:
+/// controls, blanks other than a space (U+2028 breaks the line), zero-width
+/// characters and combining marks (which join the quote before them).
+fn invisible(c: char) -> bool {
+    c.is_control()
+        || (c.is_whitespace() && c != ' ')
+        || matches!(c, '\u{200b}'..='\u{200f}' | '\u{2060}'..='\u{2064}' | '\u{feff}')
+        || matches!(c, '\u{0300}'..='\u{036f}')
 }
 
 /// Rule names as the user would say them (pest's `renamed_rules`, by hand so
