@@ -160,7 +160,7 @@ impl Renderer<'_> {
             .iter()
             .map(|c| c.span().range().end)
             .fold(stage.name.span.range().end, usize::max);
-        self.push(&stage_header(stage), header_end);
+        self.push(&stage_header(stage, self.source), header_end);
         self.push(" ", 0);
         self.block(&stage.body, 0);
         self.mark_setting(first, None);
@@ -312,7 +312,7 @@ fn align_kind(setting: &Setting) -> Option<AlignKind> {
 }
 
 /// `stage NAME after a, b uses t when EXPR`, clauses in canonical order.
-fn stage_header(stage: &StageDecl) -> String {
+fn stage_header(stage: &StageDecl, source: &str) -> String {
     let mut clauses: Vec<&Clause> = stage.clauses.iter().collect();
     // Stable, so repeated clauses (an error the checker reports) keep their order.
     clauses.sort_by_key(|c| clause_rank(c));
@@ -327,7 +327,7 @@ fn stage_header(stage: &StageDecl) -> String {
                 out.push_str(&names.join(", "));
             }
             Clause::Uses { template, .. } => out.push_str(&template.name),
-            Clause::When { expr, .. } => write_expr(&mut out, expr),
+            Clause::When { expr, .. } => write_expr(&mut out, expr, source),
         }
     }
     out
@@ -406,10 +406,12 @@ fn str_text(s: &Str) -> String {
     out
 }
 
-fn write_expr(out: &mut String, expr: &Expr) {
+/// A condition; `source` is its file's text, for the parts the parser
+/// could not build (written as they were).
+fn write_expr(out: &mut String, expr: &Expr, source: &str) {
     match expr {
-        Expr::Or(..) => write_chain(out, expr, " || "),
-        Expr::And(..) => write_chain(out, expr, " && "),
+        Expr::Or(..) => write_chain(out, expr, " || ", source),
+        Expr::And(..) => write_chain(out, expr, " && ", source),
         Expr::Not { .. } => {
             // A loop, since `!!!…` nests as deep as it is long.
             let mut inner = expr;
@@ -417,11 +419,11 @@ fn write_expr(out: &mut String, expr: &Expr) {
                 out.push('!');
                 inner = expr;
             }
-            write_expr(out, inner);
+            write_expr(out, inner, source);
         }
         Expr::Group { expr, .. } => {
             out.push('(');
-            write_expr(out, expr);
+            write_expr(out, expr, source);
             out.push(')');
         }
         Expr::Compare { lhs, op, rhs } => {
@@ -432,6 +434,13 @@ fn write_expr(out: &mut String, expr: &Expr) {
             write_operand(out, rhs);
         }
         Expr::Operand(operand) => write_operand(out, operand),
+        Expr::Error { span } => {
+            out.push_str(
+                source
+                    .get(span.start as usize..span.end as usize)
+                    .unwrap_or(""),
+            );
+        }
     }
 }
 
@@ -446,17 +455,17 @@ fn binary(expr: &Expr) -> Option<(&Expr, &Expr, &'static str)> {
 
 /// `a || b || c`. The parser nests a chain to the left, one level per
 /// operator, so walk down it in a loop rather than recursing that deep.
-fn write_chain(out: &mut String, expr: &Expr, op: &str) {
+fn write_chain(out: &mut String, expr: &Expr, op: &str, source: &str) {
     let mut rights = Vec::new();
     let mut left = expr;
     while let Some((l, r, _)) = binary(left).filter(|&(_, _, o)| o == op) {
         rights.push(r);
         left = l;
     }
-    write_expr(out, left);
+    write_expr(out, left, source);
     for right in rights.iter().rev() {
         out.push_str(op);
-        write_expr(out, right);
+        write_expr(out, right, source);
     }
 }
 
@@ -957,6 +966,28 @@ a""", "b"]
         assert!(
             out.contains("  files [\n    \"\"\"\na\"\"\",\n    \"b\",\n  ]\n"),
             "{out}"
+        );
+    }
+
+    /// A part of a condition the parser could not build is written as it
+    /// was, never dropped.
+    #[test]
+    fn unbuilt_conditions_are_written_as_they_were() {
+        let src = "stage a when branch ==  \"main\" || tag {}\n";
+        let (mut ast, _) = parse(FileId(0), src);
+        let Some(Item::Stage(stage)) = ast.items.first_mut() else {
+            panic!("no stage");
+        };
+        let Some(Clause::When { expr, .. }) = stage.clauses.first_mut() else {
+            panic!("no condition");
+        };
+        let Expr::Or(left, _) = expr else {
+            panic!("not `||`: {expr:?}");
+        };
+        **left = Expr::Error { span: left.span() };
+        assert_eq!(
+            format(&ast, src),
+            "stage a when branch ==  \"main\" || tag {}\n"
         );
     }
 

@@ -23,7 +23,7 @@ pub(crate) fn run(args: &CheckArgs, global: &Global) -> Result<(), Error> {
     if !path.exists() {
         return Err(super::no_such_file(&path));
     }
-    let mut checked = crate::model::check_file(&path);
+    let mut checked = crate::model::check_file_with(&path, global.parse);
     // What only planning finds, for every environment: env cycles, values
     // that grow too large, secrets that would leak.
     crate::plan::validate_checked(&mut checked);

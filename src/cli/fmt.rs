@@ -75,7 +75,7 @@ fn one(path: &Path, check: bool, global: &Global) -> Result<Outcome, Error> {
     };
     let mut sources = SourceMap::default();
     let id = sources.add(SourceFile::new(path.to_path_buf(), name.clone(), text));
-    let (ast, diags) = crate::syntax::parse(id, &sources.get(id).text);
+    let (ast, diags) = crate::syntax::parse_with(id, &sources.get(id).text, global.parse);
     if !diags.is_empty() {
         let out =
             crate::report::diagnostics::render(&diags, &sources, global.diagnostics, global.color);

@@ -15,8 +15,8 @@ pub(crate) struct LspArgs {
 
 /// Serves until the client says exit; exit 1 when it did so before
 /// asking the server to shut down, as the protocol says.
-pub(crate) fn run(_args: &LspArgs, _global: &Global) -> Result<(), Error> {
-    match crate::lsp::serve() {
+pub(crate) fn run(_args: &LspArgs, global: &Global) -> Result<(), Error> {
+    match crate::lsp::serve(global.parse) {
         0 => Ok(()),
         _ => Err(Error::Failed),
     }

@@ -23,6 +23,7 @@ use crate::error::Error;
 use crate::model::{Checked, Pipeline};
 use crate::report::diagnostics::{DiagFormat, render};
 use crate::source::SourceMap;
+use crate::syntax::ParseOptions;
 
 /// Exit codes, documented in the README.
 pub mod exit {
@@ -91,6 +92,8 @@ enum Color {
 pub(crate) struct Global {
     color: bool,
     diagnostics: DiagFormat,
+    /// How pipeline files are parsed (`SLIPWAY_THREADS`).
+    parse: ParseOptions,
 }
 
 pub fn main() -> ExitCode {
@@ -116,6 +119,7 @@ pub fn main() -> ExitCode {
     let global = Global {
         color,
         diagnostics: cli.diagnostics.unwrap_or_else(DiagFormat::detect),
+        parse: parse_options(std::env::var("SLIPWAY_THREADS").ok().as_deref()),
     };
     let result = match cli.command {
         Command::Check(a) => check::run(&a, &global),
@@ -134,6 +138,16 @@ pub fn main() -> ExitCode {
             }
             ExitCode::from(e.exit_code())
         }
+    }
+}
+
+/// `SLIPWAY_THREADS=N` parses large files on N threads; `1` on one (for
+/// measurements, and for hosts that count cores they do not give). Unset or
+/// not a number: one per core.
+fn parse_options(threads: Option<&str>) -> ParseOptions {
+    match threads.and_then(|t| t.parse::<usize>().ok()) {
+        Some(threads) => ParseOptions { threads },
+        None => ParseOptions::default(),
     }
 }
 
@@ -203,7 +217,7 @@ pub(crate) fn load_checked(path: &Path, global: &Global) -> Result<(Pipeline, Ch
     if !path.exists() {
         return Err(no_such_file(path));
     }
-    let mut checked = crate::model::check_file(path);
+    let mut checked = crate::model::check_file_with(path, global.parse);
     match checked.pipeline.take() {
         Some(p) => Ok((p, checked)),
         None => {
@@ -386,5 +400,20 @@ pub(crate) fn write_stdout(s: &str) -> Result<(), Error> {
             source: e,
         }),
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slipway_threads_chooses_the_parse_threads() {
+        assert_eq!(parse_options(Some("1")).threads, 1);
+        assert_eq!(parse_options(Some("0")).threads, 0);
+        assert_eq!(parse_options(Some("12")).threads, 12);
+        for other in [None, Some(""), Some("many"), Some("-1")] {
+            assert_eq!(parse_options(other), ParseOptions::default());
+        }
     }
 }

@@ -10,7 +10,7 @@ use super::index::Index;
 use super::position::same_file;
 use crate::diagnostic::Diag;
 use crate::source::{FileId, SourceMap};
-use crate::syntax::{Item, ParseCache, parse_cached};
+use crate::syntax::{Item, ParseCache, ParseOptions, parse_cached};
 
 pub(crate) struct Analysis {
     pub(crate) root: PathBuf,
@@ -195,8 +195,15 @@ pub(crate) fn reader<'a>(
 }
 
 /// Whether loading `root` reads `path`: whether `root` includes it.
-pub(crate) fn includes(root: &Path, path: &Path, overlay: &Overlay<'_>) -> bool {
-    let loaded = crate::model::load_with(root, &mut reader(overlay));
+pub(crate) fn includes(
+    root: &Path,
+    path: &Path,
+    overlay: &Overlay<'_>,
+    parse: ParseOptions,
+) -> bool {
+    let loaded = crate::model::load_parsed_with(root, &mut reader(overlay), &mut |id, text| {
+        crate::syntax::parse_with(id, text, parse)
+    });
     loaded
         .sources
         .files()

@@ -13,9 +13,9 @@ use regex::Regex;
 use super::analysis::Analysis;
 use super::index::written;
 use super::position::position;
-use crate::model::{Context, GitField};
+use crate::model::{Context, GitField, Inside, inside};
 use crate::source::{FileId, SourceFile};
-use crate::syntax::StageKind;
+use crate::syntax::{Segment, StageKind, segments, top_level_line_after};
 
 /// `NAME =` at the start of a line or after `{`: an `env` or `matrix` key.
 static ASSIGNED: LazyLock<Option<Regex>> = LazyLock::new(|| {
@@ -66,7 +66,6 @@ pub(crate) fn complete(
         return block_context(text, line_start)
             .map(|ctx| {
                 ctx.keys()
-                    .iter()
                     .map(|k| item(k, CompletionItemKind::KEYWORD, None))
                     .collect()
             })
@@ -102,14 +101,7 @@ fn item_start(text: &str, at: usize) -> usize {
 
 /// The end of the top-level item that starts at `start`.
 fn item_end(text: &str, start: usize) -> usize {
-    let mut pos = start;
-    while let Some(i) = text[pos..].find('\n') {
-        pos += i + 1;
-        if text[pos..].starts_with(|c: char| c.is_ascii_alphabetic()) {
-            return pos;
-        }
-    }
-    text.len()
+    top_level_line_after(text, start)
 }
 
 /// In a stage header: what may come where the cursor is.
@@ -305,58 +297,43 @@ fn block_context(text: &str, line_start: usize) -> Option<Context> {
     let mut stack: Vec<&str> = Vec::new();
     let mut item_word = first_word(0);
     let mut line_word = item_word;
-    let mut i = 0;
-    while i < line_start.min(bytes.len()) {
-        match bytes[i] {
-            b'#' => {
-                i = text[i..].find('\n').map_or(bytes.len(), |n| i + n);
-                continue;
-            }
-            b'"' if text[i..].starts_with("\"\"\"") => {
-                i = text[i + 3..]
-                    .find("\"\"\"")
-                    .map_or(bytes.len(), |n| i + 3 + n + 3);
-                continue;
-            }
-            b'"' => {
-                i += 1;
-                while i < bytes.len() && !matches!(bytes[i], b'"' | b'\n') {
-                    i += if bytes[i] == b'\\' { 2 } else { 1 };
-                }
-                if bytes.get(i) == Some(&b'"') {
-                    i += 1;
-                }
-                continue;
-            }
-            b'\n' => {
-                line_word = first_word(i + 1);
-                if stack.is_empty() && text[i + 1..].starts_with(|c: char| c.is_ascii_alphabetic())
-                {
-                    item_word = line_word;
-                }
-            }
-            b'{' => stack.push(if stack.is_empty() {
-                item_word
-            } else {
-                line_word
-            }),
-            b'}' => {
-                stack.pop();
-            }
-            _ => {}
+    let end = line_start.min(bytes.len());
+    for (kind, range) in segments(text) {
+        if range.start >= end {
+            break;
         }
-        i += 1;
+        if kind != Segment::Code {
+            continue;
+        }
+        for i in range.start..range.end.min(end) {
+            match bytes[i] {
+                b'\n' => {
+                    line_word = first_word(i + 1);
+                    if stack.is_empty()
+                        && text[i + 1..].starts_with(|c: char| c.is_ascii_alphabetic())
+                    {
+                        item_word = line_word;
+                    }
+                }
+                b'{' => stack.push(if stack.is_empty() {
+                    item_word
+                } else {
+                    line_word
+                }),
+                b'}' => {
+                    stack.pop();
+                }
+                _ => {}
+            }
+        }
     }
-    Some(match stack.last() {
-        None => Context::Top,
-        Some(&("stage" | "finally")) => Context::Stage,
-        Some(&"template") => Context::Template,
-        Some(&"environment") => Context::Environment,
-        Some(&"service") => Context::Service,
-        Some(&"build") => Context::Build,
-        Some(&"release") => Context::Release,
-        Some(_) => return None,
-    })
+    match stack.last() {
+        None => Some(Context::Top),
+        Some(word) => match inside(word) {
+            Inside::Settings(ctx) => Some(ctx),
+            Inside::Names | Inside::Nothing => None,
+        },
+    }
 }
 
 #[cfg(test)]

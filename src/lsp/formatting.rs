@@ -6,10 +6,11 @@ use lsp_types::TextEdit;
 
 use super::position::whole;
 use crate::source::FileId;
+use crate::syntax::ParseOptions;
 
 /// `None` when the text does not parse.
-pub(crate) fn format(text: &str) -> Option<Vec<TextEdit>> {
-    let (ast, diags) = crate::syntax::parse(FileId(0), text);
+pub(crate) fn format(text: &str, parse: ParseOptions) -> Option<Vec<TextEdit>> {
+    let (ast, diags) = crate::syntax::parse_with(FileId(0), text, parse);
     if !diags.is_empty() {
         return None;
     }
@@ -29,6 +30,7 @@ mod tests {
 
     #[test]
     fn formats_whole_documents_and_leaves_broken_ones() {
+        let format = |text: &str| format(text, ParseOptions::default());
         let edits = format("stage a   {\nrun \"x\"\n}\n").unwrap_or_default();
         assert_eq!(edits.len(), 1);
         assert_eq!(edits[0].new_text, "stage a {\n  run \"x\"\n}\n");

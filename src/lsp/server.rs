@@ -25,13 +25,17 @@ use super::transport::{log, send, stdin_messages};
 use super::workspace::Workspace;
 use super::{completion, formatting, hover, navigation, symbols};
 use crate::source::FileId;
+use crate::syntax::ParseOptions;
 
 /// Runs the server until the client says `exit` or closes its end. The
 /// exit status is 0 after a `shutdown` request, else 1, as the protocol asks.
-pub(crate) fn serve() -> u8 {
+pub(crate) fn serve(parse: ParseOptions) -> u8 {
     let messages = stdin_messages();
     let mut server = Server {
-        ws: Workspace::new(std::env::var_os("SLIPWAY_LSP_TIMING").is_some_and(|v| !v.is_empty())),
+        ws: Workspace::new(
+            std::env::var_os("SLIPWAY_LSP_TIMING").is_some_and(|v| !v.is_empty()),
+            parse,
+        ),
         initialized: false,
         shutdown: false,
     };
@@ -191,7 +195,7 @@ impl Server {
                     Some(doc) => doc.text.clone(),
                     None => crate::model::read_source(&path_of(uri)).map_err(|e| e.to_string())?,
                 };
-                Ok(formatting::format(&text))
+                Ok(formatting::format(&text, ws.parse))
             }),
             _ => fail(
                 req.id,

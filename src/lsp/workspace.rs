@@ -17,6 +17,7 @@ use lsp_types::{Diagnostic, PublishDiagnosticsParams, TextDocumentContentChangeE
 use super::analysis::{self, Analysis};
 use super::position::{offset, path_of, same_file, uri_of};
 use crate::source::{FileId, SourceFile};
+use crate::syntax::ParseOptions;
 
 /// How far up from a document's folder to look for the pipeline that
 /// includes it, and how many files to try at most.
@@ -47,12 +48,16 @@ pub(crate) struct Workspace {
     timing: bool,
     /// The items of the last parses, for parsing only what an edit changed.
     cache: crate::syntax::ParseCache,
+    /// How files are parsed whole (to format them, or to find what includes
+    /// what).
+    pub(crate) parse: ParseOptions,
 }
 
 impl Workspace {
-    pub(crate) fn new(timing: bool) -> Self {
+    pub(crate) fn new(timing: bool, parse: ParseOptions) -> Self {
         Self {
             timing,
+            parse,
             ..Self::default()
         }
     }
@@ -164,7 +169,7 @@ impl Workspace {
             if covered {
                 continue;
             }
-            let root = find_root(&doc.path, &self.folders, &overlay);
+            let root = find_root(&doc.path, &self.folders, &overlay, self.parse);
             self.analyses.retain(|a| a.root != root);
             self.analyses
                 .push(timed(self.timing, &root, &overlay, &mut self.cache));
@@ -283,7 +288,12 @@ fn follow(timing: bool, a: &mut Analysis, overlay: &analysis::Overlay<'_>) -> bo
 /// The pipeline `path` belongs to: the nearest `.pipeline` file, in its
 /// folder or a folder above (not above a workspace folder), that includes
 /// it; else `path` itself.
-fn find_root(path: &Path, folders: &[PathBuf], overlay: &analysis::Overlay<'_>) -> PathBuf {
+fn find_root(
+    path: &Path,
+    folders: &[PathBuf],
+    overlay: &analysis::Overlay<'_>,
+    parse: ParseOptions,
+) -> PathBuf {
     if !path.is_absolute() {
         return path.to_path_buf();
     }
@@ -305,7 +315,7 @@ fn find_root(path: &Path, folders: &[PathBuf], overlay: &analysis::Overlay<'_>) 
                 return path.to_path_buf();
             }
             tried += 1;
-            if analysis::includes(&c, path, overlay) {
+            if analysis::includes(&c, path, overlay, parse) {
                 return c;
             }
         }

@@ -1,11 +1,12 @@
-//! Reading generic settings into typed values, context by context. Each
-//! context knows its keys; anything else is reported with a "did you mean",
-//! or with where it belongs.
+//! Reading generic settings into typed values, context by context. Which
+//! keys each context has comes from the table in `schema.rs`; anything else
+//! is reported with a "did you mean", or with where it belongs.
 
 use std::time::Duration;
 
 use indexmap::IndexMap;
 
+use super::schema::{Context, usage};
 use super::text::Text;
 use super::types::*;
 use crate::diagnostic::{Code, Diag, closest};
@@ -13,134 +14,10 @@ use crate::source::Span;
 use crate::syntax::strings::raw_value;
 use crate::syntax::{Block, Setting, Value};
 
-/// Where a setting is written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Context {
-    Top,
-    Stage,
-    Template,
-    Environment,
-    Service,
-    Build,
-    Release,
-}
-
-impl Context {
-    pub(crate) fn keys(self) -> &'static [&'static str] {
-        match self {
-            Context::Top => &[
-                "pipeline",
-                "include",
-                "env",
-                "secret",
-                "environment",
-                "template",
-                "stage",
-                "finally",
-            ],
-            Context::Stage | Context::Template => &[
-                "image",
-                "run",
-                "env",
-                "matrix",
-                "service",
-                "retry",
-                "timeout",
-                "allow-failure",
-                "artifact",
-                "cache",
-                "build",
-                "release",
-                "manual",
-            ],
-            Context::Environment | Context::Service => &["env"],
-            Context::Build => &["dockerfile", "target", "tag", "label", "arg", "push"],
-            Context::Release => &[
-                "namespace",
-                "manifests",
-                "image",
-                "wait",
-                "rollback",
-                "prune",
-                "history",
-            ],
-        }
-    }
-
-    fn describe(self) -> &'static str {
-        match self {
-            Context::Top => "at the top level",
-            Context::Stage => "in a stage",
-            Context::Template => "in a template",
-            Context::Environment => "in an `environment` block",
-            Context::Service => "in a `service` block",
-            Context::Build => "in a `build` block",
-            Context::Release => "in a `release` block",
-        }
-    }
-
-    fn home(self) -> &'static str {
-        match self {
-            Context::Top => "at the top level",
-            Context::Stage | Context::Template => "in a stage or template",
-            Context::Environment | Context::Service => "in `environment` and `service` blocks",
-            Context::Build => "in a `build` block",
-            Context::Release => "in a `release` block",
-        }
-    }
-}
-
-/// How each setting is written, for help lines.
-pub(super) fn usage(key: &str, ctx: Context) -> &'static str {
-    match (key, ctx) {
-        ("pipeline", _) => "pipeline \"name\"",
-        ("include", _) => "include \"ci/common.pipeline\"",
-        ("secret", _) => "secret NPM_TOKEN",
-        ("environment", _) => "environment staging { env { REPLICAS = \"1\" } }",
-        ("template", _) => "template node { image \"node:20-alpine\" }",
-        ("env", _) => "env { NAME = \"value\" }",
-        ("image", Context::Release) => "image \"container\" = \"registry/image:tag\"",
-        ("image", _) => "image \"node:20-alpine\"",
-        ("run", _) => "run \"npm test\"",
-        ("matrix", _) => "matrix { NODE = [\"18\", \"20\"] }",
-        ("service", _) => "service db \"postgres:16\" { env { POSTGRES_PASSWORD = \"test\" } }",
-        ("retry", _) => "retry 2",
-        ("timeout", _) => "timeout 10m",
-        ("allow-failure", _) => "allow-failure",
-        ("artifact", _) => "artifact \"coverage/\"",
-        ("cache", _) => "cache \"node_modules\"",
-        ("build", _) => "build \".\" { tag \"${IMAGE}\" }",
-        ("release", _) => "release chat { manifests \"deploy/k8s/*.yaml\" }",
-        ("manual", _) => "manual \"Release to ${environment}?\"",
-        ("dockerfile", _) => "dockerfile \"Dockerfile\"",
-        ("target", _) => "target \"release\"",
-        ("tag", _) => "tag \"${IMAGE}\"",
-        ("label", _) => "label \"org.opencontainers.image.title\" = \"chat\"",
-        ("arg", _) => "arg \"NODE_VERSION\" = \"20\"",
-        ("push", _) => "push true",
-        ("namespace", _) => "namespace \"chat-${environment}\"",
-        ("manifests", _) => "manifests \"deploy/k8s/*.yaml\"",
-        ("wait", _) => "wait 5m",
-        ("rollback", _) => "rollback on-failure",
-        ("prune", _) => "prune true",
-        ("history", _) => "history 10",
-        _ => "",
-    }
-}
-
-const ALL_CONTEXTS: [Context; 6] = [
-    Context::Top,
-    Context::Stage,
-    Context::Environment,
-    Context::Build,
-    Context::Release,
-    Context::Service,
-];
-
 /// Reports a setting that does not belong in `ctx`.
 pub(super) fn unknown_setting(s: &Setting, ctx: Context, diags: &mut Vec<Diag>) {
     let key = s.key.name.as_str();
-    if let Some(home) = ALL_CONTEXTS.iter().find(|c| c.keys().contains(&key)) {
+    if let Some(home) = Context::home_of(key) {
         diags.push(
             Diag::error(
                 Code::MisplacedSetting,
@@ -158,13 +35,12 @@ pub(super) fn unknown_setting(s: &Setting, ctx: Context, diags: &mut Vec<Diag>) 
         format!("unknown setting `{key}` {}", ctx.describe()),
     )
     .label("unknown setting");
-    d = match closest(key, ctx.keys().iter().copied()) {
+    d = match closest(key, ctx.keys()) {
         Some(c) => d.help(format!("did you mean `{c}`?")),
         None => d.help(format!(
             "settings {} are {}",
             ctx.describe(),
             ctx.keys()
-                .iter()
                 .map(|k| format!("`{k}`"))
                 .collect::<Vec<_>>()
                 .join(", ")
@@ -208,7 +84,28 @@ pub(super) struct Reader<'d> {
     pub diags: &'d mut Vec<Diag>,
 }
 
+/// The settings of one block a block has at most once, read so far.
+pub(super) type Seen<'s> = IndexMap<&'s str, Span>;
+
 impl Reader<'_> {
+    /// Whether `s` is to be read in a block of `ctx`: it belongs there, and
+    /// it is not the second of a setting a block has once. Reports why not.
+    pub fn admit<'s>(&mut self, s: &'s Setting, ctx: Context, seen: &mut Seen<'s>) -> bool {
+        let key = s.key.name.as_str();
+        let Some(spec) = ctx.setting(key) else {
+            unknown_setting(s, ctx, self.diags);
+            return false;
+        };
+        if !spec.repeatable {
+            if let Some(first) = seen.get(key) {
+                self.diags.push(duplicate_setting(s, *first));
+                return false;
+            }
+            seen.insert(key, s.key.span);
+        }
+        true
+    }
+
     /// `key "string"`
     pub fn text(&mut self, s: &Setting, ctx: Context) -> Option<Text> {
         match (s.args.as_slice(), &s.assign, &s.block) {
@@ -419,18 +316,12 @@ impl Reader<'_> {
     /// A stage or template body.
     pub fn body(&mut self, block: &Block, ctx: Context) -> Body {
         let mut body = Body::default();
-        let mut seen: IndexMap<&str, Span> = IndexMap::new();
+        let mut seen = Seen::new();
         for s in &block.settings {
-            let key = s.key.name.as_str();
-            let repeatable = matches!(key, "run" | "env" | "service" | "artifact" | "cache");
-            if !repeatable && ctx.keys().contains(&key) {
-                if let Some(first) = seen.get(key) {
-                    self.diags.push(duplicate_setting(s, *first));
-                    continue;
-                }
-                seen.insert(key, s.key.span);
+            if !self.admit(s, ctx, &mut seen) {
+                continue;
             }
-            match key {
+            match s.key.name.as_str() {
                 "image" => body.image = self.text(s, ctx),
                 "run" => match (s.args.as_slice(), &s.assign, &s.block) {
                     ([Value::Str(v)], None, None) => {
@@ -578,7 +469,11 @@ impl Reader<'_> {
         };
         let mut env = Env::new();
         if let Some(block) = &s.block {
+            let mut seen = Seen::new();
             for inner in &block.settings {
+                if !self.admit(inner, Context::Service, &mut seen) {
+                    continue;
+                }
                 match inner.key.name.as_str() {
                     "env" => self.env_block(inner, Context::Service, &mut env),
                     _ => unknown_setting(inner, Context::Service, self.diags),
@@ -615,17 +510,12 @@ impl Reader<'_> {
         let Some(block) = &s.block else {
             return Some(build);
         };
-        let mut seen: IndexMap<&str, Span> = IndexMap::new();
+        let mut seen = Seen::new();
         for inner in &block.settings {
-            let key = inner.key.name.as_str();
-            if matches!(key, "dockerfile" | "target" | "push") {
-                if let Some(first) = seen.get(key) {
-                    self.diags.push(duplicate_setting(inner, *first));
-                    continue;
-                }
-                seen.insert(key, inner.key.span);
+            if !self.admit(inner, Context::Build, &mut seen) {
+                continue;
             }
-            match key {
+            match inner.key.name.as_str() {
                 "dockerfile" => build.dockerfile = self.text(inner, Context::Build),
                 "target" => build.target = self.text(inner, Context::Build),
                 "tag" => build.tags.extend(self.text(inner, Context::Build)),
@@ -690,18 +580,13 @@ impl Reader<'_> {
             history: Release::DEFAULT_HISTORY,
             span: s.span,
         };
-        let mut seen: IndexMap<&str, Span> = IndexMap::new();
+        let mut seen = Seen::new();
         let mut manifests_span = None;
         for inner in &block.settings {
-            let key = inner.key.name.as_str();
-            if !matches!(key, "manifests" | "image") && Context::Release.keys().contains(&key) {
-                if let Some(first) = seen.get(key) {
-                    self.diags.push(duplicate_setting(inner, *first));
-                    continue;
-                }
-                seen.insert(key, inner.key.span);
+            if !self.admit(inner, Context::Release, &mut seen) {
+                continue;
             }
-            match key {
+            match inner.key.name.as_str() {
                 "namespace" => release.namespace = self.text(inner, Context::Release),
                 "manifests" => {
                     manifests_span = Some(inner.key.span);

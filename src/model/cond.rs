@@ -175,6 +175,15 @@ impl Checker<'_> {
                 }
             }
             Expr::Operand(o) => CondExpr::Truthy(self.operand(o)),
+            Expr::Error { span } => {
+                self.diags.push(
+                    Diag::error(Code::Syntax, *span, "this condition could not be read")
+                        .label("incomplete condition")
+                        .help("this is a bug in slipway: please report it with this condition"),
+                );
+                // Never true, should a pipeline with errors ever be planned.
+                CondExpr::Truthy(CondOperand::Bool(false))
+            }
         }
     }
 }
@@ -286,6 +295,62 @@ impl Checker<'_> {
                 }
                 CondOperand::Changed(globs)
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::FileId;
+
+    /// A part the parser could not build is an error, and false: it never
+    /// lets a guard pass, alone or beside other conditions.
+    #[test]
+    fn an_unbuilt_part_is_reported_and_never_true() {
+        let hole = Span::new(FileId(0), 20, 25);
+        let main = Expr::Compare {
+            lhs: Operand::Path {
+                path: "branch".into(),
+                span: Span::new(FileId(0), 0, 6),
+            },
+            op: CmpOp::Ne,
+            rhs: Operand::Bool {
+                value: true,
+                span: Span::new(FileId(0), 10, 14),
+            },
+        };
+        for expr in [
+            Expr::Error { span: hole },
+            Expr::Or(
+                Box::new(Expr::Error { span: hole }),
+                Box::new(Expr::Operand(Operand::Bool {
+                    value: false,
+                    span: Span::new(FileId(0), 30, 35),
+                })),
+            ),
+            Expr::And(Box::new(main), Box::new(Expr::Error { span: hole })),
+        ] {
+            let mut diags = Vec::new();
+            let cond = check(&expr, "", &mut Compiled::default(), &mut diags);
+            assert_eq!(diags.len(), 1, "{diags:?}");
+            assert!(diags[0].is_error() && diags[0].code == Code::Syntax);
+            assert_eq!(diags[0].span(), Some(hole));
+            assert!(!never_true_parts(&cond.expr).is_empty());
+        }
+    }
+
+    /// The `false` leaves of a condition that stand for unbuilt parts.
+    fn never_true_parts(e: &CondExpr) -> Vec<&CondExpr> {
+        match e {
+            CondExpr::And(l, r) | CondExpr::Or(l, r) => {
+                let mut out = never_true_parts(l);
+                out.extend(never_true_parts(r));
+                out
+            }
+            CondExpr::Not(x) => never_true_parts(x),
+            CondExpr::Truthy(CondOperand::Bool(false)) => vec![e],
+            _ => Vec::new(),
         }
     }
 }

@@ -7,6 +7,7 @@ mod cond;
 mod dag;
 mod load;
 mod resolve;
+mod schema;
 mod stage;
 mod text;
 mod top;
@@ -14,21 +15,22 @@ mod types;
 
 use std::path::Path;
 
-/// Where a setting is, and which keys are allowed there: the language
-/// server completes the same keys the checker accepts.
-pub(crate) use body::Context;
 pub(crate) use cond::Compiled;
 pub use cond::{Cond, CondExpr, CondOperand};
 pub use dag::topo_order;
 pub(crate) use load::load_parsed_with;
 pub use load::{Loaded, load, load_with, read_source};
 pub(crate) use resolve::assemble;
+/// Where a setting is, which keys are allowed there, and what their blocks
+/// hold: the language server completes the same keys the checker accepts.
+pub(crate) use schema::{Context, Inside, inside};
 pub(crate) use stage::StageUnit;
 pub use text::{GitField, Text, TextPiece, Var, VarRef};
 pub(crate) use top::{Declared, Top};
 pub use types::*;
 
 use crate::diagnostic::Diag;
+use crate::syntax::ParseOptions;
 
 /// The result of checking: the pipeline when there were no errors, and every
 /// diagnostic (warnings too) either way.
@@ -41,7 +43,16 @@ pub struct Checked {
 
 /// Loads `path` and its includes from disk and checks them.
 pub fn check_file(path: &Path) -> Checked {
-    check(load(path))
+    check_file_with(path, ParseOptions::default())
+}
+
+/// [`check_file`], parsing with `options`.
+pub fn check_file_with(path: &Path, options: ParseOptions) -> Checked {
+    check(load_parsed_with(
+        path,
+        &mut |p: &Path| read_source(p),
+        &mut |id, text| crate::syntax::parse_with(id, text, options),
+    ))
 }
 
 /// Checks `text` as if it were the file at `path`; includes are read from

@@ -8,8 +8,9 @@ use std::collections::HashSet;
 
 use indexmap::IndexMap;
 
-use super::body::{Context, Reader};
+use super::body::Reader;
 use super::cond::{self, CondExpr, CondOperand};
+use super::schema::Context;
 use super::text::Text;
 use super::top::Top;
 use super::types::*;

@@ -7,7 +7,8 @@ use std::collections::HashSet;
 
 use indexmap::IndexMap;
 
-use super::body::{Context, Reader, duplicate_setting, unknown_setting};
+use super::body::{Reader, Seen, duplicate_setting, unknown_setting};
+use super::schema::Context;
 use super::text::{Text, Var};
 use super::types::*;
 use crate::diagnostic::{Code, Diag, closest, did_you_mean};
@@ -139,13 +140,14 @@ impl<'a> Top<'a> {
                     return;
                 };
                 let mut env = Env::new();
+                let mut seen = Seen::new();
                 for inner in &block.settings {
+                    let mut reader = Reader { diags: &mut *diags };
+                    if !reader.admit(inner, Context::Environment, &mut seen) {
+                        continue;
+                    }
                     match inner.key.name.as_str() {
-                        "env" => Reader { diags: &mut *diags }.env_block(
-                            inner,
-                            Context::Environment,
-                            &mut env,
-                        ),
+                        "env" => reader.env_block(inner, Context::Environment, &mut env),
                         _ => unknown_setting(inner, Context::Environment, diags),
                     }
                 }

@@ -203,11 +203,18 @@ pub enum Expr {
         rhs: Operand,
     },
     Operand(Operand),
+    /// A part the grammar accepted but the tree builder did not find: only
+    /// a grammar that drifted from the builder makes one. The checker
+    /// reports it, so it can never let a `when` guard pass.
+    Error {
+        span: Span,
+    },
 }
 
 impl Expr {
     pub fn span(&self) -> Span {
         match self {
+            Expr::Error { span } => *span,
             Expr::Or(l, r) | Expr::And(l, r) => l.span().to(r.span()),
             Expr::Not { span, .. } | Expr::Group { span, .. } => *span,
             Expr::Compare { lhs, rhs, .. } => lhs.span().to(rhs.span()),

@@ -11,7 +11,8 @@
 use std::collections::HashMap;
 
 use super::ast::*;
-use super::parser::{SyntaxError, parse_range, scan_comments, top_level_line_after};
+use super::parser::{SyntaxError, parse_range, scan_comments};
+use super::scan::top_level_line_after;
 use crate::source::{FileId, Span};
 
 /// Items by the text they were parsed from, with spans from the start of
@@ -181,6 +182,7 @@ fn expr_spans(e: &mut Expr, f: &mut impl FnMut(&mut Span)) {
             operand_spans(rhs, f);
         }
         Expr::Operand(o) => operand_spans(o, f),
+        Expr::Error { span } => f(span),
     }
 }
 

@@ -5,6 +5,7 @@ use pest::error::{ErrorVariant, InputLocation};
 use pest::iterators::Pair;
 
 use super::ast::*;
+use super::scan::{Segment, segments, top_level_line_after};
 use crate::diagnostic::{Code, Diag};
 use crate::source::{FileId, Span};
 
@@ -23,10 +24,37 @@ const MAX_OPERATORS: usize = 256;
 /// Files at least this large are parsed on several threads.
 const PARALLEL_MIN_BYTES: usize = 256 * 1024;
 
+/// Most threads one parse uses.
+const MAX_THREADS: usize = 8;
+
+/// How to parse: the choices the caller makes (the command line reads them
+/// from its environment; the syntax layer reads nothing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ParseOptions {
+    /// How many threads parse a file of 256 KiB or more (at most 8); 0 or 1
+    /// parse on the calling thread.
+    pub threads: usize,
+}
+
+impl Default for ParseOptions {
+    /// One thread per core.
+    fn default() -> Self {
+        ParseOptions {
+            threads: std::thread::available_parallelism().map_or(1, usize::from),
+        }
+    }
+}
+
 /// Parses one file. Always returns a tree: items that fail to parse are left
 /// out and reported, and parsing resumes at the next top-level line.
 pub fn parse(file: FileId, text: &str) -> (Ast, Vec<Diag>) {
-    let (items, errors) = parse_parallel(file, text).unwrap_or_else(|| parse_range(file, text, 0));
+    parse_with(file, text, ParseOptions::default())
+}
+
+/// [`parse`], with `options`.
+pub fn parse_with(file: FileId, text: &str, options: ParseOptions) -> (Ast, Vec<Diag>) {
+    let (items, errors) = parse_parallel(file, text, options.threads.min(MAX_THREADS))
+        .unwrap_or_else(|| parse_range(file, text, 0));
     let (diags, unparsed) = SyntaxError::split(errors);
     let mut comments = Vec::new();
     scan_comments(file, text, &mut comments);
@@ -41,19 +69,12 @@ pub fn parse(file: FileId, text: &str) -> (Ast, Vec<Diag>) {
     )
 }
 
-/// Large files: split at top-level lines into one chunk per core and parse
-/// the chunks at once. `None` when the file is small, or when any chunk has
-/// an error: a split inside an item always leaves that item unfinished at
-/// the chunk's end, so clean chunks parse exactly as the whole file does, and
-/// errors are reported by one sequential parse.
-fn parse_parallel(file: FileId, text: &str) -> Option<Parsed> {
-    // `SLIPWAY_THREADS=1` parses on one thread (for measurements, and for
-    // hosts that count cores they do not give).
-    let threads = std::env::var("SLIPWAY_THREADS")
-        .ok()
-        .and_then(|t| t.parse::<usize>().ok())
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
-        .min(8);
+/// Large files: split at top-level lines into one chunk per thread and
+/// parse the chunks at once. `None` when the file is small, or when any
+/// chunk has an error: a split inside an item always leaves that item
+/// unfinished at the chunk's end, so clean chunks parse exactly as the whole
+/// file does, and errors are reported by one sequential parse.
+fn parse_parallel(file: FileId, text: &str, threads: usize) -> Option<Parsed> {
     if text.len() < PARALLEL_MIN_BYTES || threads < 2 {
         return None;
     }
@@ -89,19 +110,6 @@ fn parse_parallel(file: FileId, text: &str) -> Option<Parsed> {
         chunks.into_iter().flat_map(|(items, _)| items).collect(),
         Vec::new(),
     ))
-}
-
-/// The start of the first line at or after `from` that begins, unindented,
-/// with a letter.
-pub(super) fn top_level_line_after(text: &str, from: usize) -> usize {
-    let mut pos = from;
-    while let Some(i) = text.get(pos..).and_then(|t| t.find('\n')) {
-        pos += i + 1;
-        if text[pos..].starts_with(|c: char| c.is_ascii_alphabetic()) {
-            return pos;
-        }
-    }
-    text.len()
 }
 
 /// A syntax error, with where the item it is in starts. The item is left
@@ -172,7 +180,7 @@ pub(crate) fn parse_from(
                 .help("split the condition or list into smaller parts"),
                 name: None,
             });
-            pos = recover(text, pos);
+            pos = top_level_line_after(text, pos);
             continue;
         }
         match PestParser::parse(Rule::line_item, rest) {
@@ -211,7 +219,7 @@ pub(crate) fn parse_from(
                     diag: syntax_error(file, pos, rest, &err),
                     name: declared_name(rest),
                 });
-                pos = recover(text, pos);
+                pos = top_level_line_after(text, pos);
             }
         }
     }
@@ -253,98 +261,53 @@ fn skip_trivia(text: &str, mut pos: usize) -> usize {
 /// Every comment in the text: a `#` outside strings, to the end of its line.
 /// The grammar treats comments as silent trivia; the formatter needs them.
 pub(super) fn scan_comments(file: FileId, text: &str, out: &mut Vec<Comment>) {
-    let bytes = text.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'"' if text[i..].starts_with("\"\"\"") => {
-                i = text[i + 3..]
-                    .find("\"\"\"")
-                    .map_or(bytes.len(), |n| i + 3 + n + 3);
-            }
-            b'"' => {
-                i += 1;
-                while i < bytes.len() && !matches!(bytes[i], b'"' | b'\n') {
-                    i += if bytes[i] == b'\\' { 2 } else { 1 };
-                }
-                i += 1;
-            }
-            b'#' => {
-                let end = text[i..].find('\n').map_or(text.len(), |n| i + n);
-                let end = if text[..end].ends_with('\r') {
-                    end - 1
-                } else {
-                    end
-                };
-                out.push(Comment {
-                    text: text[i + 1..end].to_string(),
-                    span: Span::new(file, i, end),
-                });
-                i = end;
-            }
-            _ => i += 1,
+    for (kind, range) in segments(text) {
+        if kind == Segment::Comment {
+            let end = if text[..range.end].ends_with('\r') {
+                range.end - 1
+            } else {
+                range.end
+            };
+            out.push(Comment {
+                text: text[range.start + 1..end].to_string(),
+                span: Span::new(file, range.start, end),
+            });
         }
     }
-}
-
-/// After a syntax error in the item starting at `start`: the start of the
-/// next line that begins, unindented, with a letter: the next top-level item.
-fn recover(text: &str, start: usize) -> usize {
-    let mut pos = start;
-    while let Some(i) = text[pos..].find('\n') {
-        pos += i + 1;
-        if text[pos..].starts_with(|c: char| c.is_ascii_alphabetic()) {
-            return pos;
-        }
-    }
-    text.len()
 }
 
 /// Where the item at the start of `text` nests brackets deeper than
-/// [`MAX_NESTING`], skipping strings and comments. Checked before pest runs,
+/// [`MAX_NESTING`], strings and comments aside. Checked before pest runs,
 /// since pest recurses once per level.
 fn too_deep(text: &str) -> Option<usize> {
     let bytes = text.as_bytes();
     let mut depth = 0usize;
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'#' => {
-                i = text[i..].find('\n').map_or(bytes.len(), |n| i + n);
-                continue;
-            }
-            b'"' if text[i..].starts_with("\"\"\"") => {
-                i = text[i + 3..]
-                    .find("\"\"\"")
-                    .map_or(bytes.len(), |n| i + 3 + n + 3);
-                continue;
-            }
-            b'"' => {
-                i += 1;
-                while i < bytes.len() && !matches!(bytes[i], b'"' | b'\n') {
-                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+    for (kind, range) in segments(text) {
+        if kind != Segment::Code {
+            continue;
+        }
+        for i in range {
+            match bytes[i] {
+                b'(' | b'[' | b'{' => {
+                    depth += 1;
+                    if depth > MAX_NESTING {
+                        return Some(i);
+                    }
                 }
-            }
-            b'(' | b'[' | b'{' => {
-                depth += 1;
-                if depth > MAX_NESTING {
-                    return Some(i);
-                }
-            }
-            // At top level, a line starting with a letter is the next item.
-            b'\n' if depth == 0 && bytes.get(i + 1).is_some_and(u8::is_ascii_alphabetic) => {
-                return None;
-            }
-            b')' | b']' | b'}' => {
-                depth = depth.saturating_sub(1);
-                // Back at top level at the start of a line: the item is over.
-                if depth == 0 && text[..i].ends_with('\n') {
+                // At top level, a line starting with a letter is the next item.
+                b'\n' if depth == 0 && bytes.get(i + 1).is_some_and(u8::is_ascii_alphabetic) => {
                     return None;
                 }
+                b')' | b']' | b'}' => {
+                    depth = depth.saturating_sub(1);
+                    // Back at top level at the start of a line: the item is over.
+                    if depth == 0 && i > 0 && bytes[i - 1] == b'\n' {
+                        return None;
+                    }
+                }
+                _ => {}
             }
-            _ => {}
         }
-        i += 1;
     }
     None
 }
@@ -394,12 +357,21 @@ fn syntax_help(found: &str, expected: &[String]) -> Option<String> {
     if expected.iter().any(|e| e.contains("`{`")) && word.is_empty() && found.starts_with('\n') {
         return Some("a stage's body is a block: `stage NAME { ... }`".into());
     }
-    if expected.iter().any(|e| e == "text") && (found.is_empty() || found.starts_with(['\n', '\r']))
-    {
+    // Only a "..." string takes escapes; a """...""" string ends only at
+    // its closing quotes.
+    let in_string = expected.iter().any(|e| e == "text");
+    let in_plain_string = in_string && expected.iter().any(|e| e == "an escape");
+    if in_plain_string && (found.is_empty() || found.starts_with(['\n', '\r'])) {
         return Some(
             "a \"...\" string ends on its line: close it, or use \"\"\"...\"\"\" for several lines"
                 .into(),
         );
+    }
+    if in_string && found.is_empty() {
+        return Some("a \"\"\"...\"\"\" string is missing its closing \"\"\"".into());
+    }
+    if found.starts_with('"') && expected.iter().any(|e| e == "a name") {
+        return Some("names are written without quotes: `stage build`".into());
     }
     if found.is_empty() {
         return Some("a `{` or a string may be missing its closing `}` or `\"`".into());
@@ -418,7 +390,7 @@ fn describe_found(rest: &str) -> String {
     if c == '\n' || c == '\r' {
         return "end of line".into();
     }
-    if c.is_control() || c == '\u{feff}' || c == '\u{200b}' {
+    if invisible(c) {
         return format!("`{}`", c.escape_unicode());
     }
     if c.is_alphanumeric() || c == '_' {
@@ -429,6 +401,16 @@ fn describe_found(rest: &str) -> String {
         return format!("`{word}`");
     }
     format!("`{c}`")
+}
+
+/// Characters a message would show as nothing, or as something else:
+/// controls, blanks other than a space (U+2028 breaks the line), zero-width
+/// characters and combining marks (which join the quote before them).
+fn invisible(c: char) -> bool {
+    c.is_control()
+        || (c.is_whitespace() && c != ' ')
+        || matches!(c, '\u{200b}'..='\u{200f}' | '\u{2060}'..='\u{2064}' | '\u{feff}')
+        || matches!(c, '\u{0300}'..='\u{036f}')
 }
 
 /// Rule names as the user would say them (pest's `renamed_rules`, by hand so
@@ -717,30 +699,25 @@ impl Builder {
         }
     }
 
+    /// A condition. A part the grammar promises but the tree does not hold
+    /// becomes [`Expr::Error`], which the checker reports: it is never
+    /// taken for `true`.
     fn expr(&mut self, pair: Pair<'_, Rule>) -> Expr {
+        let whole = self.span(&pair);
+        let missing = Expr::Error { span: whole };
         match pair.as_rule() {
             Rule::expr => {
                 let inner = self.children(pair);
-                inner.into_iter().next().map_or(
-                    Expr::Operand(Operand::Bool {
-                        value: true,
-                        span: Span::default(),
-                    }),
-                    |p| self.expr(p),
-                )
+                inner.into_iter().next().map_or(missing, |p| self.expr(p))
             }
             Rule::or_expr | Rule::and_expr => {
                 let is_or = pair.as_rule() == Rule::or_expr;
-                let span = self.span(&pair);
                 let children = self.children(pair);
-                if !self.count_operators(children.len().saturating_sub(1), span) {
-                    return Expr::Operand(Operand::Bool { value: true, span });
+                if !self.count_operators(children.len().saturating_sub(1), whole) {
+                    return missing;
                 }
                 let mut operands = children.into_iter().map(|p| self.expr(p));
-                let first = operands.next().unwrap_or(Expr::Operand(Operand::Bool {
-                    value: true,
-                    span: Span::default(),
-                }));
+                let first = operands.next().unwrap_or(missing);
                 operands.fold(first, |lhs, rhs| {
                     if is_or {
                         Expr::Or(Box::new(lhs), Box::new(rhs))
@@ -750,7 +727,6 @@ impl Builder {
                 })
             }
             Rule::unary => {
-                let whole = self.span(&pair);
                 let children = self.children(pair);
                 let nots: Vec<Span> = children
                     .iter()
@@ -758,21 +734,12 @@ impl Builder {
                     .map(|p| self.span(p))
                     .collect();
                 if !self.count_operators(nots.len(), whole) {
-                    return Expr::Operand(Operand::Bool {
-                        value: true,
-                        span: whole,
-                    });
+                    return missing;
                 }
                 let mut expr = children
                     .into_iter()
                     .find(|p| p.as_rule() != Rule::not_op)
-                    .map_or(
-                        Expr::Operand(Operand::Bool {
-                            value: true,
-                            span: whole,
-                        }),
-                        |p| self.expr(p),
-                    );
+                    .map_or(missing, |p| self.expr(p));
                 for not in nots.into_iter().rev() {
                     let span = not.to(expr.span());
                     expr = Expr::Not {
@@ -783,17 +750,11 @@ impl Builder {
                 expr
             }
             Rule::group => {
-                let span = self.span(&pair);
                 let inner = self.children(pair);
-                let expr = inner
-                    .into_iter()
-                    .next()
-                    .map_or(Expr::Operand(Operand::Bool { value: true, span }), |p| {
-                        self.expr(p)
-                    });
+                let expr = inner.into_iter().next().map_or(missing, |p| self.expr(p));
                 Expr::Group {
                     expr: Box::new(expr),
-                    span,
+                    span: whole,
                 }
             }
             Rule::comparison => {
@@ -811,11 +772,9 @@ impl Builder {
                         },
                         rhs,
                     },
-                    (Some(lhs), _, _) => Expr::Operand(lhs),
-                    _ => Expr::Operand(Operand::Bool {
-                        value: true,
-                        span: Span::default(),
-                    }),
+                    // A lone operand is a comparison without its operator.
+                    (Some(lhs), None, None) => Expr::Operand(lhs),
+                    _ => missing,
                 }
             }
             _ => Expr::Operand(self.operand(pair)),
@@ -840,6 +799,52 @@ impl Builder {
                 path: pair.as_str().to_string(),
                 span,
             },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The nesting check reads one item, as pest does: a string left open
+    /// at the end of its line ends there, and the next item is checked as
+    /// itself (it was read as part of the first, which was then reported
+    /// as too deep instead of unclosed).
+    #[test]
+    fn an_unclosed_string_ends_its_item_for_the_nesting_check() {
+        let deep = "[".repeat(MAX_NESTING + 6);
+        let text = format!("pipeline \"abc\nenv {{\n  A = {deep}\n}}\n");
+        let (_, diags) = parse(FileId(0), &text);
+        let messages: Vec<&str> = diags.iter().map(|d| d.message.as_str()).collect();
+        assert_eq!(
+            messages,
+            [
+                "expected text, an escape or `${`, but found end of line",
+                "too deeply nested"
+            ]
+        );
+    }
+
+    /// A file large enough to be parsed on several threads parses as it
+    /// does on one, with errors too.
+    #[test]
+    fn threads_change_nothing() {
+        let stage = |i: usize| {
+            format!(
+                "# stage {i}\nstage s{i} after s{} when branch == \"main\" {{\n  image \"x\"\n  run \"\"\"\n    echo {i}\n  \"\"\"\n}}\n\n",
+                i.saturating_sub(1)
+            )
+        };
+        let text: String = (0..3000).map(stage).collect();
+        assert!(text.len() >= PARALLEL_MIN_BYTES);
+        let broken = text.replacen("image \"x\"", "image \"x", 1);
+        for text in [text, broken] {
+            let one = parse_with(FileId(1), &text, ParseOptions { threads: 1 });
+            assert_eq!(
+                parse_with(FileId(1), &text, ParseOptions { threads: 4 }),
+                one
+            );
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Fixture files through the parser and checker, into insta snapshots:
 //! `tests/fixtures/ok/*.pipeline` must check clean (their Ast is snapshotted),
-//! `tests/fixtures/err/*.pipeline` must report (their rendered diagnostics
-//! are snapshotted).
+//! `tests/fixtures/err/*.pipeline` and `tests/fixtures/malformed/*.pipeline`
+//! must report (their rendered diagnostics are snapshotted).
 
 use slipway::source::FileId;
 
@@ -62,4 +62,25 @@ fn combined_fixture_reports_unknown_stage_cycle_and_undefined_variable_at_once()
         assert!(codes.contains(&code), "missing {code} in {codes:?}");
     }
     assert!(checked.pipeline.is_none());
+}
+
+/// Every file of the malformed corpus, as `slipway check` reports it
+/// (checking, then what only planning finds): each message, span and help
+/// in a snapshot, not just "at least one error".
+#[test]
+fn malformed_fixtures_report_spanned_errors() {
+    insta::glob!(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures"),
+        "malformed/*.pipeline",
+        |path| {
+            let mut checked = check_relative(path);
+            slipway::plan::validate_checked(&mut checked);
+            assert!(
+                checked.diagnostics.iter().any(|d| d.is_error()),
+                "{} reports no error",
+                path.display()
+            );
+            insta::assert_snapshot!("malformed", rendered(&checked));
+        }
+    );
 }
