@@ -468,6 +468,7 @@ impl Reader<'_> {
             return None;
         };
         let mut env = Env::new();
+        let mut ready = None;
         if let Some(block) = &s.block {
             let mut seen = Seen::new();
             for inner in &block.settings {
@@ -476,6 +477,7 @@ impl Reader<'_> {
                 }
                 match inner.key.name.as_str() {
                     "env" => self.env_block(inner, Context::Service, &mut env),
+                    "ready" => ready = self.text(inner, Context::Service),
                     _ => unknown_setting(inner, Context::Service, self.diags),
                 }
             }
@@ -485,6 +487,7 @@ impl Reader<'_> {
             span: name.span,
             image: Text::from_str(image, self.diags),
             env,
+            ready,
         })
     }
 

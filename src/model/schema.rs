@@ -85,6 +85,7 @@ impl SettingSpec {
 const TOP: &[Context] = &[Context::Top];
 const BODY: &[Context] = &[Context::Stage, Context::Template];
 const ENV_HOLDERS: &[Context] = &[Context::Environment, Context::Service];
+const SERVICE: &[Context] = &[Context::Service];
 const BUILD: &[Context] = &[Context::Build];
 const RELEASE: &[Context] = &[Context::Release];
 
@@ -140,6 +141,8 @@ pub(crate) static SETTINGS: &[SettingSpec] = &[
     SettingSpec::once("manual", BODY, "manual \"Release to ${environment}?\""),
     // In `environment` and `service` blocks.
     SettingSpec::many("env", ENV_HOLDERS, ENV).names(),
+    // In a `service` block.
+    SettingSpec::once("ready", SERVICE, "ready \"pg_isready -U postgres\""),
     // In a `build` block.
     SettingSpec::once("dockerfile", BUILD, "dockerfile \"Dockerfile\""),
     SettingSpec::once("target", BUILD, "target \"release\""),

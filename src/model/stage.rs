@@ -283,6 +283,7 @@ fn check_texts(top: &Top<'_>, stage: &Stage, scope: &HashSet<String>, diags: &mu
     texts.extend(stage.artifacts.iter());
     texts.extend(stage.caches.iter());
     texts.extend(stage.services.iter().map(|s| &s.image));
+    texts.extend(stage.services.iter().filter_map(|s| s.ready.as_ref()));
     match &stage.action {
         Action::Run { .. } => {}
         Action::Build(b) => texts.extend(build_texts(b)),
@@ -358,6 +359,7 @@ pub(super) fn body_texts(b: &Body) -> Vec<&Text> {
     out.extend(b.artifacts.iter());
     out.extend(b.caches.iter());
     out.extend(b.services.iter().map(|s| &s.image));
+    out.extend(b.services.iter().filter_map(|s| s.ready.as_ref()));
     out.extend(b.manual.iter());
     if let Some(build) = &b.build {
         out.extend(build_texts(build));

@@ -128,6 +128,9 @@ pub struct Service {
     pub span: Span,
     pub image: Text,
     pub env: Env,
+    /// `ready "command"`: run in the service's container until it
+    /// succeeds, before the stage's script.
+    pub ready: Option<Text>,
 }
 
 #[derive(Debug, Clone, Serialize)]

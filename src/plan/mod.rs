@@ -327,7 +327,7 @@ fn plan_cell(
                 image: scope.interpolate(&s.image, diags),
                 env,
                 secret_env,
-                ready: None,
+                ready: s.ready.as_ref().map(|r| scope.interpolate(r, diags)),
             }
         })
         .collect();

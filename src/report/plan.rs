@@ -162,6 +162,9 @@ fn stage(
         for (k, v) in &svc.env {
             let _ = write!(desc, "\n  {k} = {v}");
         }
+        if let Some(ready) = &svc.ready {
+            let _ = write!(desc, "\n  ready: {ready}");
+        }
         row("service", &desc);
     }
     if !s.artifacts.is_empty() {

@@ -900,3 +900,63 @@ fn the_engine_going_away_mid_run_fails_the_stage_and_exits_3() {
         "{events:?}"
     );
 }
+
+/// A web server built from local/busybox that serves `/ping` only after a
+/// second and a half, and declares no `HEALTHCHECK`: without a `ready`
+/// command a stage would start before it answers.
+fn slow_httpd_image() -> &'static str {
+    build_image(
+        "local/slipway-test-httpd:slow",
+        "FROM local/busybox\n\
+         CMD [\"sh\", \"-c\", \"mkdir -p /srv && sleep 1.5 && echo pong > /srv/ping && exec httpd -f -p 8080 -h /srv\"]\n",
+    )
+}
+
+#[test]
+fn a_service_is_waited_for_until_its_ready_command_succeeds() {
+    if !engine() {
+        return;
+    }
+    let image = slow_httpd_image();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pipeline = format!("ready-{}", std::process::id());
+    let text = format!(
+        "pipeline \"{pipeline}\"\n\nstage use {{\n  image \"local/busybox\"\n  service web \"{image}\" {{\n    ready \"wget -q -O- http://127.0.0.1:8080/ping\"\n  }}\n  run \"wget -q -O- http://web:8080/ping\"\n}}\n\n\
+         stage never {{\n  image \"local/busybox\"\n  timeout 3s\n  service web \"{image}\" {{\n    ready \"test -f /never\"\n  }}\n  run \"true\"\n}}\n"
+    );
+    let (code, events, stderr, _) = run(dir.path(), &text, &["--keep-going"]);
+    assert_eq!(code, Some(1), "{stderr}\n{events:?}");
+    let logs = |stage: &str| -> Vec<String> {
+        events
+            .iter()
+            .filter(|e| e["event"] == "log" && e["stage"] == stage)
+            .filter_map(|e| e["line"].as_str().map(str::to_string))
+            .collect()
+    };
+    let status = |stage: &str| {
+        events
+            .iter()
+            .rev()
+            .find(|e| e["event"] == "stage_finished" && e["stage"] == stage)
+            .map(|e| e["status"].clone())
+    };
+    assert_eq!(status("use"), Some("succeeded".into()), "{events:?}");
+    let use_logs = logs("use");
+    assert_eq!(
+        use_logs,
+        [
+            "waiting for service `web` to be ready (`wget -q -O- http://127.0.0.1:8080/ping`)",
+            "pong"
+        ],
+        "the script ran once the service answered"
+    );
+    // A service that never gets ready holds the stage until its timeout.
+    assert_eq!(status("never"), Some("timed_out".into()), "{events:?}");
+    assert!(
+        logs("never")
+            .iter()
+            .any(|l| l.contains("waiting for service `web` to be ready")),
+        "{events:?}"
+    );
+    assert_eq!(left_behind(&pipeline), 0);
+}

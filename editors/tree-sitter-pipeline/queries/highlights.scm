@@ -40,7 +40,7 @@
   (#any-of? @keyword
     "pipeline" "include" "env" "secret" "environment" "template"
     "image" "run" "matrix" "service" "retry" "timeout" "allow-failure"
-    "artifact" "cache" "build" "release" "manual"
+    "artifact" "cache" "build" "release" "manual" "ready"
     "dockerfile" "target" "tag" "label" "arg" "push"
     "namespace" "manifests" "wait" "rollback" "prune" "history"))
 
@@ -52,7 +52,7 @@
   (#not-any-of? @variable
     "pipeline" "include" "env" "secret" "environment" "template"
     "image" "run" "matrix" "service" "retry" "timeout" "allow-failure"
-    "artifact" "cache" "build" "release" "manual"
+    "artifact" "cache" "build" "release" "manual" "ready"
     "dockerfile" "target" "tag" "label" "arg" "push"
     "namespace" "manifests" "wait" "rollback" "prune" "history"))
 
@@ -63,7 +63,7 @@
   (#not-any-of? @property
     "pipeline" "include" "env" "secret" "environment" "template"
     "image" "run" "matrix" "service" "retry" "timeout" "allow-failure"
-    "artifact" "cache" "build" "release" "manual"
+    "artifact" "cache" "build" "release" "manual" "ready"
     "dockerfile" "target" "tag" "label" "arg" "push"
     "namespace" "manifests" "wait" "rollback" "prune" "history"))
 
@@ -74,7 +74,7 @@
   (#not-any-of? @property
     "pipeline" "include" "env" "secret" "environment" "template"
     "image" "run" "matrix" "service" "retry" "timeout" "allow-failure"
-    "artifact" "cache" "build" "release" "manual"
+    "artifact" "cache" "build" "release" "manual" "ready"
     "dockerfile" "target" "tag" "label" "arg" "push"
     "namespace" "manifests" "wait" "rollback" "prune" "history"))
 

@@ -27,7 +27,7 @@
   (#any-of? @keyword
     "pipeline" "include" "env" "secret" "environment" "template"
     "image" "run" "matrix" "service" "retry" "timeout" "allow-failure"
-    "artifact" "cache" "build" "release" "manual"
+    "artifact" "cache" "build" "release" "manual" "ready"
     "dockerfile" "target" "tag" "label" "arg" "push"
     "namespace" "manifests" "wait" "rollback" "prune" "history"))
 
@@ -38,7 +38,7 @@
   (#not-any-of? @variable
     "pipeline" "include" "env" "secret" "environment" "template"
     "image" "run" "matrix" "service" "retry" "timeout" "allow-failure"
-    "artifact" "cache" "build" "release" "manual"
+    "artifact" "cache" "build" "release" "manual" "ready"
     "dockerfile" "target" "tag" "label" "arg" "push"
     "namespace" "manifests" "wait" "rollback" "prune" "history"))
 
@@ -48,7 +48,7 @@
   (#not-any-of? @variable.other.member
     "pipeline" "include" "env" "secret" "environment" "template"
     "image" "run" "matrix" "service" "retry" "timeout" "allow-failure"
-    "artifact" "cache" "build" "release" "manual"
+    "artifact" "cache" "build" "release" "manual" "ready"
     "dockerfile" "target" "tag" "label" "arg" "push"
     "namespace" "manifests" "wait" "rollback" "prune" "history"))
 
@@ -59,7 +59,7 @@
   (#not-any-of? @variable.other.member
     "pipeline" "include" "env" "secret" "environment" "template"
     "image" "run" "matrix" "service" "retry" "timeout" "allow-failure"
-    "artifact" "cache" "build" "release" "manual"
+    "artifact" "cache" "build" "release" "manual" "ready"
     "dockerfile" "target" "tag" "label" "arg" "push"
     "namespace" "manifests" "wait" "rollback" "prune" "history"))
 
