@@ -5,6 +5,7 @@
 
 mod check;
 mod fmt;
+mod gc;
 mod git;
 mod graph;
 mod lsp;
@@ -77,6 +78,9 @@ enum Command {
     /// Look at releases in the cluster, roll one back, or diff what a
     /// pipeline would apply.
     Release(release::ReleaseArgs),
+    /// Remove what runs that ended without cleaning up (killed with
+    /// SIGKILL, say) left on the Docker engine.
+    Gc(gc::GcArgs),
     /// Start the language server, for editors (over standard input and output).
     Lsp(lsp::LspArgs),
 }
@@ -128,6 +132,7 @@ pub fn main() -> ExitCode {
         Command::Fmt(a) => fmt::run(&a, &global),
         Command::Run(a) => run::run(&a, &global),
         Command::Release(a) => release::run(&a, &global),
+        Command::Gc(a) => gc::run(&a, &global),
         Command::Lsp(a) => lsp::run(&a, &global),
     };
     match result {

@@ -960,3 +960,87 @@ fn a_service_is_waited_for_until_its_ready_command_succeeds() {
     );
     assert_eq!(left_behind(&pipeline), 0);
 }
+
+/// Starts `slipway run` of `text` in `dir` and returns it once its stage
+/// has printed `started`.
+fn run_until_started(dir: &Path, text: &str) -> std::process::Child {
+    use std::io::BufRead as _;
+    std::fs::write(dir.join("p.pipeline"), text).expect("write");
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("slipway"))
+        .current_dir(dir)
+        .args(["run", "p.pipeline", "--output", "json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawns");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    let started = lines.any(|l| l.is_ok_and(|l| l.contains("\"line\":\"started\"")));
+    assert!(started, "the stage never started");
+    // Keep reading, so the run never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    child
+}
+
+#[test]
+fn gc_removes_what_a_killed_run_left_and_keeps_a_run_still_going() {
+    if !engine() {
+        return;
+    }
+    let pid = std::process::id();
+    let (killed, going) = (format!("gc-killed-{pid}"), format!("gc-going-{pid}"));
+    let pipeline = |name: &str| {
+        format!(
+            "pipeline \"{name}\"\n\nstage long {{\n  image \"local/busybox\"\n  run \"echo started; sleep 120\"\n}}\n"
+        )
+    };
+    let (a, b) = (
+        tempfile::tempdir().expect("tempdir"),
+        tempfile::tempdir().expect("tempdir"),
+    );
+    let mut dead = run_until_started(a.path(), &pipeline(&killed));
+    let mut alive = run_until_started(b.path(), &pipeline(&going));
+    // SIGKILL: no chance to clean up.
+    dead.kill().expect("kill");
+    let _ = dead.wait();
+    assert!(
+        left_behind(&killed) >= 3,
+        "a container, a network, a volume"
+    );
+    let gc = |extra: &[&str]| {
+        let out = Command::cargo_bin("slipway")
+            .expect("binary")
+            .arg("gc")
+            .args(extra)
+            .output()
+            .expect("gc");
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let said = gc(&["--dry-run"]);
+    assert!(
+        said.contains("would remove run") && said.contains(&format!("(pipeline `{killed}`)")),
+        "{said}"
+    );
+    assert!(
+        !said.contains(&going),
+        "a run still going is not touched: {said}"
+    );
+    assert!(left_behind(&killed) >= 3, "--dry-run removes nothing");
+    let said = gc(&[]);
+    assert!(
+        said.contains(&format!(
+            "(pipeline `{killed}`): 1 container, 1 network, 1 volume"
+        )),
+        "{said}"
+    );
+    assert_eq!(left_behind(&killed), 0, "{said}");
+    assert!(left_behind(&going) >= 3, "the live run keeps its objects");
+    // The live run ends normally and cleans up after itself.
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(alive.id()).expect("pid")),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let _ = alive.wait();
+    assert_eq!(left_behind(&going), 0);
+}

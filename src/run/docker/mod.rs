@@ -35,6 +35,7 @@ mod ahead;
 mod build;
 mod container;
 mod engine;
+pub mod gc;
 mod logs;
 mod services;
 mod workspace;
