@@ -78,8 +78,7 @@ enum Command {
     /// Look at releases in the cluster, roll one back, or diff what a
     /// pipeline would apply.
     Release(release::ReleaseArgs),
-    /// Remove what runs that ended without cleaning up (killed with
-    /// SIGKILL, say) left on the Docker engine.
+    /// Remove what killed runs left behind on the Docker engine.
     Gc(gc::GcArgs),
     /// Start the language server, for editors (over standard input and output).
     Lsp(lsp::LspArgs),

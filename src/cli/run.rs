@@ -22,6 +22,9 @@ pub(crate) enum BackendKind {
     Docker,
     /// Run scripts as host processes (`sh -e`); images are not used.
     Local,
+    /// Each stage as a Pod in a Kubernetes cluster (`--namespace`,
+    /// `--context`).
+    Kubernetes,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,8 +49,13 @@ pub(crate) struct RunArgs {
     keep_going: bool,
 
     /// Where stages run.
-    #[arg(long, value_enum, default_value_t = BackendKind::Docker)]
+    #[arg(long, value_enum, env = "SLIPWAY_BACKEND", default_value_t = BackendKind::Docker)]
     backend: BackendKind,
+
+    /// The namespace stages run in (kubernetes backend; created when
+    /// missing). Default: the kubeconfig context's.
+    #[arg(long, value_name = "NS")]
+    namespace: Option<String>,
 
     #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
     output: OutputFormat,
@@ -71,7 +79,8 @@ pub(crate) struct RunArgs {
     #[arg(long, value_enum, value_name = "MODE", default_value_t = crate::run::docker::WorkspaceMode::Isolated)]
     workspace: crate::run::docker::WorkspaceMode,
 
-    /// The kubeconfig context for `release` stages (default: the current one).
+    /// The kubeconfig context for `release` stages and the kubernetes
+    /// backend (default: the current one).
     #[arg(long, value_name = "NAME")]
     context: Option<String>,
 
@@ -108,6 +117,14 @@ pub(crate) fn run(args: &RunArgs, global: &Global) -> Result<(), Error> {
             BackendKind::Local => Arc::new(crate::run::local::LocalBackend),
             BackendKind::Docker => Arc::new(
                 crate::run::docker::DockerBackend::connect(args.pull, args.workspace).await?,
+            ),
+            BackendKind::Kubernetes => Arc::new(
+                crate::run::kubernetes::KubernetesBackend::connect(
+                    args.context.as_deref(),
+                    args.namespace.as_deref(),
+                    args.pull,
+                )
+                .await?,
             ),
         };
         let backend: Arc<dyn Backend> = Arc::new(crate::run::releasing::WithRelease::new(

@@ -245,6 +245,13 @@ pub trait Backend: Send + Sync {
         Ok(())
     }
 
+    /// Whether this backend can run `stage` as a whole (its action, and
+    /// what else it asks for: services, artifacts, caches); by default,
+    /// whether it supports its action.
+    fn supports_stage(&self, stage: &PlannedStage) -> Result<(), String> {
+        self.supports(&stage.action)
+    }
+
     /// How many prepared attempts the scheduler may hold at once (never
     /// more than `-j`). Preparing ahead is nearly free for containers, but
     /// a Pod made ahead holds cluster capacity; 0, the default, prepares

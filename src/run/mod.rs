@@ -6,6 +6,8 @@ pub mod artifacts;
 pub mod backend;
 pub mod docker;
 pub mod events;
+mod gate;
+pub mod kubernetes;
 pub mod local;
 pub mod mask;
 pub mod releasing;

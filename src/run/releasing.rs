@@ -62,6 +62,13 @@ impl Backend for WithRelease {
         }
     }
 
+    fn supports_stage(&self, stage: &crate::plan::PlannedStage) -> Result<(), String> {
+        match &stage.action {
+            PlannedAction::Release(_) => Ok(()),
+            _ => self.inner.supports_stage(stage),
+        }
+    }
+
     fn ahead(&self) -> usize {
         self.inner.ahead()
     }

@@ -121,7 +121,7 @@ pub async fn run(
 ) -> Result<RunSummary, RunError> {
     for stage in plan.stages.iter().filter(|s| !s.skipped && !s.is_manual()) {
         backend
-            .supports(&stage.action)
+            .supports_stage(stage)
             .map_err(|why| RunError::Unsupported(format!("cannot run `{}`: {why}", stage.name)))?;
     }
     let start = Instant::now();

@@ -7,6 +7,7 @@ mod docs;
 mod examples;
 mod fixtures;
 mod flagship;
+mod kubernetes;
 mod lsp;
 mod nvim;
 mod release;

@@ -28,13 +28,6 @@ use super::workspace::{cache_bind, in_container, overlay_volume};
 use super::{Attempt, Starting, WORKSPACE, WorkspaceMode, sanitize};
 use crate::run::backend::{Failure, FailureKind, Outcome, Output};
 
-/// The command of every stage's container: it waits for one line on
-/// standard input (or its end, which stops it), runs the stage's
-/// `sh -e -c SCRIPT` (`$1`), then writes `NONCE STATUS` (`$2`) on standard
-/// output and standard error, and exits with the script's status.
-const GATE: &str =
-    "read -r _ || exit 0; sh -e -c \"$1\"; s=$?; echo \"$2 $s\"; echo \"$2 $s\" >&2; exit $s";
-
 /// A stage's container, started with its script waiting behind the gate.
 pub(super) struct Created {
     pub(super) id: String,
@@ -59,7 +52,7 @@ pub(super) async fn start(
     script: &str,
     image: &str,
 ) -> Result<Created, Failure> {
-    let nonce = nonce();
+    let nonce = crate::run::gate::nonce();
     let (id, volume) = create(attempt, script, image, &nonce).await?;
     match start_gated(&attempt.docker, &id, nonce).await {
         Ok(gate) => Ok(Created { id, volume, gate }),
@@ -72,7 +65,7 @@ pub(super) async fn start(
 
 /// Creates (does not start) the container of a `run` stage, with its view
 /// of the workspace, its caches, env and labels, its script behind
-/// [`GATE`] with standard input open. Gives its id and workspace volume.
+/// the gate (`run::gate`) with standard input open. Gives its id and workspace volume.
 async fn create(
     attempt: &Attempt,
     script: &str,
@@ -111,14 +104,7 @@ async fn create(
         binds.push(cache_bind(&job.context.pipeline, path));
     }
     // The script is not secret; secrets reach it only through the env.
-    let cmd = vec![
-        "sh".into(),
-        "-c".into(),
-        GATE.into(),
-        "sh".into(),
-        script.to_string(),
-        nonce.into(),
-    ];
+    let cmd = crate::run::gate::command(script, nonce);
     let body = ContainerCreateBody {
         image: Some(image.to_string()),
         cmd: Some(cmd),
@@ -151,17 +137,6 @@ async fn create(
             Err(failure("cannot create the container", &e))
         }
     }
-}
-
-/// A fresh end-of-script marker: random, so that no output can pass for it
-/// (the clock, should the system's generator fail).
-fn nonce() -> String {
-    let mut bytes = [0u8; 16];
-    if getrandom::fill(&mut bytes).is_err() {
-        bytes = jiff::Timestamp::now().as_nanosecond().to_le_bytes();
-    }
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("slipway-end-{hex}")
 }
 
 /// Attaches to a gated container's standard streams, then starts it: its

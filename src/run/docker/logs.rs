@@ -40,19 +40,13 @@ pub(super) async fn stream_output(
         while let Some(n) = buf.iter().position(|b| *b == b'\n') {
             let line: Vec<u8> = buf.drain(..=n).collect();
             let text = String::from_utf8_lossy(&line);
-            let mut shown = text.as_ref();
-            if let Some(at) = text.find(nonce) {
-                let status = text[at..].split_whitespace().nth(1).map(str::parse::<i32>);
-                if let Some(Ok(status)) = status {
-                    marked[which] = Some(status);
-                    // What the script wrote without a final line break.
-                    shown = &text[..at];
-                    if shown.is_empty() {
-                        continue;
-                    }
-                }
+            let (shown, status) = crate::run::gate::read_line(&text, nonce);
+            if status.is_some() {
+                marked[which] = status;
             }
-            output.line(kind, shown).await;
+            if let Some(shown) = shown {
+                output.line(kind, shown).await;
+            }
         }
         if let [Some(status), Some(_)] = marked {
             let _ = ended.send(status);

@@ -1,0 +1,227 @@
+//! The Kubernetes backend: each stage attempt runs as a Pod in the run's
+//! namespace, labelled `dev.slipway.run=<run id>` and
+//! `dev.slipway.stage=<stage>`, with `restartPolicy: Never`.
+//!
+//! The project reaches the Pod through the API: an init container,
+//! `workspace`, unpacks a tar of it (without what `.gitignore` and
+//! `.slipwayignore` leave out, nor `.git` and `.slipway`) from its standard
+//! input into an `emptyDir` at `/workspace`, which slipway sends over an
+//! attach. Each attempt gets its own copy, and the project on the host is
+//! never written. The stage's container then starts with its script
+//! behind the same gate as on Docker (`run::gate`): slipway attaches to it,
+//! sends the line that lets the script run, and reads its output from the
+//! attach streams; the gate's end line gives the exit status. Secret env
+//! values live in one Secret per run and reach containers through
+//! `secretKeyRef`, never in a Pod spec. A Pod that cannot be scheduled, or
+//! whose image cannot be pulled, fails its stage as soon as the cluster
+//! says so. Timeouts and Ctrl-C delete the Pod at once.
+//!
+//! Not yet here (refused before a run starts): services, artifacts and
+//! caches, and Pods prepared ahead.
+
+mod pod;
+mod workspace;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock};
+
+use k8s_openapi::api::core::v1::{Namespace, Pod, Secret};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use tokio_util::sync::CancellationToken;
+
+use super::backend::{Backend, BoxFuture, EnvValue, Job, Outcome, Output, Prepared, RunInfo};
+use super::docker::Pull;
+use crate::plan::{PlannedAction, PlannedStage};
+
+/// The label every Pod and Secret of a run carries.
+pub const RUN_LABEL: &str = "dev.slipway.run";
+
+pub struct KubernetesBackend {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: kube::Client,
+    namespace: String,
+    pull: Pull,
+    /// Set by `open`.
+    run: OnceLock<String>,
+    /// The run's Secret: each secret value a stage uses, by key. Kept here
+    /// so that each value is added once.
+    secrets: tokio::sync::Mutex<BTreeMap<String, String>>,
+}
+
+impl KubernetesBackend {
+    /// Connects with the default loading rules (`KUBECONFIG`, else
+    /// `~/.kube/config`, else the in-cluster account), in `context` when
+    /// given; Pods go to `namespace`, else the context's namespace.
+    pub async fn connect(
+        context: Option<&str>,
+        namespace: Option<&str>,
+        pull: Pull,
+    ) -> Result<Self, crate::release::apply::ApiError> {
+        let client = crate::release::client::connect(context).await?;
+        let namespace =
+            namespace.map_or_else(|| client.default_namespace().to_string(), str::to_string);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                client,
+                namespace,
+                pull,
+                run: OnceLock::new(),
+                secrets: tokio::sync::Mutex::new(BTreeMap::new()),
+            }),
+        })
+    }
+}
+
+impl Inner {
+    fn run(&self) -> &str {
+        self.run.get().map_or("", String::as_str)
+    }
+
+    fn secret_name(&self) -> String {
+        format!("slipway-{}", self.run())
+    }
+
+    /// Creates the namespace when it is missing.
+    async fn namespace(&self) -> Result<(), String> {
+        let namespaces: Api<Namespace> = Api::all(self.client.clone());
+        let found = namespaces
+            .get_opt(&self.namespace)
+            .await
+            .map_err(|e| format!("cannot read namespace `{}`: {e}", self.namespace))?;
+        if found.is_none() {
+            let ns: Namespace = serde_json::from_value(serde_json::json!({
+                "apiVersion": "v1",
+                "kind": "Namespace",
+                "metadata": { "name": self.namespace },
+            }))
+            .map_err(|e| e.to_string())?;
+            match namespaces.create(&PostParams::default(), &ns).await {
+                Ok(_) => {}
+                // Made meanwhile by another run.
+                Err(kube::Error::Api(s)) if s.code == 409 => {}
+                Err(e) => {
+                    return Err(format!("cannot create namespace `{}`: {e}", self.namespace));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The keys of the run's Secret that hold `job`'s secret values,
+    /// adding those it does not hold yet.
+    async fn secret_keys(&self, job: &Job) -> Result<BTreeMap<String, String>, Outcome> {
+        let values: Vec<&str> = job
+            .env
+            .values()
+            .filter_map(|v| match v {
+                EnvValue::Secret(s) => Some(s.as_str()),
+                EnvValue::Plain(_) => None,
+            })
+            .collect();
+        if values.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let mut kept = self.secrets.lock().await;
+        let before = kept.len();
+        for v in &values {
+            if !kept.contains_key(*v) {
+                let key = format!("v{}", kept.len());
+                kept.insert((*v).to_string(), key);
+            }
+        }
+        if kept.len() != before {
+            let data: BTreeMap<&str, &str> =
+                kept.iter().map(|(v, k)| (k.as_str(), v.as_str())).collect();
+            let secret: Secret = serde_json::from_value(serde_json::json!({
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {
+                    "name": self.secret_name(),
+                    "labels": { RUN_LABEL: self.run() },
+                },
+                "type": "Opaque",
+                "stringData": data,
+            }))
+            .map_err(|e| Outcome::Internal(e.to_string()))?;
+            let api: Api<Secret> = Api::namespaced(self.client.clone(), &self.namespace);
+            api.patch(
+                &self.secret_name(),
+                &PatchParams::apply("slipway").force(),
+                &Patch::Apply(&secret),
+            )
+            .await
+            .map_err(|e| pod::failed("cannot write the run's Secret", &e))?;
+        }
+        Ok(kept.clone())
+    }
+
+    /// Deletes the run's Secret and any Pod of the run still there.
+    async fn finish(&self) {
+        let Some(run) = self.run.get() else { return };
+        let labels = ListParams::default().labels(&format!("{RUN_LABEL}={run}"));
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &self.namespace);
+        let _ = pods
+            .delete_collection(&DeleteParams::default().grace_period(0), &labels)
+            .await;
+        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &self.namespace);
+        let _ = secrets
+            .delete(&self.secret_name(), &DeleteParams::default())
+            .await;
+    }
+}
+
+impl Backend for KubernetesBackend {
+    fn open<'a>(&'a self, info: &'a RunInfo) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            self.inner
+                .run
+                .set(info.run.clone())
+                .map_err(|_| "the backend was opened twice".to_string())?;
+            self.inner.namespace().await
+        })
+    }
+
+    fn supports(&self, action: &PlannedAction) -> Result<(), String> {
+        match action {
+            PlannedAction::Run { .. } => Ok(()),
+            other => Err(format!(
+                "the kubernetes backend does not run `{}` stages yet",
+                other.kind()
+            )),
+        }
+    }
+
+    fn supports_stage(&self, stage: &PlannedStage) -> Result<(), String> {
+        self.supports(&stage.action)?;
+        let missing = [
+            (!stage.services.is_empty(), "services"),
+            (!stage.artifacts.is_empty(), "artifacts"),
+            (!stage.caches.is_empty(), "caches"),
+        ];
+        match missing.iter().find(|(has, _)| *has) {
+            Some((_, what)) => Err(format!(
+                "the kubernetes backend does not run stages with {what} yet; use `--backend docker`"
+            )),
+            None if stage.image.is_none() => Err("a stage needs an `image` to run as a Pod".into()),
+            None => Ok(()),
+        }
+    }
+
+    fn execute(
+        &self,
+        job: Job,
+        _: Option<Prepared>,
+        output: Output,
+        cancel: CancellationToken,
+    ) -> BoxFuture<'static, Outcome> {
+        let inner = Arc::clone(&self.inner);
+        Box::pin(async move { pod::attempt(&inner, job, &output, &cancel).await })
+    }
+
+    fn close(&self) -> BoxFuture<'_, ()> {
+        Box::pin(self.inner.finish())
+    }
+}

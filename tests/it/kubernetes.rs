@@ -1,0 +1,185 @@
+//! `slipway run --backend kubernetes` on the test cluster (see
+//! `release.rs`): stages as Pods, the workspace sent in, secrets through
+//! the run's Secret, exit codes, timeouts, fast failures, and nothing left
+//! behind. With `CI` set these fail when no cluster comes up.
+
+use std::io::BufRead as _;
+use std::path::Path;
+
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use serde_json::Value;
+
+use crate::release::{cluster, drop_namespace, kube, slipway, unique};
+
+fn objects_left(kubeconfig: &Path, ns: &str) -> usize {
+    let ns = ns.to_string();
+    kube(kubeconfig, async move |client| {
+        let params = kube::api::ListParams::default().labels("dev.slipway.run");
+        let pods: kube::Api<Pod> = kube::Api::namespaced(client.clone(), &ns);
+        let secrets: kube::Api<Secret> = kube::Api::namespaced(client, &ns);
+        // Pods deleted with no grace period may still be listed while the
+        // kubelet stops them; those are on their way out.
+        let live = pods
+            .list(&params)
+            .await
+            .map(|l| {
+                l.items
+                    .iter()
+                    .filter(|p| p.metadata.deletion_timestamp.is_none())
+                    .count()
+            })
+            .unwrap_or(0);
+        live + secrets
+            .list(&params)
+            .await
+            .map(|l| l.items.len())
+            .unwrap_or(0)
+    })
+}
+
+#[test]
+fn stages_run_as_pods_with_the_workspace_their_env_and_secrets_and_leave_nothing() {
+    let Some(kubeconfig) = cluster() else { return };
+    let ns = unique("slipway-k8s-run");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    std::fs::write(root.join("data.txt"), "from the workspace\n").expect("write");
+    std::fs::write(root.join(".gitignore"), "*.log\n").expect("write");
+    std::fs::write(root.join("skip.log"), "not sent\n").expect("write");
+    std::fs::write(
+        root.join("p.pipeline"),
+        "pipeline \"k8s\"\n\nsecret TOKEN\n\nenv {\n  GREETING = \"hi\"\n  AUTH = \"Bearer ${secret.TOKEN}\"\n}\n\n\
+         stage first {\n  image \"local/busybox\"\n  run \"\"\"\n    cat data.txt\n    test ! -e skip.log\n    echo $GREETING\n    echo auth=$AUTH\n    echo started\n    sleep 3\n  \"\"\"\n}\n\n\
+         stage fails after first {\n  image \"local/busybox\"\n  run \"echo failing >&2; exit 3\"\n}\n\n\
+         stage late {\n  image \"local/busybox\"\n  timeout 3s\n  run \"sleep 60\"\n}\n\n\
+         stage unpullable {\n  image \"local/slipway-no-such-image:1\"\n  timeout 60s\n  run \"true\"\n}\n",
+    )
+    .expect("write");
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("slipway"))
+        .current_dir(root)
+        .env("KUBECONFIG", &kubeconfig)
+        .env("TOKEN", "s3cret-value")
+        .args([
+            "run",
+            "p.pipeline",
+            "--backend",
+            "kubernetes",
+            "--namespace",
+            &ns,
+            "--pull",
+            "never",
+            "--keep-going",
+            "--output",
+            "json",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawns");
+    let stdout = child.stdout.take().expect("stdout");
+    let reader = std::thread::spawn(move || {
+        std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .filter_map(|l| serde_json::from_str::<Value>(&l).ok())
+            .collect::<Vec<Value>>()
+    });
+    // While the stages run: their Pods are there, and no Pod spec holds the
+    // secret's value; it comes through the run's Secret.
+    let specs = {
+        let ns = ns.clone();
+        kube(&kubeconfig, async move |client| {
+            let pods: kube::Api<Pod> = kube::Api::namespaced(client, &ns);
+            for _ in 0..600 {
+                let list = pods.list(&Default::default()).await.expect("pods");
+                if list.items.iter().any(|p| {
+                    p.metadata
+                        .annotations
+                        .as_ref()
+                        .is_some_and(|a| a.get("slipway.dev/stage").is_some_and(|s| s == "first"))
+                }) {
+                    return serde_json::to_string(&list.items).expect("json");
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            String::new()
+        })
+    };
+    assert!(specs.contains("secretKeyRef"), "{specs}");
+    assert!(!specs.contains("s3cret-value"), "a secret in a Pod spec");
+    let events = reader.join().expect("events");
+    let status = child.wait().expect("exits");
+    let mut stderr = String::new();
+    if let Some(mut s) = child.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut s, &mut stderr);
+    }
+    let finished = |stage: &str| {
+        events
+            .iter()
+            .rev()
+            .find(|e| e["event"] == "stage_finished" && e["stage"] == stage)
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    let logs = |stage: &str| -> Vec<String> {
+        events
+            .iter()
+            .filter(|e| e["event"] == "log" && e["stage"] == stage)
+            .filter_map(|e| e["line"].as_str().map(str::to_string))
+            .collect()
+    };
+    let left = objects_left(&kubeconfig, &ns);
+    drop_namespace(&kubeconfig, &ns);
+    assert_eq!(status.code(), Some(1), "{stderr}\n{events:?}");
+    assert_eq!(finished("first")["status"], "succeeded", "{events:?}");
+    assert_eq!(
+        logs("first"),
+        ["from the workspace", "hi", "auth=Bearer ***", "started"]
+    );
+    assert_eq!(finished("fails")["status"], "failed");
+    assert_eq!(finished("fails")["exit_code"], 3);
+    assert_eq!(logs("fails"), ["failing"]);
+    assert_eq!(finished("late")["status"], "timed_out", "{events:?}");
+    // Refused by the kubelet at once, not at the stage's 60 s timeout.
+    let unpullable = finished("unpullable");
+    assert_eq!(unpullable["status"], "failed", "{unpullable}");
+    assert!(
+        unpullable["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("could not be pulled")),
+        "{unpullable}"
+    );
+    assert_eq!(left, 0, "no Pod or Secret of the run is left");
+}
+
+#[test]
+fn a_stage_the_kubernetes_backend_cannot_run_yet_is_refused_before_anything_runs() {
+    let Some(kubeconfig) = cluster() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("p.pipeline"),
+        "pipeline \"k8s-refused\"\n\nstage it {\n  image \"local/busybox\"\n  service db \"local/busybox\"\n  run \"true\"\n}\n",
+    )
+    .expect("write");
+    let ns = unique("slipway-k8s-refused");
+    let run = slipway(
+        dir.path(),
+        &kubeconfig,
+        &[
+            "run",
+            "p.pipeline",
+            "--backend",
+            "kubernetes",
+            "--namespace",
+            &ns,
+        ],
+    );
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(
+        run.stderr.contains(
+            "cannot run `it`: the kubernetes backend does not run stages with services yet"
+        ),
+        "{}",
+        run.stderr
+    );
+}
