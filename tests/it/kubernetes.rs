@@ -183,3 +183,122 @@ fn a_stage_the_kubernetes_backend_cannot_run_yet_is_refused_before_anything_runs
         run.stderr
     );
 }
+
+/// The Role in docs/kubernetes.md, as written there.
+fn documented_role() -> Value {
+    let doc =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/kubernetes.md"))
+            .expect("docs/kubernetes.md");
+    let start = doc.find("```yaml\n").expect("a yaml block") + "```yaml\n".len();
+    let end = start + doc[start..].find("```").expect("its end");
+    serde_yaml_ng::from_str(&doc[start..end]).expect("the Role parses")
+}
+
+#[test]
+fn the_role_in_the_docs_is_enough_to_run() {
+    let Some(admin) = cluster() else { return };
+    let ns = unique("slipway-k8s-rbac");
+    let role = documented_role();
+    let token = {
+        let ns = ns.clone();
+        kube(&admin, async move |client| {
+            use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+            use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+            let pp = kube::api::PostParams::default();
+            let namespace: Namespace =
+                serde_json::from_value(serde_json::json!({ "metadata": { "name": ns } }))
+                    .expect("ns");
+            kube::Api::<Namespace>::all(client.clone())
+                .create(&pp, &namespace)
+                .await
+                .expect("namespace");
+            let sa: ServiceAccount =
+                serde_json::from_value(serde_json::json!({ "metadata": { "name": "runner" } }))
+                    .expect("sa");
+            kube::Api::<ServiceAccount>::namespaced(client.clone(), &ns)
+                .create(&pp, &sa)
+                .await
+                .expect("service account");
+            let role: Role = serde_json::from_value(role).expect("role");
+            kube::Api::<Role>::namespaced(client.clone(), &ns)
+                .create(&pp, &role)
+                .await
+                .expect("role");
+            let binding: RoleBinding = serde_json::from_value(serde_json::json!({
+                "metadata": { "name": "slipway-run" },
+                "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "slipway-run" },
+                "subjects": [{ "kind": "ServiceAccount", "name": "runner", "namespace": ns }],
+            }))
+            .expect("binding");
+            kube::Api::<RoleBinding>::namespaced(client.clone(), &ns)
+                .create(&pp, &binding)
+                .await
+                .expect("binding");
+            // The token controller gives the account a token Secret.
+            let secrets: kube::Api<Secret> = kube::Api::namespaced(client, &ns);
+            for _ in 0..300 {
+                let list = secrets.list(&Default::default()).await.expect("secrets");
+                let token = list.items.iter().find_map(|s| {
+                    let for_runner = s.metadata.annotations.as_ref().is_some_and(|a| {
+                        a.get("kubernetes.io/service-account.name")
+                            .is_some_and(|n| n == "runner")
+                    });
+                    for_runner
+                        .then(|| s.data.as_ref()?.get("token").cloned())
+                        .flatten()
+                });
+                if let Some(t) = token {
+                    return String::from_utf8(t.0).expect("token");
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            panic!("no token for the service account");
+        })
+    };
+    // The admin kubeconfig's cluster, with the account's token as its user.
+    let mut config: Value =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(&admin).expect("kubeconfig"))
+            .expect("yaml");
+    config["users"] = serde_json::json!([{ "name": "runner", "user": { "token": token } }]);
+    config["contexts"][0]["context"]["user"] = "runner".into();
+    config["contexts"][0]["context"]["namespace"] = ns.clone().into();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubeconfig = dir.path().join("runner.kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        serde_yaml_ng::to_string(&config).expect("yaml"),
+    )
+    .expect("write");
+    std::fs::write(
+        dir.path().join("p.pipeline"),
+        "pipeline \"k8s-rbac\"\n\nsecret TOKEN\n\nstage it {\n  image \"local/busybox\"\n  env { T = \"${secret.TOKEN}\" }\n  run \"test -n \\\"$T\\\" && echo ran as the runner\"\n}\n",
+    )
+    .expect("write");
+    let out = std::process::Command::new(assert_cmd::cargo::cargo_bin("slipway"))
+        .current_dir(dir.path())
+        .env("KUBECONFIG", &kubeconfig)
+        .env("TOKEN", "x")
+        .args([
+            "run",
+            "p.pipeline",
+            "--backend",
+            "kubernetes",
+            "--pull",
+            "never",
+            "--output",
+            "json",
+        ])
+        .output()
+        .expect("runs");
+    let left = objects_left(&admin, &ns);
+    drop_namespace(&admin, &ns);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("ran as the runner"), "{stdout}");
+    assert_eq!(left, 0);
+}

@@ -87,10 +87,14 @@ impl Inner {
     /// Creates the namespace when it is missing.
     async fn namespace(&self) -> Result<(), String> {
         let namespaces: Api<Namespace> = Api::all(self.client.clone());
-        let found = namespaces
-            .get_opt(&self.namespace)
-            .await
-            .map_err(|e| format!("cannot read namespace `{}`: {e}", self.namespace))?;
+        let found = match namespaces.get_opt(&self.namespace).await {
+            Ok(found) => found,
+            // An account with only the run's Role may not read namespaces:
+            // the namespace is taken to be there, and the first Pod says
+            // if it is not.
+            Err(kube::Error::Api(s)) if s.code == 403 => return Ok(()),
+            Err(e) => return Err(format!("cannot read namespace `{}`: {e}", self.namespace)),
+        };
         if found.is_none() {
             let ns: Namespace = serde_json::from_value(serde_json::json!({
                 "apiVersion": "v1",
