@@ -302,3 +302,71 @@ fn the_role_in_the_docs_is_enough_to_run() {
     assert!(stdout.contains("ran as the runner"), "{stdout}");
     assert_eq!(left, 0);
 }
+
+#[test]
+fn sigterm_mid_run_deletes_the_pods_and_the_secret() {
+    let Some(kubeconfig) = cluster() else { return };
+    let ns = unique("slipway-k8s-term");
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("p.pipeline"),
+        "pipeline \"k8s-term\"\n\nsecret TOKEN\n\nstage a {\n  image \"local/busybox\"\n  env { T = \"${secret.TOKEN}\" }\n  run \"echo started; sleep 120\"\n}\n\n\
+         stage b {\n  image \"local/busybox\"\n  run \"echo started; sleep 120\"\n}\n",
+    )
+    .expect("write");
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("slipway"))
+        .current_dir(dir.path())
+        .env("KUBECONFIG", &kubeconfig)
+        .env("TOKEN", "x")
+        .args([
+            "run",
+            "p.pipeline",
+            "--backend",
+            "kubernetes",
+            "--namespace",
+            &ns,
+            "--pull",
+            "never",
+            "-j",
+            "2",
+            "--output",
+            "json",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawns");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    let mut started = 0;
+    for line in lines.by_ref() {
+        if line.is_ok_and(|l| l.contains("\"line\":\"started\"")) {
+            started += 1;
+            if started == 2 {
+                break;
+            }
+        }
+    }
+    assert_eq!(started, 2, "both stages run");
+    assert!(
+        objects_left(&kubeconfig, &ns) >= 3,
+        "two Pods and the Secret"
+    );
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid")),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = child.wait().expect("exits");
+    let left = objects_left(&kubeconfig, &ns);
+    drop_namespace(&kubeconfig, &ns);
+    assert_eq!(status.code(), Some(130), "{rest:?}");
+    assert_eq!(
+        rest.iter()
+            .filter(|l| l.contains("\"status\":\"cancelled\""))
+            .count(),
+        3,
+        "both stages and the run are cancelled: {rest:?}"
+    );
+    assert_eq!(left, 0, "nothing of the run is left");
+}
