@@ -356,6 +356,7 @@ impl Reader<'_> {
                 "build" => body.build = self.build(s, ctx).map(Box::new),
                 "release" => body.release = self.release(s, ctx).map(Box::new),
                 "manual" => body.manual = self.text(s, ctx),
+                "resources" => body.resources = self.resources(s, ctx),
                 _ => unknown_setting(s, ctx, self.diags),
             }
         }
@@ -489,6 +490,51 @@ impl Reader<'_> {
             env,
             ready,
         })
+    }
+
+    /// `resources { cpu "2" memory "4Gi" }`; literal quantities are
+    /// checked here, interpolated ones when planned.
+    fn resources(&mut self, s: &Setting, ctx: Context) -> Option<Resources> {
+        let (Some(block), [], None) = (&s.block, s.args.as_slice(), &s.assign) else {
+            bad_shape(s, ctx, "a block", self.diags);
+            return None;
+        };
+        let mut resources = Resources::default();
+        let mut seen = Seen::new();
+        for inner in &block.settings {
+            if !self.admit(inner, Context::Resources, &mut seen) {
+                continue;
+            }
+            let key = inner.key.name.as_str();
+            let value = match (inner.args.as_slice(), &inner.assign, &inner.block) {
+                ([v], None, None) => self.value_text(v, key),
+                _ => {
+                    bad_shape(inner, Context::Resources, "a quantity", self.diags);
+                    None
+                }
+            };
+            let Some(value) = value else { continue };
+            if let Some(literal) = value.as_literal() {
+                let read = match key {
+                    "cpu" => crate::plan::resources::cpu_nanos(&literal).map(drop),
+                    _ => crate::plan::resources::memory_bytes(&literal).map(drop),
+                };
+                if let Err(why) = read {
+                    self.diags.push(
+                        Diag::error(Code::BadValue, value.span, why)
+                            .label(format!("not a {key} quantity"))
+                            .help(format!("write `{}`", usage(key, Context::Resources))),
+                    );
+                    continue;
+                }
+            }
+            match key {
+                "cpu" => resources.cpu = Some(value),
+                "memory" => resources.memory = Some(value),
+                _ => unknown_setting(inner, Context::Resources, self.diags),
+            }
+        }
+        Some(resources)
     }
 
     fn build(&mut self, s: &Setting, ctx: Context) -> Option<Build> {

@@ -17,6 +17,7 @@ pub(crate) enum Context {
     Service,
     Build,
     Release,
+    Resources,
 }
 
 /// What a setting's block holds.
@@ -87,6 +88,7 @@ const BODY: &[Context] = &[Context::Stage, Context::Template];
 const ENV_HOLDERS: &[Context] = &[Context::Environment, Context::Service];
 const SERVICE: &[Context] = &[Context::Service];
 const BUILD: &[Context] = &[Context::Build];
+const RESOURCES: &[Context] = &[Context::Resources];
 const RELEASE: &[Context] = &[Context::Release];
 
 const ENV: &str = "env { NAME = \"value\" }";
@@ -139,6 +141,10 @@ pub(crate) static SETTINGS: &[SettingSpec] = &[
     )
     .opens(Context::Release),
     SettingSpec::once("manual", BODY, "manual \"Release to ${environment}?\""),
+    SettingSpec::once("resources", BODY, "resources { memory \"4Gi\" }").opens(Context::Resources),
+    // In a `resources` block.
+    SettingSpec::once("cpu", RESOURCES, "cpu \"2\""),
+    SettingSpec::once("memory", RESOURCES, "memory \"4Gi\""),
     // In `environment` and `service` blocks.
     SettingSpec::many("env", ENV_HOLDERS, ENV).names(),
     // In a `service` block.
@@ -182,7 +188,7 @@ static BY_CONTEXT: LazyLock<Vec<Vec<&'static SettingSpec>>> = LazyLock::new(|| {
 });
 
 impl Context {
-    pub(crate) const ALL: [Context; 7] = [
+    pub(crate) const ALL: [Context; 8] = [
         Context::Top,
         Context::Stage,
         Context::Template,
@@ -190,17 +196,19 @@ impl Context {
         Context::Service,
         Context::Build,
         Context::Release,
+        Context::Resources,
     ];
 
     /// Where a misplaced setting belongs: the first of these that has it.
     /// (A template has what a stage has.)
-    const HOMES: [Context; 6] = [
+    const HOMES: [Context; 7] = [
         Context::Top,
         Context::Stage,
         Context::Environment,
         Context::Build,
         Context::Release,
         Context::Service,
+        Context::Resources,
     ];
 
     /// The settings allowed here, in table order.
@@ -232,6 +240,7 @@ impl Context {
             Context::Service => "in a `service` block",
             Context::Build => "in a `build` block",
             Context::Release => "in a `release` block",
+            Context::Resources => "in a `resources` block",
         }
     }
 
@@ -242,6 +251,7 @@ impl Context {
             Context::Environment | Context::Service => "in `environment` and `service` blocks",
             Context::Build => "in a `build` block",
             Context::Release => "in a `release` block",
+            Context::Resources => "in a `resources` block",
         }
     }
 }
@@ -303,6 +313,9 @@ mod tests {
             Context::Build => format!("stage s {{\n  build \".\" {{\n    {key}\n  }}\n}}\n"),
             Context::Release => {
                 format!("stage s {{\n  release r {{\n    manifests \"m\"\n    {key}\n  }}\n}}\n")
+            }
+            Context::Resources => {
+                format!("stage s {{\n  resources {{\n    {key}\n  }}\n  run \"r\"\n}}\n")
             }
         }
     }

@@ -218,6 +218,7 @@ fn stage(
         allow_failure: merged.allow_failure.unwrap_or(false),
         artifacts: merged.artifacts,
         caches: merged.caches,
+        resources: merged.resources,
     })
 }
 
@@ -284,6 +285,12 @@ fn check_texts(top: &Top<'_>, stage: &Stage, scope: &HashSet<String>, diags: &mu
     texts.extend(stage.caches.iter());
     texts.extend(stage.services.iter().map(|s| &s.image));
     texts.extend(stage.services.iter().filter_map(|s| s.ready.as_ref()));
+    texts.extend(
+        stage
+            .resources
+            .iter()
+            .flat_map(|r| r.cpu.iter().chain(r.memory.iter())),
+    );
     match &stage.action {
         Action::Run { .. } => {}
         Action::Build(b) => texts.extend(build_texts(b)),
@@ -350,6 +357,13 @@ fn merge(base: Body, own: Body) -> Body {
         allow_failure: own.allow_failure.or(base.allow_failure),
         artifacts: base.artifacts.into_iter().chain(own.artifacts).collect(),
         caches: base.caches.into_iter().chain(own.caches).collect(),
+        resources: match (base.resources, own.resources) {
+            (Some(b), Some(o)) => Some(Resources {
+                cpu: o.cpu.or(b.cpu),
+                memory: o.memory.or(b.memory),
+            }),
+            (b, o) => o.or(b),
+        },
     }
 }
 
@@ -360,6 +374,11 @@ pub(super) fn body_texts(b: &Body) -> Vec<&Text> {
     out.extend(b.caches.iter());
     out.extend(b.services.iter().map(|s| &s.image));
     out.extend(b.services.iter().filter_map(|s| s.ready.as_ref()));
+    out.extend(
+        b.resources
+            .iter()
+            .flat_map(|r| r.cpu.iter().chain(r.memory.iter())),
+    );
     out.extend(b.manual.iter());
     if let Some(build) = &b.build {
         out.extend(build_texts(build));

@@ -79,6 +79,15 @@ pub struct Stage {
     pub allow_failure: bool,
     pub artifacts: Vec<Text>,
     pub caches: Vec<Text>,
+    pub resources: Option<Resources>,
+}
+
+/// `resources { cpu "2" memory "4Gi" }`: what a stage's container may use
+/// (Docker: its limits; Kubernetes: the Pod's requests and limits).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Resources {
+    pub cpu: Option<Text>,
+    pub memory: Option<Text>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -191,4 +200,5 @@ pub struct Body {
     pub allow_failure: Option<bool>,
     pub artifacts: Vec<Text>,
     pub caches: Vec<Text>,
+    pub resources: Option<Resources>,
 }

@@ -6,6 +6,7 @@
 //! form is a documented contract (`docs/plan.md`).
 
 mod eval;
+pub mod resources;
 mod scope;
 mod types;
 mod validate;
@@ -360,6 +361,7 @@ fn plan_cell(
         skipped: false,
         reason: None,
         wave: None,
+        resources: None,
     };
     planned.action = match &stage.action {
         Action::Run { script, .. } => PlannedAction::Run {
@@ -408,7 +410,35 @@ fn plan_cell(
             question: text(prompt),
         },
     };
+    if let Some(r) = &stage.resources {
+        let mut read = |t: &crate::model::Text, key| {
+            let value = scope.interpolate(t, diags);
+            quantity(value, t, key, diags)
+        };
+        planned.resources = Some(PlannedResources {
+            cpu: r.cpu.as_ref().map(|t| read(t, "cpu")),
+            memory: r.memory.as_ref().map(|t| read(t, "memory")),
+        });
+    }
     planned
+}
+
+/// An interpolated quantity, checked once it is known (literal ones were
+/// checked with the rest of the stage).
+fn quantity(value: String, text: &crate::model::Text, key: &str, diags: &mut Vec<Diag>) -> String {
+    if text.as_literal().is_none() {
+        let read = match key {
+            "cpu" => resources::cpu_nanos(&value).map(drop),
+            _ => resources::memory_bytes(&value).map(drop),
+        };
+        if let Err(why) = read {
+            diags.push(
+                Diag::error(crate::diagnostic::Code::BadValue, text.span, why)
+                    .label(format!("`{}` is `{value}` here", text.display())),
+            );
+        }
+    }
+    value
 }
 
 /// `{branch}-{short_sha}`, made a valid image tag.

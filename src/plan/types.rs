@@ -92,6 +92,15 @@ pub struct PlannedStage {
     pub reason: Option<String>,
     /// 1-based wave; `None` when skipped or `finally`.
     pub wave: Option<usize>,
+    /// `resources { ... }`, when the stage has it.
+    pub resources: Option<PlannedResources>,
+}
+
+/// What a stage's container may use, as Kubernetes quantities.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedResources {
+    pub cpu: Option<String>,
+    pub memory: Option<String>,
 }
 
 /// What a planned stage does.
@@ -185,6 +194,9 @@ struct WireOut<'a> {
     skipped: bool,
     reason: &'a Option<String>,
     wave: Option<usize>,
+    /// Added after version 1's fields; left out when the stage has none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resources: &'a Option<PlannedResources>,
 }
 
 impl Serialize for PlannedStage {
@@ -221,6 +233,7 @@ impl Serialize for PlannedStage {
             skipped: self.skipped,
             reason: &self.reason,
             wave: self.wave,
+            resources: &self.resources,
         }
         .serialize(serializer)
     }
@@ -254,6 +267,8 @@ struct WireIn {
     skipped: bool,
     reason: Option<String>,
     wave: Option<usize>,
+    #[serde(default)]
+    resources: Option<PlannedResources>,
 }
 
 impl<'de> Deserialize<'de> for PlannedStage {
@@ -306,6 +321,7 @@ impl<'de> Deserialize<'de> for PlannedStage {
             skipped: w.skipped,
             reason: w.reason,
             wave: w.wave,
+            resources: w.resources,
         })
     }
 }

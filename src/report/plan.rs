@@ -167,6 +167,13 @@ fn stage(
         }
         row("service", &desc);
     }
+    if let Some(r) = &s.resources {
+        let parts: Vec<String> = [("cpu", &r.cpu), ("memory", &r.memory)]
+            .iter()
+            .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k} {v}")))
+            .collect();
+        row("resources", &parts.join(", "));
+    }
     if !s.artifacts.is_empty() {
         row("artifacts", &s.artifacts.join("\n"));
     }

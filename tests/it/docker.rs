@@ -1044,3 +1044,22 @@ fn gc_removes_what_a_killed_run_left_and_keeps_a_run_still_going() {
     let _ = alive.wait();
     assert_eq!(left_behind(&going), 0);
 }
+
+#[test]
+fn resources_become_the_containers_limits() {
+    if !engine() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = "pipeline \"limits\"\n\nenv { MEM = \"64Mi\" }\n\ntemplate t {\n  image \"local/busybox\"\n  resources {\n    cpu \"0.5\"\n  }\n}\n\n\
+                stage limited uses t {\n  resources {\n    memory \"${MEM}\"\n  }\n  run \"\"\"\n    # cgroup v2, else v1\n    if [ -f /sys/fs/cgroup/memory.max ]; then\n      cat /sys/fs/cgroup/memory.max; tr ' ' / < /sys/fs/cgroup/cpu.max\n    else\n      cat /sys/fs/cgroup/memory/memory.limit_in_bytes\n      echo $(cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us)/$(cat /sys/fs/cgroup/cpu/cpu.cfs_period_us)\n    fi\n  \"\"\"\n}\n";
+    let (code, events, stderr, _) = run(dir.path(), text, &[]);
+    assert_eq!(code, Some(0), "{stderr}\n{events:?}");
+    let lines: Vec<&str> = events
+        .iter()
+        .filter(|e| e["event"] == "log")
+        .filter_map(|e| e["line"].as_str())
+        .collect();
+    // 64 MiB from the stage, half a core (50 ms in each 100 ms) from its template.
+    assert_eq!(lines, ["67108864", "50000/100000"], "{events:?}");
+}

@@ -370,3 +370,49 @@ fn sigterm_mid_run_deletes_the_pods_and_the_secret() {
     );
     assert_eq!(left, 0, "nothing of the run is left");
 }
+
+#[test]
+fn a_stage_no_node_can_take_fails_at_once_with_the_reason() {
+    let Some(kubeconfig) = cluster() else { return };
+    let ns = unique("slipway-k8s-big");
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("p.pipeline"),
+        "pipeline \"k8s-big\"\n\nstage huge {\n  image \"local/busybox\"\n  timeout 10m\n  resources {\n    cpu    \"500\"\n    memory \"64Mi\"\n  }\n  run \"true\"\n}\n",
+    )
+    .expect("write");
+    let run = slipway(
+        dir.path(),
+        &kubeconfig,
+        &[
+            "run",
+            "p.pipeline",
+            "--backend",
+            "kubernetes",
+            "--namespace",
+            &ns,
+            "--pull",
+            "never",
+            "--output",
+            "json",
+        ],
+    );
+    let left = objects_left(&kubeconfig, &ns);
+    drop_namespace(&kubeconfig, &ns);
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    let finished = run
+        .events
+        .iter()
+        .find(|e| e["event"] == "stage_finished")
+        .cloned()
+        .unwrap_or(Value::Null);
+    // Failed as soon as the scheduler said so, not timed out at 10 minutes.
+    assert_eq!(finished["status"], "failed", "{finished}");
+    let message = finished["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("no node can take the stage's Pod")
+            && message.contains("Insufficient cpu"),
+        "{message}"
+    );
+    assert_eq!(left, 0);
+}

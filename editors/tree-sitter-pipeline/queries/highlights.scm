@@ -41,6 +41,7 @@
     "pipeline" "include" "env" "secret" "environment" "template"
     "image" "run" "matrix" "service" "retry" "timeout" "allow-failure"
     "artifact" "cache" "build" "release" "manual" "ready"
+    "resources" "cpu" "memory"
     "dockerfile" "target" "tag" "label" "arg" "push"
     "namespace" "manifests" "wait" "rollback" "prune" "history"))
 
@@ -53,6 +54,7 @@
     "pipeline" "include" "env" "secret" "environment" "template"
     "image" "run" "matrix" "service" "retry" "timeout" "allow-failure"
     "artifact" "cache" "build" "release" "manual" "ready"
+    "resources" "cpu" "memory"
     "dockerfile" "target" "tag" "label" "arg" "push"
     "namespace" "manifests" "wait" "rollback" "prune" "history"))
 
@@ -64,6 +66,7 @@
     "pipeline" "include" "env" "secret" "environment" "template"
     "image" "run" "matrix" "service" "retry" "timeout" "allow-failure"
     "artifact" "cache" "build" "release" "manual" "ready"
+    "resources" "cpu" "memory"
     "dockerfile" "target" "tag" "label" "arg" "push"
     "namespace" "manifests" "wait" "rollback" "prune" "history"))
 
@@ -75,6 +78,7 @@
     "pipeline" "include" "env" "secret" "environment" "template"
     "image" "run" "matrix" "service" "retry" "timeout" "allow-failure"
     "artifact" "cache" "build" "release" "manual" "ready"
+    "resources" "cpu" "memory"
     "dockerfile" "target" "tag" "label" "arg" "push"
     "namespace" "manifests" "wait" "rollback" "prune" "history"))
 

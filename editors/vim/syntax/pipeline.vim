@@ -48,6 +48,7 @@ syn match   pipelineEnvironmentName "\<[A-Za-z_][A-Za-z0-9_-]*\>" contained
 
 " Settings in stages, templates, `build` and `release`.
 syn keyword pipelineSetting image matrix retry timeout allow-failure artifact cache build manual ready
+syn keyword pipelineSetting resources cpu memory
 syn keyword pipelineSetting dockerfile target tag label arg push namespace manifests wait prune history
 syn keyword pipelineSetting service release nextgroup=pipelineServiceName skipwhite
 syn match   pipelineServiceName "\<[A-Za-z_][A-Za-z0-9_-]*\>" contained

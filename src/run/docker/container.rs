@@ -105,6 +105,7 @@ async fn create(
     }
     // The script is not secret; secrets reach it only through the env.
     let cmd = crate::run::gate::command(script, nonce);
+    let resources = job.stage.resources.as_ref();
     let body = ContainerCreateBody {
         image: Some(image.to_string()),
         cmd: Some(cmd),
@@ -118,6 +119,13 @@ async fn create(
         host_config: Some(HostConfig {
             binds: Some(binds),
             network_mode: Some(attempt.network.clone()),
+            // `resources`: the container's limits (checked when planned).
+            nano_cpus: resources
+                .and_then(|r| r.cpu.as_deref())
+                .and_then(|q| crate::plan::resources::cpu_nanos(q).ok()),
+            memory: resources
+                .and_then(|r| r.memory.as_deref())
+                .and_then(|q| crate::plan::resources::memory_bytes(q).ok()),
             ..Default::default()
         }),
         ..Default::default()

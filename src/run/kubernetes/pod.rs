@@ -114,6 +114,18 @@ fn spec(
         })
         .collect();
     let mount = serde_json::json!([{ "name": "workspace", "mountPath": WORKSPACE }]);
+    // `resources`: requests and limits alike, so the scheduler places the
+    // stage where it fits and it gets no more than it asked for.
+    let mut quantities = serde_json::Map::new();
+    if let Some(r) = &job.stage.resources {
+        if let Some(cpu) = &r.cpu {
+            quantities.insert("cpu".into(), cpu.clone().into());
+        }
+        if let Some(memory) = &r.memory {
+            quantities.insert("memory".into(), memory.clone().into());
+        }
+    }
+    let resources = serde_json::json!({ "requests": quantities, "limits": quantities });
     serde_json::from_value(serde_json::json!({
         "apiVersion": "v1",
         "kind": "Pod",
@@ -151,6 +163,7 @@ fn spec(
                 "workingDir": WORKSPACE,
                 "env": env,
                 "volumeMounts": mount,
+                "resources": resources,
             }],
         },
     }))

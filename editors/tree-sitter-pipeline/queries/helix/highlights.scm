@@ -28,6 +28,7 @@
     "pipeline" "include" "env" "secret" "environment" "template"
     "image" "run" "matrix" "service" "retry" "timeout" "allow-failure"
     "artifact" "cache" "build" "release" "manual" "ready"
+    "resources" "cpu" "memory"
     "dockerfile" "target" "tag" "label" "arg" "push"
     "namespace" "manifests" "wait" "rollback" "prune" "history"))
 
@@ -39,6 +40,7 @@
     "pipeline" "include" "env" "secret" "environment" "template"
     "image" "run" "matrix" "service" "retry" "timeout" "allow-failure"
     "artifact" "cache" "build" "release" "manual" "ready"
+    "resources" "cpu" "memory"
     "dockerfile" "target" "tag" "label" "arg" "push"
     "namespace" "manifests" "wait" "rollback" "prune" "history"))
 
@@ -49,6 +51,7 @@
     "pipeline" "include" "env" "secret" "environment" "template"
     "image" "run" "matrix" "service" "retry" "timeout" "allow-failure"
     "artifact" "cache" "build" "release" "manual" "ready"
+    "resources" "cpu" "memory"
     "dockerfile" "target" "tag" "label" "arg" "push"
     "namespace" "manifests" "wait" "rollback" "prune" "history"))
 
@@ -60,6 +63,7 @@
     "pipeline" "include" "env" "secret" "environment" "template"
     "image" "run" "matrix" "service" "retry" "timeout" "allow-failure"
     "artifact" "cache" "build" "release" "manual" "ready"
+    "resources" "cpu" "memory"
     "dockerfile" "target" "tag" "label" "arg" "push"
     "namespace" "manifests" "wait" "rollback" "prune" "history"))
 
