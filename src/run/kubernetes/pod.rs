@@ -195,39 +195,50 @@ async fn follow(pods: &Api<Pod>, name: &str, job: &Job, output: &Output, nonce: 
         return Outcome::Exited(code);
     }
     // The attach streams ended without the gate's word: the container was
-    // killed, or the streams were cut (the kubelet ends attach streams when
-    // it stops another container). Its terminated state says how it ended,
-    // and its log holds what the streams did not bring.
+    // killed, or the streams were cut (the kubelet ends attach streams
+    // while it stops other containers). Its log goes on: follow it past
+    // what was shown, to the gate's word or the container's end.
+    if let Some(code) = follow_log(pods, name, shown, output, nonce).await {
+        return Outcome::Exited(code);
+    }
     if let Err(o) = until(pods, name, ended).await {
         return o;
     }
-    rest_of_log(pods, name, shown, output, nonce).await;
     terminated(pods, name).await
 }
 
-/// Shows the lines of the stage container's log after the first `shown`
-/// (its log has both streams; what comes from it is shown as output).
-async fn rest_of_log(pods: &Api<Pod>, name: &str, shown: usize, output: &Output, nonce: &str) {
+/// Follows the stage container's log, showing its lines after the first
+/// `shown` (the log has both streams; its lines are shown as output); the
+/// status the gate's end line carries, when it comes.
+async fn follow_log(
+    pods: &Api<Pod>,
+    name: &str,
+    shown: usize,
+    output: &Output,
+    nonce: &str,
+) -> Option<i32> {
+    use futures_util::{AsyncBufReadExt as _, StreamExt as _};
     let params = kube::api::LogParams {
         container: Some("stage".into()),
+        follow: true,
         ..Default::default()
     };
-    let Ok(log) = pods.logs(name, &params).await else {
-        return;
-    };
+    let stream = pods.log_stream(name, &params).await.ok()?;
+    let mut lines = stream.lines();
     let mut seen = 0usize;
-    for line in log.lines() {
-        let (text, status) = crate::run::gate::read_line(line, nonce);
-        if status.is_some() && text.is_none() {
-            continue;
-        }
-        seen += 1;
-        if seen > shown {
-            if let Some(text) = text {
+    while let Some(Ok(line)) = lines.next().await {
+        let (text, status) = crate::run::gate::read_line(&line, nonce);
+        if let Some(text) = text {
+            seen += 1;
+            if seen > shown {
                 output.line(Stream::Stdout, text).await;
             }
         }
+        if status.is_some() {
+            return status;
+        }
     }
+    None
 }
 
 /// What a Pod's state means while slipway waits for `container`:
