@@ -707,6 +707,10 @@ resolvConf: /etc/resolv.conf
 rotateCertificates: false
 serverTLSBootstrap: false
 serializeImagePulls: false
+# Every event is recorded: the tests read the kubelet's (an image pulled),
+# and Pods run by the kubernetes backend's tests make many at once, which
+# the default limit (5 a second) would drop.
+eventRecordQPS: 0
 # Node status computed every 2 s (Ready sooner), posted when it changes.
 nodeStatusUpdateFrequency: 2s
 nodeStatusReportFrequency: 1m

@@ -269,6 +269,20 @@ fn the_role_in_the_docs_is_enough_to_run() {
         serde_yaml_ng::to_string(&config).expect("yaml"),
     )
     .expect("write");
+    // The authorizer learns of a new binding a moment after it is made:
+    // wait until the account may list Pods, which the Role grants.
+    {
+        let ns = ns.clone();
+        kube(&kubeconfig, async move |client| {
+            let pods: kube::Api<Pod> = kube::Api::namespaced(client, &ns);
+            for _ in 0..100 {
+                if pods.list(&Default::default()).await.is_ok() {
+                    return;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        });
+    }
     std::fs::write(
         dir.path().join("p.pipeline"),
         "pipeline \"k8s-rbac\"\n\nsecret TOKEN\n\nstage it {\n  image \"local/busybox\"\n  env { T = \"${secret.TOKEN}\" }\n  run \"test -n \\\"$T\\\" && echo ran as the runner\"\n}\n",

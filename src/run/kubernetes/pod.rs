@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 use kube::api::{Api, AttachParams, DeleteParams, PostParams};
 use kube::runtime::wait::await_condition;
-use tokio::io::{AsyncBufReadExt as _, AsyncRead, AsyncWriteExt as _, BufReader};
+use tokio::io::AsyncWriteExt as _;
 use tokio_util::sync::CancellationToken;
 
 use super::{Inner, RUN_LABEL};
@@ -181,24 +181,19 @@ async fn follow(pods: &Api<Pod>, name: &str, job: &Job, output: &Output, nonce: 
     if let Err(o) = until(pods, name, |p| running(p, "workspace", true)).await {
         return o;
     }
-    if let Err(o) = send(pods, name, "workspace", &tar, false, output, nonce).await {
+    if let Err(o) = send(pods, name, "workspace", &tar, true).await {
         return o;
     }
     if let Err(o) = until(pods, name, |p| running(p, "stage", false)).await {
         return o;
     }
-    let (status, shown) = match send(pods, name, "stage", b"\n", true, output, nonce).await {
-        Ok(s) => s,
-        Err(o) => return o,
-    };
-    if let Some(code) = status {
-        return Outcome::Exited(code);
+    // The line that lets the script run. Its output is read from the
+    // container's log, followed: the kubelet keeps it whole, where it may
+    // cut attach streams while it stops other containers.
+    if let Err(o) = send(pods, name, "stage", b"\n", false).await {
+        return o;
     }
-    // The attach streams ended without the gate's word: the container was
-    // killed, or the streams were cut (the kubelet ends attach streams
-    // while it stops other containers). Its log goes on: follow it past
-    // what was shown, to the gate's word or the container's end.
-    if let Some(code) = follow_log(pods, name, shown, output, nonce).await {
+    if let Some(code) = follow_log(pods, name, output, nonce).await {
         return Outcome::Exited(code);
     }
     if let Err(o) = until(pods, name, ended).await {
@@ -207,16 +202,10 @@ async fn follow(pods: &Api<Pod>, name: &str, job: &Job, output: &Output, nonce: 
     terminated(pods, name).await
 }
 
-/// Follows the stage container's log, showing its lines after the first
-/// `shown` (the log has both streams; its lines are shown as output); the
-/// status the gate's end line carries, when it comes.
-async fn follow_log(
-    pods: &Api<Pod>,
-    name: &str,
-    shown: usize,
-    output: &Output,
-    nonce: &str,
-) -> Option<i32> {
+/// Follows the stage container's log, showing its lines (the log has both
+/// streams; its lines are shown as output), without the gate's end line;
+/// the status that line carries, when it comes.
+async fn follow_log(pods: &Api<Pod>, name: &str, output: &Output, nonce: &str) -> Option<i32> {
     use futures_util::{AsyncBufReadExt as _, StreamExt as _};
     let params = kube::api::LogParams {
         container: Some("stage".into()),
@@ -225,14 +214,10 @@ async fn follow_log(
     };
     let stream = pods.log_stream(name, &params).await.ok()?;
     let mut lines = stream.lines();
-    let mut seen = 0usize;
     while let Some(Ok(line)) = lines.next().await {
         let (text, status) = crate::run::gate::read_line(&line, nonce);
         if let Some(text) = text {
-            seen += 1;
-            if seen > shown {
-                output.line(Stream::Stdout, text).await;
-            }
+            output.line(Stream::Stdout, text).await;
         }
         if status.is_some() {
             return status;
@@ -392,80 +377,41 @@ async fn until(
     }
 }
 
-/// Attaches to `container`, writes `input` to its standard input and closes
-/// it; with `read`, follows its output to the gate's end line and gives the
-/// status the line carries.
+/// Attaches to `container`'s standard input, writes `input` and closes it;
+/// with `wait`, waits for the attachment to end (the container to be done
+/// with its input).
 async fn send(
     pods: &Api<Pod>,
     name: &str,
     container: &str,
     input: &[u8],
-    read: bool,
-    output: &Output,
-    nonce: &str,
-) -> Result<(Option<i32>, usize), Outcome> {
+    wait: bool,
+) -> Result<(), Outcome> {
     let params = AttachParams::default()
         .container(container)
         .stdin(true)
-        .stdout(read)
-        .stderr(read);
+        .stdout(false)
+        .stderr(false);
     let mut attached = pods
         .attach(name, &params)
         .await
         .map_err(|e| failed("cannot attach to the stage's Pod", &e))?;
-    let (out, err) = (attached.stdout(), attached.stderr());
     if let Some(mut stdin) = attached.stdin() {
         stdin.write_all(input).await.map_err(|e| {
             Outcome::infrastructure(format!("cannot write to the stage's Pod: {e}"))
         })?;
         let _ = stdin.shutdown().await;
     }
-    let read = if read {
-        let ((a, n), (b, m)) = tokio::join!(
-            lines(out, Stream::Stdout, output, nonce),
-            lines(err, Stream::Stderr, output, nonce)
-        );
-        (a.and(b), n + m)
+    if wait {
+        let _ = attached.join().await;
     } else {
-        (None, 0)
-    };
-    let _ = attached.join().await;
-    Ok(read)
-}
-
-/// Sends a stream's lines to `output`, without the gate's end line; the
-/// status it carried, and how many lines it showed.
-async fn lines(
-    stream: Option<impl AsyncRead + Unpin>,
-    kind: Stream,
-    output: &Output,
-    nonce: &str,
-) -> (Option<i32>, usize) {
-    let Some(stream) = stream else {
-        return (None, 0);
-    };
-    let mut reader = BufReader::new(stream);
-    let mut buf = Vec::new();
-    let mut status = None;
-    let mut shown = 0;
-    loop {
-        buf.clear();
-        match reader.read_until(b'\n', &mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {
-                let text = String::from_utf8_lossy(&buf);
-                let (shown_text, s) = crate::run::gate::read_line(&text, nonce);
-                if let Some(text) = shown_text {
-                    output.line(kind, text).await;
-                    shown += 1;
-                }
-                if s.is_some() {
-                    status = s;
-                }
-            }
-        }
+        // The attachment ends with the container; its output is read from
+        // the log meanwhile.
+        tokio::spawn(async move {
+            let _ = attached.join().await;
+        });
     }
-    (status, shown)
+    Ok(())
 }
 
 #[cfg(test)]
