@@ -193,37 +193,93 @@ async fn follow(pods: &Api<Pod>, name: &str, job: &Job, output: &Output, nonce: 
     if let Err(o) = send(pods, name, "stage", b"\n", false).await {
         return o;
     }
-    if let Some(code) = follow_log(pods, name, output, nonce).await {
+    let (status, mut shown) = follow_log(pods, name, output, nonce).await;
+    if let Some(code) = status {
         return Outcome::Exited(code);
     }
     if let Err(o) = until(pods, name, ended).await {
         return o;
     }
+    // The container has ended, and its log may still be catching up with
+    // its last lines (the engine writes it a moment after): read it again
+    // until the gate's end line is in it, for a moment at most (a killed
+    // script never writes one).
+    for _ in 0..10 {
+        let (status, all) = rest_of_log(pods, name, shown, output, nonce).await;
+        shown = all;
+        if let Some(code) = status {
+            return Outcome::Exited(code);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
     terminated(pods, name).await
+}
+
+/// Shows the lines of the stage container's whole log after the first
+/// `shown`; the gate's status if the log has its end line, and how many
+/// lines the log holds.
+async fn rest_of_log(
+    pods: &Api<Pod>,
+    name: &str,
+    shown: usize,
+    output: &Output,
+    nonce: &str,
+) -> (Option<i32>, usize) {
+    let params = kube::api::LogParams {
+        container: Some("stage".into()),
+        ..Default::default()
+    };
+    let Ok(log) = pods.logs(name, &params).await else {
+        return (None, shown);
+    };
+    let mut seen = 0usize;
+    for line in log.lines() {
+        let (text, status) = crate::run::gate::read_line(line, nonce);
+        if let Some(text) = text {
+            seen += 1;
+            if seen > shown {
+                output.line(Stream::Stdout, text).await;
+            }
+        }
+        if status.is_some() {
+            return (status, seen.max(shown));
+        }
+    }
+    (None, seen.max(shown))
 }
 
 /// Follows the stage container's log, showing its lines (the log has both
 /// streams; its lines are shown as output), without the gate's end line;
-/// the status that line carries, when it comes.
-async fn follow_log(pods: &Api<Pod>, name: &str, output: &Output, nonce: &str) -> Option<i32> {
+/// the status that line carries, when it comes, and how many lines were
+/// shown.
+async fn follow_log(
+    pods: &Api<Pod>,
+    name: &str,
+    output: &Output,
+    nonce: &str,
+) -> (Option<i32>, usize) {
     use futures_util::{AsyncBufReadExt as _, StreamExt as _};
     let params = kube::api::LogParams {
         container: Some("stage".into()),
         follow: true,
         ..Default::default()
     };
-    let stream = pods.log_stream(name, &params).await.ok()?;
+    let Ok(stream) = pods.log_stream(name, &params).await else {
+        return (None, 0);
+    };
     let mut lines = stream.lines();
+    let mut shown = 0;
     while let Some(Ok(line)) = lines.next().await {
         let (text, status) = crate::run::gate::read_line(&line, nonce);
         if let Some(text) = text {
             output.line(Stream::Stdout, text).await;
+            shown += 1;
         }
         if status.is_some() {
-            return status;
+            return (status, shown);
         }
     }
-    None
+    (None, shown)
 }
 
 /// What a Pod's state means while slipway waits for `container`:
