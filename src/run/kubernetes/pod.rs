@@ -204,13 +204,27 @@ async fn follow(pods: &Api<Pod>, name: &str, job: &Job, output: &Output, nonce: 
     // its last lines (the engine writes it a moment after): read it again
     // until the gate's end line is in it, for a moment at most (a killed
     // script never writes one).
-    for _ in 0..10 {
-        let (status, all) = rest_of_log(pods, name, shown, output, nonce).await;
-        shown = all;
-        if let Some(code) = status {
-            return Outcome::Exited(code);
+    // The kubelet may also not have the log of a container that ended at
+    // once ready yet.
+    let mut unread = None;
+    for _ in 0..25 {
+        match rest_of_log(pods, name, shown, output, nonce).await {
+            Ok((Some(code), _)) => return Outcome::Exited(code),
+            Ok((None, all)) => {
+                shown = all;
+                unread = None;
+            }
+            Err(e) => unread = Some(e),
         }
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    if let Some(e) = unread {
+        output
+            .line(
+                Stream::Stderr,
+                &format!("slipway: the stage container's log could not be read: {e}"),
+            )
+            .await;
     }
     terminated(pods, name).await
 }
@@ -224,14 +238,12 @@ async fn rest_of_log(
     shown: usize,
     output: &Output,
     nonce: &str,
-) -> (Option<i32>, usize) {
+) -> Result<(Option<i32>, usize), kube::Error> {
     let params = kube::api::LogParams {
         container: Some("stage".into()),
         ..Default::default()
     };
-    let Ok(log) = pods.logs(name, &params).await else {
-        return (None, shown);
-    };
+    let log = pods.logs(name, &params).await?;
     let mut seen = 0usize;
     for line in log.lines() {
         let (text, status) = crate::run::gate::read_line(line, nonce);
@@ -242,10 +254,10 @@ async fn rest_of_log(
             }
         }
         if status.is_some() {
-            return (status, seen.max(shown));
+            return Ok((status, seen.max(shown)));
         }
     }
-    (None, seen.max(shown))
+    Ok((None, seen.max(shown)))
 }
 
 /// Follows the stage container's log, showing its lines (the log has both
