@@ -98,17 +98,21 @@ pub(crate) fn run(args: &RunArgs, global: &Global) -> Result<(), Error> {
     let workspace = args.selection.workspace()?;
     let secrets = secrets(&plan, args.secrets_file.as_deref())?;
     let source = source(&args.selection);
+    // `manual` questions come to the printer below, so that the live view
+    // is taken off the terminal while one is asked; the run goes on
+    // meanwhile, and what it prints waits for the answer.
+    let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
+    let (questions, mut asked) = tokio::sync::mpsc::channel::<Question>(8);
     let opts = RunOptions {
         jobs: args
             .jobs
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from)),
         keep_going: args.keep_going,
         approve: args.approve.clone(),
-        questions: None,
+        questions: interactive.then_some(questions),
         workspace,
         secrets,
     };
-    let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
     let runtime = super::runtime()?;
     let human = Human::new(&plan, global.color);
     let format = args.output;
@@ -142,14 +146,6 @@ pub(crate) fn run(args: &RunArgs, global: &Global) -> Result<(), Error> {
             && std::io::stdout().is_terminal()
             && std::io::stderr().is_terminal())
         .then(crate::report::live::Live::new);
-        // `manual` questions come here, so that the live view is taken off
-        // the terminal while one is asked; the run goes on meanwhile, and
-        // what it prints waits for the answer.
-        let (questions, mut asked) = tokio::sync::mpsc::channel::<Question>(8);
-        let mut opts = opts;
-        if interactive {
-            opts.questions = Some(questions);
-        }
         let printer = tokio::spawn(async move {
             let mut out = std::io::stdout();
             let mut held: Vec<(Event, String)> = Vec::new();
@@ -191,7 +187,6 @@ pub(crate) fn run(args: &RunArgs, global: &Global) -> Result<(), Error> {
             human
         });
         let summary = crate::run::run(&plan, &opts, backend, tx, cancel).await;
-        drop(opts);
         let human = printer.await.ok();
         let summary = summary.map_err(Error::Run)?;
         Ok::<_, Error>((summary, human))

@@ -37,6 +37,35 @@ fn objects_left(kubeconfig: &Path, ns: &str) -> usize {
     })
 }
 
+/// Starts `slipway run p.pipeline` in `dir` on the kubernetes backend, in
+/// `ns`, with `TOKEN` set, JSON events on standard output.
+fn start_run(
+    dir: &Path,
+    kubeconfig: &Path,
+    ns: &str,
+    token: &str,
+    extra: &[&str],
+) -> std::process::Child {
+    std::process::Command::new(assert_cmd::cargo::cargo_bin("slipway"))
+        .current_dir(dir)
+        .env("KUBECONFIG", kubeconfig)
+        .env("TOKEN", token)
+        .args([
+            "run",
+            "p.pipeline",
+            "--backend",
+            "kubernetes",
+            "--namespace",
+            ns,
+        ])
+        .args(["--pull", "never", "--output", "json"])
+        .args(extra)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawns")
+}
+
 #[test]
 fn stages_run_as_pods_with_the_workspace_their_env_and_secrets_and_leave_nothing() {
     let Some(kubeconfig) = cluster() else { return };
@@ -55,27 +84,7 @@ fn stages_run_as_pods_with_the_workspace_their_env_and_secrets_and_leave_nothing
          stage unpullable {\n  image \"local/slipway-no-such-image:1\"\n  timeout 60s\n  run \"true\"\n}\n",
     )
     .expect("write");
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("slipway"))
-        .current_dir(root)
-        .env("KUBECONFIG", &kubeconfig)
-        .env("TOKEN", "s3cret-value")
-        .args([
-            "run",
-            "p.pipeline",
-            "--backend",
-            "kubernetes",
-            "--namespace",
-            &ns,
-            "--pull",
-            "never",
-            "--keep-going",
-            "--output",
-            "json",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawns");
+    let mut child = start_run(root, &kubeconfig, &ns, "s3cret-value", &["--keep-going"]);
     let stdout = child.stdout.take().expect("stdout");
     let reader = std::thread::spawn(move || {
         std::io::BufReader::new(stdout)
@@ -328,28 +337,7 @@ fn sigterm_mid_run_deletes_the_pods_and_the_secret() {
          stage b {\n  image \"local/busybox\"\n  run \"echo started; sleep 120\"\n}\n",
     )
     .expect("write");
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("slipway"))
-        .current_dir(dir.path())
-        .env("KUBECONFIG", &kubeconfig)
-        .env("TOKEN", "x")
-        .args([
-            "run",
-            "p.pipeline",
-            "--backend",
-            "kubernetes",
-            "--namespace",
-            &ns,
-            "--pull",
-            "never",
-            "-j",
-            "2",
-            "--output",
-            "json",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawns");
+    let mut child = start_run(dir.path(), &kubeconfig, &ns, "x", &["-j", "2"]);
     let stdout = child.stdout.take().expect("stdout");
     let mut lines = std::io::BufReader::new(stdout).lines();
     let mut started = 0;

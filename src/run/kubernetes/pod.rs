@@ -193,27 +193,28 @@ async fn follow(pods: &Api<Pod>, name: &str, job: &Job, output: &Output, nonce: 
     if let Err(o) = send(pods, name, "stage", b"\n", false).await {
         return o;
     }
-    let (status, mut shown) = follow_log(pods, name, output, nonce).await;
-    if let Some(code) = status {
+    let mut log = LogLines {
+        output,
+        nonce,
+        shown: 0,
+        seen: 0,
+    };
+    if let Some(code) = follow_log(pods, name, &mut log).await {
         return Outcome::Exited(code);
     }
     if let Err(o) = until(pods, name, ended).await {
         return o;
     }
     // The container has ended, and its log may still be catching up with
-    // its last lines (the engine writes it a moment after): read it again
-    // until the gate's end line is in it, for a moment at most (a killed
-    // script never writes one).
-    // The kubelet may also not have the log of a container that ended at
-    // once ready yet.
+    // its last lines (the engine writes it a moment after), or the kubelet
+    // may not have the log of a container that ended at once ready yet:
+    // read it again until the gate's end line is in it, for a moment at
+    // most (a killed script never writes one).
     let mut unread = None;
     for _ in 0..25 {
-        match rest_of_log(pods, name, shown, output, nonce).await {
-            Ok((Some(code), _)) => return Outcome::Exited(code),
-            Ok((None, all)) => {
-                shown = all;
-                unread = None;
-            }
+        match whole_log(pods, name, &mut log).await {
+            Ok(Some(code)) => return Outcome::Exited(code),
+            Ok(None) => unread = None,
             Err(e) => unread = Some(e),
         }
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
@@ -229,69 +230,71 @@ async fn follow(pods: &Api<Pod>, name: &str, job: &Job, output: &Output, nonce: 
     terminated(pods, name).await
 }
 
-/// Shows the lines of the stage container's whole log after the first
-/// `shown`; the gate's status if the log has its end line, and how many
-/// lines the log holds.
-async fn rest_of_log(
-    pods: &Api<Pod>,
-    name: &str,
+/// The stage container's log as it is read, once or more from its start:
+/// each line is shown once (the log has both streams; its lines are shown
+/// as output), the gate's end line never.
+struct LogLines<'a> {
+    output: &'a Output,
+    nonce: &'a str,
+    /// Lines shown so far.
     shown: usize,
-    output: &Output,
-    nonce: &str,
-) -> Result<(Option<i32>, usize), kube::Error> {
-    let params = kube::api::LogParams {
-        container: Some("stage".into()),
-        ..Default::default()
-    };
-    let log = pods.logs(name, &params).await?;
-    let mut seen = 0usize;
-    for line in log.lines() {
-        let (text, status) = crate::run::gate::read_line(line, nonce);
-        if let Some(text) = text {
-            seen += 1;
-            if seen > shown {
-                output.line(Stream::Stdout, text).await;
-            }
-        }
-        if status.is_some() {
-            return Ok((status, seen.max(shown)));
-        }
-    }
-    Ok((None, seen.max(shown)))
+    /// Lines read in this reading.
+    seen: usize,
 }
 
-/// Follows the stage container's log, showing its lines (the log has both
-/// streams; its lines are shown as output), without the gate's end line;
-/// the status that line carries, when it comes, and how many lines were
-/// shown.
-async fn follow_log(
-    pods: &Api<Pod>,
-    name: &str,
-    output: &Output,
-    nonce: &str,
-) -> (Option<i32>, usize) {
+impl LogLines<'_> {
+    /// Reads one line; the status the gate's end line carries.
+    async fn read(&mut self, line: &str) -> Option<i32> {
+        let (text, status) = crate::run::gate::read_line(line, self.nonce);
+        if let Some(text) = text {
+            self.seen += 1;
+            if self.seen > self.shown {
+                self.output.line(Stream::Stdout, text).await;
+                self.shown = self.seen;
+            }
+        }
+        status
+    }
+}
+
+/// Follows the stage container's log to the gate's end line (its status)
+/// or the log's end.
+async fn follow_log(pods: &Api<Pod>, name: &str, log: &mut LogLines<'_>) -> Option<i32> {
     use futures_util::{AsyncBufReadExt as _, StreamExt as _};
     let params = kube::api::LogParams {
         container: Some("stage".into()),
         follow: true,
         ..Default::default()
     };
-    let Ok(stream) = pods.log_stream(name, &params).await else {
-        return (None, 0);
-    };
-    let mut lines = stream.lines();
-    let mut shown = 0;
+    let mut lines = pods.log_stream(name, &params).await.ok()?.lines();
+    log.seen = 0;
     while let Some(Ok(line)) = lines.next().await {
-        let (text, status) = crate::run::gate::read_line(&line, nonce);
-        if let Some(text) = text {
-            output.line(Stream::Stdout, text).await;
-            shown += 1;
-        }
-        if status.is_some() {
-            return (status, shown);
+        if let Some(status) = log.read(&line).await {
+            return Some(status);
         }
     }
-    (None, shown)
+    None
+}
+
+/// Reads the stage container's whole log, showing what was not shown yet;
+/// the gate's status if the log has its end line.
+async fn whole_log(
+    pods: &Api<Pod>,
+    name: &str,
+    log: &mut LogLines<'_>,
+) -> Result<Option<i32>, kube::Error> {
+    let params = kube::api::LogParams {
+        container: Some("stage".into()),
+        ..Default::default()
+    };
+    let text = pods.logs(name, &params).await?;
+    log.seen = 0;
+    for line in text.lines() {
+        if let Some(status) = log.read(line).await {
+            return Ok(Some(status));
+        }
+    }
+    Ok(None)
 }
 
 /// What a Pod's state means while slipway waits for `container`:
