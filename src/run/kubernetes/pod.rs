@@ -198,8 +198,13 @@ async fn follow(pods: &Api<Pod>, name: &str, job: &Job, output: &Output, nonce: 
         nonce,
         shown: 0,
         seen: 0,
+        kept: Some(Vec::new()),
+        kept_bytes: 0,
     };
     if let Some(code) = follow_log(pods, name, &mut log).await {
+        // A followed log can miss a line written as the follow began; the
+        // whole log, read now, has every line.
+        let _ = fill_gaps(pods, name, &mut log).await;
         return Outcome::Exited(code);
     }
     if let Err(o) = until(pods, name, ended).await {
@@ -240,7 +245,14 @@ struct LogLines<'a> {
     shown: usize,
     /// Lines read in this reading.
     seen: usize,
+    /// The lines shown, while they are few enough to keep
+    /// ([`KEPT_BYTES`]), to find the ones a followed log missed.
+    kept: Option<Vec<String>>,
+    kept_bytes: usize,
 }
+
+/// How much shown output is kept to check a followed log against.
+const KEPT_BYTES: usize = 1 << 20;
 
 impl LogLines<'_> {
     /// Reads one line; the status the gate's end line carries.
@@ -251,10 +263,42 @@ impl LogLines<'_> {
             if self.seen > self.shown {
                 self.output.line(Stream::Stdout, text).await;
                 self.shown = self.seen;
+                self.kept_bytes += text.len();
+                if self.kept_bytes > KEPT_BYTES {
+                    self.kept = None;
+                } else if let Some(kept) = &mut self.kept {
+                    kept.push(text.to_string());
+                }
             }
         }
         status
     }
+}
+
+/// Shows the lines of the stage container's whole log that a followed
+/// reading missed: those shown are in it in order, and every other line
+/// (but the gate's) is shown now. Only when all that was shown is kept.
+async fn fill_gaps(pods: &Api<Pod>, name: &str, log: &mut LogLines<'_>) -> Result<(), kube::Error> {
+    let Some(kept) = log.kept.take() else {
+        return Ok(());
+    };
+    let params = kube::api::LogParams {
+        container: Some("stage".into()),
+        ..Default::default()
+    };
+    let text = pods.logs(name, &params).await?;
+    let mut next = kept.iter().peekable();
+    for line in text.lines() {
+        let (Some(text), _) = crate::run::gate::read_line(line, log.nonce) else {
+            continue;
+        };
+        if next.peek().is_some_and(|k| k.as_str() == text) {
+            next.next();
+        } else {
+            log.output.line(Stream::Stdout, text).await;
+        }
+    }
+    Ok(())
 }
 
 /// Follows the stage container's log to the gate's end line (its status)
