@@ -552,6 +552,53 @@ sysctls=(vm/overcommit_memory vm/panic_on_oom kernel/panic kernel/panic_on_oops
 # this start creates are recorded, and removed by stop if empty.
 host_paths=(/var/log/pods /var/log/containers /var/lib/kubelet)
 
+# The kubelet's settings, for the engine's cgroup driver ($1). A running
+# cluster whose kubelet was started with other settings is started again.
+kubelet_config() {
+  local cgroup_driver="$1"
+  cat <<EOF
+apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+address: 127.0.0.1
+port: $kubelet_port
+readOnlyPort: 0
+healthzBindAddress: 127.0.0.1
+healthzPort: $kubelet_healthz_port
+# Only clients with a certificate from the cluster CA (the apiserver).
+authentication:
+  anonymous: {enabled: false}
+  webhook: {enabled: false}
+  x509: {clientCAFile: "$pki/ca.crt"}
+authorization: {mode: AlwaysAllow}
+cgroupDriver: $cgroup_driver
+failSwapOn: false
+# No kube-proxy, and the host's iptables stay as they are.
+makeIPTablesUtilChains: false
+hairpinMode: none
+# Images cannot be pulled again here: never garbage-collect or evict them.
+imageGCHighThresholdPercent: 100
+imageGCLowThresholdPercent: 99
+evictionHard: {memory.available: "100Mi", nodefs.available: "0%", nodefs.inodesFree: "0%", imagefs.available: "0%"}
+volumePluginDir: $run/volume-plugins
+clusterDomain: cluster.local
+resolvConf: /etc/resolv.conf
+rotateCertificates: false
+serverTLSBootstrap: false
+serializeImagePulls: false
+# Events are posted as they happen: the tests read the kubelet's (an image
+# pulled), and the Pods run by the kubernetes backend's tests make many at
+# once. The kubelet posts them one by one through a client limited to
+# eventRecordQPS; at the default (5 a second) a backlog held the flagship's
+# pull event back for longer than the test looked. 0 is no help in this
+# kubelet: the client reads 0 as its own default of 5.
+eventRecordQPS: 1000
+eventBurst: 1000
+# Node status computed every 2 s (Ready sooner), posted when it changes.
+nodeStatusUpdateFrequency: 2s
+nodeStatusReportFrequency: 1m
+EOF
+}
+
 # ------------------------------------------------------------------ start
 
 # When start fails after launching something: stop it all again.
@@ -569,8 +616,11 @@ start() {
     die "the Docker engine does not answer on $docker_sock: run scripts/dev-env.sh first"
 
   if healthy; then
-    echo "$kubeconfig"
-    return 0
+    if kubelet_config "$("$docker_bin" info --format '{{.CgroupDriver}}')" | cmp -s - "$run/kubelet-config.yaml"; then
+      echo "$kubeconfig"
+      return 0
+    fi
+    log "the kubelet's settings changed: starting the cluster again"
   fi
 
   local other ours
@@ -678,43 +728,7 @@ start() {
   done
 
   mkdir -p "$run/kubelet" "$run/dockershim" "$run/volume-plugins"
-  cat >"$run/kubelet-config.yaml" <<EOF
-apiVersion: kubelet.config.k8s.io/v1beta1
-kind: KubeletConfiguration
-address: 127.0.0.1
-port: $kubelet_port
-readOnlyPort: 0
-healthzBindAddress: 127.0.0.1
-healthzPort: $kubelet_healthz_port
-# Only clients with a certificate from the cluster CA (the apiserver).
-authentication:
-  anonymous: {enabled: false}
-  webhook: {enabled: false}
-  x509: {clientCAFile: "$pki/ca.crt"}
-authorization: {mode: AlwaysAllow}
-cgroupDriver: $cgroup_driver
-failSwapOn: false
-# No kube-proxy, and the host's iptables stay as they are.
-makeIPTablesUtilChains: false
-hairpinMode: none
-# Images cannot be pulled again here: never garbage-collect or evict them.
-imageGCHighThresholdPercent: 100
-imageGCLowThresholdPercent: 99
-evictionHard: {memory.available: "100Mi", nodefs.available: "0%", nodefs.inodesFree: "0%", imagefs.available: "0%"}
-volumePluginDir: $run/volume-plugins
-clusterDomain: cluster.local
-resolvConf: /etc/resolv.conf
-rotateCertificates: false
-serverTLSBootstrap: false
-serializeImagePulls: false
-# Every event is recorded: the tests read the kubelet's (an image pulled),
-# and Pods run by the kubernetes backend's tests make many at once, which
-# the default limit (5 a second) would drop.
-eventRecordQPS: 0
-# Node status computed every 2 s (Ready sooner), posted when it changes.
-nodeStatusUpdateFrequency: 2s
-nodeStatusReportFrequency: 1m
-EOF
+  kubelet_config "$cgroup_driver" >"$run/kubelet-config.yaml"
   log "starting kubelet (node $node, pods on the Docker engine)"
   launch kubelet "$bin/kubelet" \
     --config="$run/kubelet-config.yaml" \

@@ -205,11 +205,20 @@ fn scripts_deliver_builds_pushes_and_releases_chat_then_rolls_a_broken_change_ba
         chat.image_id
     );
     let digest = chat.image_id.rsplit('@').next().unwrap_or_default();
-    let events = pod_events(&kc, &ns, &name);
+    // The kubelet posts events after the fact, one at a time: a backlog
+    // from other tests' Pods may hold this one back a while.
+    let pulled = |e: &String| {
+        e.starts_with("Pulled: Successfully pulled image \"localhost:5000/chat")
+            && e.contains(digest)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let mut events = pod_events(&kc, &ns, &name);
+    while !events.iter().any(pulled) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(500));
+        events = pod_events(&kc, &ns, &name);
+    }
     assert!(
-        events.iter().any(|e| e
-            .starts_with("Pulled: Successfully pulled image \"localhost:5000/chat")
-            && e.contains(digest)),
+        events.iter().any(pulled),
         "no pull of {digest} in {events:?}"
     );
 
