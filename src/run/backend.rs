@@ -229,6 +229,41 @@ impl std::fmt::Debug for Prepared {
     }
 }
 
+/// The attempts a backend is getting going for `execute` right now. Work
+/// done ahead ([`Backend::prepare`]) waits until there are none, so that
+/// the engine or the cluster first starts what the run waits for.
+#[derive(Clone)]
+pub struct Starts(Arc<tokio::sync::watch::Sender<usize>>);
+
+impl Default for Starts {
+    fn default() -> Self {
+        Self(Arc::new(tokio::sync::watch::Sender::new(0)))
+    }
+}
+
+impl Starts {
+    /// Counts one attempt as starting until the guard is dropped.
+    pub fn begin(&self) -> Starting {
+        self.0.send_modify(|n| *n += 1);
+        Starting(self.0.clone())
+    }
+
+    /// Returns once no attempt is starting.
+    pub async fn none(&self) {
+        let mut rx = self.0.subscribe();
+        let _ = rx.wait_for(|n| *n == 0).await;
+    }
+}
+
+/// One attempt counted in [`Starts`] until dropped.
+pub struct Starting(Arc<tokio::sync::watch::Sender<usize>>);
+
+impl Drop for Starting {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n = n.saturating_sub(1));
+    }
+}
+
 pub trait Backend: Send + Sync {
     /// Makes what the run's stages share (the Docker backend: a network).
     /// Called once, before any stage.

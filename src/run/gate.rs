@@ -6,10 +6,11 @@
 //! than the engine or the kubelet report the container's exit.
 
 /// The container's command is `sh -c GATE sh SCRIPT NONCE`: it runs the
-/// stage's `sh -e -c SCRIPT` (`$1`), then writes `NONCE STATUS` (`$2`) on
+/// stage's `sh -e -c SCRIPT` (`$1`) with empty input (the container's own
+/// may stay open: on Kubernetes, the attach that sent the gate's line
+/// also reads the output), then writes `NONCE STATUS` (`$2`) on
 /// both streams, and exits with the script's status.
-pub(crate) const GATE: &str =
-    "read -r _ || exit 0; sh -e -c \"$1\"; s=$?; echo \"$2 $s\"; echo \"$2 $s\" >&2; exit $s";
+pub(crate) const GATE: &str = "read -r _ || exit 0; sh -e -c \"$1\" </dev/null; s=$?; echo \"$2 $s\"; echo \"$2 $s\" >&2; exit $s";
 
 /// The gated command for `script`, ending with `nonce`.
 pub(crate) fn command(script: &str, nonce: &str) -> Vec<String> {

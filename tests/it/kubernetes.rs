@@ -418,3 +418,117 @@ fn a_stage_no_node_can_take_fails_at_once_with_the_reason() {
     );
     assert_eq!(left, 0);
 }
+
+#[test]
+fn dependents_wait_made_ahead_at_their_gate_and_a_skipped_ones_pod_is_deleted() {
+    let Some(kubeconfig) = cluster() else { return };
+    let ns = unique("slipway-k8s-ahead");
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("data.txt"), "from the workspace\n").expect("write");
+    std::fs::write(
+        dir.path().join("p.pipeline"),
+        "pipeline \"k8s-ahead\"\n\n\
+         stage first {\n  image \"local/busybox\"\n  run \"echo started; sleep 4\"\n}\n\n\
+         stage bad {\n  image \"local/busybox\"\n  run \"echo started; sleep 4; exit 1\"\n}\n\n\
+         stage next after first {\n  image \"local/busybox\"\n  run \"cat data.txt; echo pod=$HOSTNAME\"\n}\n\n\
+         stage never after bad {\n  image \"local/busybox\"\n  run \"echo ran\"\n}\n",
+    )
+    .expect("write");
+    let mut child = start_run(dir.path(), &kubeconfig, &ns, "x", &["--keep-going"]);
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    let mut seen = Vec::new();
+    let mut started = 0;
+    for line in lines.by_ref().map_while(Result::ok) {
+        started += usize::from(line.contains("\"line\":\"started\""));
+        seen.push(line);
+        if started == 2 {
+            break;
+        }
+    }
+    assert_eq!(started, 2, "first and bad run: {seen:?}");
+    // While `first` and `bad` run, the Pods of `next` and `never` are made,
+    // their containers run, and their scripts have not begun: their logs
+    // are empty.
+    let waiting = {
+        let ns = ns.clone();
+        kube(&kubeconfig, async move |client| {
+            let pods: kube::Api<Pod> = kube::Api::namespaced(client, &ns);
+            let mut waiting = std::collections::BTreeMap::new();
+            for _ in 0..300 {
+                waiting.clear();
+                for p in pods.list(&Default::default()).await.expect("pods").items {
+                    let stage = p
+                        .metadata
+                        .annotations
+                        .as_ref()
+                        .and_then(|a| a.get("slipway.dev/stage").cloned())
+                        .unwrap_or_default();
+                    let runs = p
+                        .status
+                        .as_ref()
+                        .and_then(|s| s.container_statuses.as_ref())
+                        .is_some_and(|c| {
+                            c.iter()
+                                .any(|c| c.state.as_ref().is_some_and(|s| s.running.is_some()))
+                        });
+                    if (stage == "next" || stage == "never") && runs {
+                        let name = p.metadata.name.clone().unwrap_or_default();
+                        let log = pods
+                            .logs(&name, &Default::default())
+                            .await
+                            .unwrap_or_else(|e| e.to_string());
+                        waiting.insert(stage, (name, log));
+                    }
+                }
+                if waiting.len() == 2 {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            waiting
+        })
+    };
+    let events: Vec<Value> = seen
+        .into_iter()
+        .chain(lines.map_while(Result::ok))
+        .filter_map(|l| serde_json::from_str(&l).ok())
+        .collect();
+    let status = child.wait().expect("exits");
+    let left = objects_left(&kubeconfig, &ns);
+    drop_namespace(&kubeconfig, &ns);
+    assert_eq!(waiting.len(), 2, "{waiting:?}");
+    assert!(
+        waiting.values().all(|(_, log)| log.is_empty()),
+        "{waiting:?}"
+    );
+    assert_eq!(status.code(), Some(1), "{events:?}");
+    // `next` ran in the Pod made ahead for it (a Pod's host name is its
+    // name), with the workspace.
+    let logs: Vec<&str> = events
+        .iter()
+        .filter(|e| e["event"] == "log" && e["stage"] == "next")
+        .filter_map(|e| e["line"].as_str())
+        .collect();
+    assert_eq!(
+        logs,
+        [
+            "from the workspace".to_string(),
+            format!("pod={}", waiting["next"].0)
+        ],
+        "{events:?}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e["event"] == "stage_skipped" && e["stage"] == "never"),
+        "{events:?}"
+    );
+    assert!(
+        !events
+            .iter()
+            .any(|e| e["event"] == "log" && e["stage"] == "never"),
+        "{events:?}"
+    );
+    assert_eq!(left, 0, "nothing of the run is left, made ahead or not");
+}

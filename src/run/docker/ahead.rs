@@ -8,8 +8,6 @@
 //! [`Prepared`]) and gives it back to `execute`, or to `discard` when the
 //! stage never runs, so nothing made ahead can be forgotten.
 
-use std::sync::Arc;
-
 use tokio_util::sync::CancellationToken;
 
 use super::container::{self, Created};
@@ -38,7 +36,7 @@ pub(super) fn begin(attempt: Attempt, script: String, image: String) -> Pending 
             let shared = &attempt.shared;
             let turn = async {
                 let permit = shared.ahead.clone().acquire_owned().await;
-                shared.none_starting().await;
+                shared.starting.none().await;
                 permit
             };
             let _turn = tokio::select! {
@@ -71,22 +69,5 @@ impl Pending {
         if let Some(created) = self.claim().await {
             shared.remove_later(docker, created.id, created.volume);
         }
-    }
-}
-
-/// Counts an executed stage as starting until dropped (see
-/// [`Shared::none_starting`]).
-pub(super) struct Starting(Arc<tokio::sync::watch::Sender<usize>>);
-
-impl Starting {
-    pub(super) fn new(counter: &Arc<tokio::sync::watch::Sender<usize>>) -> Self {
-        counter.send_modify(|n| *n += 1);
-        Self(counter.clone())
-    }
-}
-
-impl Drop for Starting {
-    fn drop(&mut self) {
-        self.0.send_modify(|n| *n = n.saturating_sub(1));
     }
 }

@@ -51,8 +51,9 @@ use tokio_util::sync::CancellationToken;
 pub use engine::Unreachable;
 pub use workspace::cache_volume;
 
-use self::ahead::{Pending, Starting};
+use self::ahead::Pending;
 use super::backend::{Backend, BoxFuture, Env, Job, Outcome, Output, Prepared, RunInfo};
+use super::backend::{Starting, Starts};
 use crate::plan::PlannedAction;
 
 /// Where the workspace is mounted in every stage's container.
@@ -115,7 +116,7 @@ struct Shared {
     /// How many executed stages are still getting their containers going:
     /// a container made ahead is begun only when none is, so that the
     /// engine starts what the run waits for first.
-    starting: Arc<tokio::sync::watch::Sender<usize>>,
+    starting: Starts,
     pull: Pull,
     mode: WorkspaceMode,
     /// Where the overlay volumes' writable layers live, one folder per
@@ -133,12 +134,6 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Shared {
     fn images(&self) -> MutexGuard<'_, HashSet<String>> {
         lock(&self.images)
-    }
-
-    /// Waits until no executed stage is getting its container going.
-    async fn none_starting(&self) {
-        let mut rx = self.starting.subscribe();
-        let _ = rx.wait_for(|n| *n == 0).await;
     }
 
     /// Removes a container (and its workspace volume) in the background;
@@ -181,7 +176,7 @@ impl DockerBackend {
                 images: Arc::default(),
                 removals: Arc::default(),
                 ahead: Arc::new(tokio::sync::Semaphore::new(AHEAD)),
-                starting: Arc::new(tokio::sync::watch::Sender::new(0)),
+                starting: Starts::default(),
                 pull,
                 mode,
                 scratch: std::env::temp_dir().join(scratch),
@@ -301,7 +296,7 @@ impl Backend for DockerBackend {
         };
         // Counted at once, before any preparation the scheduler asks for
         // next can begin.
-        let starting = Starting::new(&attempt.shared.starting);
+        let starting = attempt.shared.starting.begin();
         let ahead = prepared.and_then(Prepared::into_inner::<Pending>);
         Box::pin(async move { execute(attempt, ahead, output, cancel, starting).await })
     }
@@ -391,7 +386,7 @@ async fn execute(
     // and other stages' containers may be made meanwhile.
     let starting = running.is_empty().then_some(starting);
     if outcome.is_none() {
-        let starting = starting.unwrap_or_else(|| Starting::new(&attempt.shared.starting));
+        let starting = starting.unwrap_or_else(|| attempt.shared.starting.begin());
         // A container made ahead is used when it was made (or is being
         // made); otherwise (not begun yet, image not yet there, or it
         // failed) it is made now, and any error is this attempt's.

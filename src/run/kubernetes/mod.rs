@@ -10,15 +10,19 @@
 //! never written. The stage's container then starts with its script
 //! behind the same gate as on Docker (`run::gate`): slipway attaches to it,
 //! sends the line that lets the script run, and reads its output from the
-//! attach streams; the gate's end line gives the exit status. Secret env
+//! container's followed log; the gate's end line gives the exit status. Secret env
 //! values live in one Secret per run and reach containers through
 //! `secretKeyRef`, never in a Pod spec. A Pod that cannot be scheduled, or
 //! whose image cannot be pulled, fails its stage as soon as the cluster
 //! says so. Timeouts and Ctrl-C delete the Pod at once.
 //!
+//! While the stages a stage waits for run, its Pod is made ahead and its
+//! script waits at its gate (`ahead`).
+//!
 //! Not yet here (refused before a run starts): services, artifacts and
-//! caches, and Pods prepared ahead.
+//! caches.
 
+mod ahead;
 mod pod;
 mod workspace;
 
@@ -29,9 +33,14 @@ use k8s_openapi::api::core::v1::{Namespace, Pod, Secret};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use tokio_util::sync::CancellationToken;
 
-use super::backend::{Backend, BoxFuture, EnvValue, Job, Outcome, Output, Prepared, RunInfo};
+use super::backend::{
+    Backend, BoxFuture, EnvValue, Job, Outcome, Output, Prepared, RunInfo, Starts,
+};
 use super::docker::Pull;
 use crate::plan::{PlannedAction, PlannedStage};
+
+/// How many Pods may wait made ahead at once (never more than `-j`).
+const AHEAD: usize = 8;
 
 /// The label every Pod and Secret of a run carries.
 pub const RUN_LABEL: &str = "dev.slipway.run";
@@ -49,6 +58,8 @@ struct Inner {
     /// The run's Secret: each secret value a stage uses, by key. Kept here
     /// so that each value is added once.
     secrets: tokio::sync::Mutex<BTreeMap<String, String>>,
+    /// Pods being made for `execute`: Pods made ahead wait for them.
+    starting: Starts,
 }
 
 impl KubernetesBackend {
@@ -70,6 +81,7 @@ impl KubernetesBackend {
                 pull,
                 run: OnceLock::new(),
                 secrets: tokio::sync::Mutex::new(BTreeMap::new()),
+                starting: Starts::default(),
             }),
         })
     }
@@ -214,15 +226,52 @@ impl Backend for KubernetesBackend {
         }
     }
 
+    /// Pods made ahead hold a little of the cluster (memory, a Pod slot)
+    /// while they wait: a few at a time.
+    fn ahead(&self) -> usize {
+        AHEAD
+    }
+
+    fn prepare(&self, job: &Job) -> Option<Prepared> {
+        // A Pod that asks for resources would hold them while it waits,
+        // and could keep a running stage's Pod from being scheduled.
+        if job.stage.resources.is_some() {
+            return None;
+        }
+        Some(Prepared::new(ahead::begin(&self.inner, job.clone())))
+    }
+
     fn execute(
         &self,
         job: Job,
-        _: Option<Prepared>,
+        prepared: Option<Prepared>,
         output: Output,
         cancel: CancellationToken,
     ) -> BoxFuture<'static, Outcome> {
         let inner = Arc::clone(&self.inner);
-        Box::pin(async move { pod::attempt(&inner, job, &output, &cancel).await })
+        let pending = prepared.and_then(Prepared::into_inner::<ahead::Pending>);
+        // Counted at once, before any preparation the scheduler asks for
+        // next can begin; until the Pod is made, or the claimed one is.
+        let starting = inner.starting.begin();
+        Box::pin(async move {
+            let ready = match pending {
+                Some(p) => match p.claim(&inner, &cancel).await {
+                    Ok(ready) => ready,
+                    Err(()) => return Outcome::Cancelled,
+                },
+                None => None,
+            };
+            pod::attempt(&inner, job, ready, starting, &output, &cancel).await
+        })
+    }
+
+    fn discard(&self, prepared: Prepared) -> BoxFuture<'static, ()> {
+        let inner = Arc::clone(&self.inner);
+        Box::pin(async move {
+            if let Some(p) = prepared.into_inner::<ahead::Pending>() {
+                p.discard(&inner).await;
+            }
+        })
     }
 
     fn close(&self) -> BoxFuture<'_, ()> {

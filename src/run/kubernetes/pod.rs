@@ -1,7 +1,7 @@
 //! One attempt as one Pod: made, given the workspace, let go, followed to
 //! its end, and deleted.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 use kube::api::{Api, AttachParams, DeleteParams, PostParams};
@@ -10,7 +10,7 @@ use tokio::io::AsyncWriteExt as _;
 use tokio_util::sync::CancellationToken;
 
 use super::{Inner, RUN_LABEL};
-use crate::run::backend::{EnvValue, FailureKind, Job, Outcome, Output};
+use crate::run::backend::{EnvValue, FailureKind, Job, Outcome, Output, Starting};
 use crate::run::docker::Pull;
 use crate::run::events::Stream;
 
@@ -31,37 +31,286 @@ pub(super) fn failed(what: &str, e: &kube::Error) -> Outcome {
     }
 }
 
+/// A Pod whose script waits at its gate: made, its workspace unpacked.
+pub(super) struct Ready {
+    pub(super) name: String,
+    nonce: String,
+    /// Set once it is made.
+    gate: Option<Gate>,
+}
+
+/// What opens a made Pod's gate and reads its script's output, opened
+/// while the Pod is made so that the stage's turn only writes one line.
+struct Gate {
+    /// The stage container's standard input, attached.
+    stdin: tokio::io::WriteHalf<tokio::io::SimplexStream>,
+    /// Its output, attached from before the gate opens: no line the script
+    /// writes can come before.
+    streams: Streams,
+}
+
+/// A container's two output streams, attached.
+struct Streams {
+    stdout: tokio::io::ReadHalf<tokio::io::SimplexStream>,
+    stderr: tokio::io::ReadHalf<tokio::io::SimplexStream>,
+    /// Kept while the streams are read: dropped, it ends the attach.
+    _attached: kube::api::AttachedProcess,
+}
+
+type LogStream =
+    std::pin::Pin<Box<dyn futures_util::Stream<Item = std::io::Result<String>> + Send>>;
+
+/// A Pod's name and its gate's nonce, before it is made.
+pub(super) fn named(job: &Job) -> Ready {
+    let nonce = crate::run::gate::nonce();
+    Ready {
+        name: pod_name(&job.stage.name, job.attempt, &nonce),
+        nonce,
+        gate: None,
+    }
+}
+
 /// Runs one attempt of `job` as a Pod, to its end or until `cancel`; the
-/// Pod is deleted either way.
+/// Pod is deleted either way. With `ready`, a Pod made ahead whose script
+/// only waits for its gate to open.
 pub(super) async fn attempt(
     inner: &Inner,
     job: Job,
+    ready: Option<Ready>,
+    starting: Starting,
     output: &Output,
     cancel: &CancellationToken,
 ) -> Outcome {
     let pods: Api<Pod> = Api::namespaced(inner.client.clone(), &inner.namespace);
-    let keys = match inner.secret_keys(&job).await {
-        Ok(k) => k,
-        Err(o) => return o,
-    };
-    let nonce = crate::run::gate::nonce();
-    let name = pod_name(&job.stage.name, job.attempt, &nonce);
-    let pod = match spec(inner, &job, &name, &keys, &nonce) {
-        Ok(p) => p,
-        Err(e) => return Outcome::Internal(format!("cannot write the Pod spec: {e}")),
-    };
-    if let Err(e) = pods.create(&PostParams::default(), &pod).await {
-        return failed("cannot create the stage's Pod", &e);
-    }
+    let mut pod = ready.unwrap_or_else(|| named(&job));
+    let name = pod.name.clone();
     let outcome = tokio::select! {
-        o = follow(&pods, &name, &job, output, &nonce) => o,
+        o = async {
+            if pod.gate.is_none() {
+                make(inner, &pods, &job, &mut pod).await?;
+            }
+            drop(starting);
+            Ok::<_, Outcome>(go(&pods, pod, output).await)
+        } => o.unwrap_or_else(|o| o),
         () = cancel.cancelled() => Outcome::Cancelled,
     };
-    // At once: a timed-out or cancelled script must not go on.
-    let _ = pods
-        .delete(&name, &DeleteParams::default().grace_period(0))
-        .await;
+    if matches!(outcome, Outcome::Exited(_)) {
+        // Its script has ended: the next stage need not wait for the
+        // delete (the run's close deletes every Pod of the run anyway).
+        tokio::spawn(async move { delete(&pods, &name).await });
+    } else {
+        // At once: a timed-out or cancelled script must not go on.
+        delete(&pods, &name).await;
+    }
     outcome
+}
+
+/// With `SLIPWAY_POD_TIMINGS` set, says on standard error when one of a
+/// Pod's steps is done, in seconds since the run's first: where a Pod's
+/// time goes (`scripts/bench-run` sums them up).
+pub(super) fn mark(name: &str, what: &str) {
+    static T0: std::sync::OnceLock<Option<std::time::Instant>> = std::sync::OnceLock::new();
+    let t0 = T0
+        .get_or_init(|| std::env::var_os("SLIPWAY_POD_TIMINGS").map(|_| std::time::Instant::now()));
+    if let Some(t0) = t0 {
+        eprintln!("pod-timing {:.3} {name} {what}", t0.elapsed().as_secs_f64());
+    }
+}
+
+/// Deletes a Pod at once (no grace: its script must not go on).
+pub(super) async fn delete(pods: &Api<Pod>, name: &str) {
+    let _ = pods
+        .delete(name, &DeleteParams::default().grace_period(0))
+        .await;
+}
+
+/// Makes the Pod `pod` names for `job`, unpacks the workspace in it, and
+/// opens its gate's attach and log; done when its script waits at its
+/// gate.
+pub(super) async fn make(
+    inner: &Inner,
+    pods: &Api<Pod>,
+    job: &Job,
+    pod: &mut Ready,
+) -> Result<(), Outcome> {
+    let keys = inner.secret_keys(job).await?;
+    let spec = spec(inner, job, &pod.name, &keys, &pod.nonce)
+        .map_err(|e| Outcome::Internal(format!("cannot write the Pod spec: {e}")))?;
+    let workspace = job.context.workspace.clone();
+    let tar = tokio::task::spawn_blocking(move || super::workspace::tar(&workspace));
+    mark(&pod.name, "create");
+    pods.create(&PostParams::default(), &spec)
+        .await
+        .map_err(|e| failed("cannot create the stage's Pod", &e))?;
+    mark(&pod.name, "created");
+    let tar = match tar.await {
+        Ok(Ok(t)) => t,
+        Ok(Err(e)) => return Err(Outcome::stage(format!("cannot read the workspace: {e}"))),
+        Err(e) => return Err(Outcome::Internal(e.to_string())),
+    };
+    let name = &pod.name;
+    // The kubelet reports a container running only when it next looks
+    // (every second), and its status reaches the API server later still
+    // when it has many to post; but it can exec in one as soon as the
+    // engine runs it.
+    let unpacking = eagerly(
+        pods,
+        name,
+        |p| running(p, "stage"),
+        || start_unpack(pods, name, tar.len()),
+    )
+    .await?
+    .map_err(|e| failed("cannot send the workspace into the stage's Pod", &e))?;
+    mark(name, "running");
+    let (unpacked, attached) = tokio::join!(unpack(unpacking, &tar), attach(pods, name));
+    unpacked?;
+    let (stdin, streams) = attached?;
+    pod.gate = Some(Gate { stdin, streams });
+    mark(name, "ready");
+    Ok(())
+}
+
+/// Tries `call` every [`EAGER`] until it works, and once more, for good,
+/// when the Pod's `state` says it may go on: `Ok` with the last try's
+/// result, `Err` when `state` says it cannot.
+async fn eagerly<T, E, F: Future<Output = Result<T, E>>>(
+    pods: &Api<Pod>,
+    name: &str,
+    state: impl Fn(&Pod) -> Option<Result<(), Outcome>>,
+    call: impl Fn() -> F,
+) -> Result<Result<T, E>, Outcome> {
+    let seen = until(pods, name, state);
+    tokio::pin!(seen);
+    let mut tries = tokio::time::interval(EAGER);
+    tries.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            biased;
+            r = &mut seen => {
+                r?;
+                return Ok(call().await);
+            }
+            _ = tries.tick() => {
+                if let Ok(t) = call().await {
+                    return Ok(Ok(t));
+                }
+            }
+        }
+    }
+}
+
+/// How often a call that needs the stage's container running is tried
+/// before the Pod is seen running.
+const EAGER: std::time::Duration = std::time::Duration::from_millis(150);
+
+/// Starts unpacking a tar of `len` bytes into `/workspace` with `tar` in
+/// the stage's container (see [`unpack`]).
+async fn start_unpack(
+    pods: &Api<Pod>,
+    name: &str,
+    len: usize,
+) -> Result<kube::api::AttachedProcess, kube::Error> {
+    let params = AttachParams::default()
+        .container("stage")
+        .stdin(true)
+        .stdout(false)
+        .stderr(true);
+    let command = format!("head -c {len} | tar x -C {WORKSPACE}");
+    pods.exec(name, ["sh", "-c", command.as_str()], &params)
+        .await
+}
+
+/// Attaches to the stage container: its standard input and its output.
+/// One attach for both: the engine closes a
+/// container's input (`stdinOnce`) when any attach to it ends.
+async fn attach(
+    pods: &Api<Pod>,
+    name: &str,
+) -> Result<(tokio::io::WriteHalf<tokio::io::SimplexStream>, Streams), Outcome> {
+    let params = AttachParams::default()
+        .container("stage")
+        .stdin(true)
+        .stdout(true)
+        .stderr(true);
+    let mut attached = pods
+        .attach(name, &params)
+        .await
+        .map_err(|e| failed("cannot attach to the stage's Pod", &e))?;
+    let stdin = attached
+        .stdin()
+        .ok_or_else(|| Outcome::Internal("an attach without standard input".into()))?;
+    let (Some(stdout), Some(stderr)) = (attached.stdout(), attached.stderr()) else {
+        return Err(Outcome::Internal("an attach without output".into()));
+    };
+    let streams = Streams {
+        stdout,
+        stderr,
+        _attached: attached,
+    };
+    Ok((stdin, streams))
+}
+
+/// The stage container's log, followed.
+async fn open_log(pods: &Api<Pod>, name: &str) -> Result<LogStream, kube::Error> {
+    use futures_util::AsyncBufReadExt as _;
+    let params = kube::api::LogParams {
+        container: Some("stage".into()),
+        follow: true,
+        ..Default::default()
+    };
+    let lines = pods.log_stream(name, &params).await?.lines();
+    Ok(Box::pin(lines))
+}
+
+/// Sends the workspace's tar to its unpacking in the stage's container
+/// (begun by [`start_unpack`]), while its script waits at the gate, and
+/// waits for it to end. The command reads as
+/// many bytes as the tar has and no more: an API server before 1.29 can
+/// end an exec's input only by closing the whole stream, and then the
+/// command's status would never come back.
+async fn unpack(mut unpacking: kube::api::AttachedProcess, tar: &[u8]) -> Result<(), Outcome> {
+    use tokio::io::AsyncReadExt as _;
+    let status = unpacking.take_status();
+    let mut stderr = unpacking.stderr();
+    let errors = tokio::spawn(async move {
+        let mut text = String::new();
+        if let Some(stderr) = &mut stderr {
+            let _ = stderr.read_to_string(&mut text).await;
+        }
+        text
+    });
+    // Kept open until the status comes (see above).
+    let mut stdin = unpacking.stdin();
+    if let Some(stdin) = &mut stdin {
+        stdin.write_all(tar).await.map_err(|e| {
+            Outcome::infrastructure(format!(
+                "cannot send the workspace into the stage's Pod: {e}"
+            ))
+        })?;
+        let _ = stdin.flush().await;
+    }
+    let status = match status {
+        Some(s) => s.await,
+        None => None,
+    };
+    drop(stdin);
+    let _ = unpacking.join().await;
+    let errors = errors.await.unwrap_or_default();
+    match status {
+        Some(s) if s.status.as_deref() == Some("Success") => Ok(()),
+        Some(s) => Err(Outcome::stage(format!(
+            "the workspace could not be unpacked in the stage's container (`tar` from its image): {}{}",
+            s.message.unwrap_or_default(),
+            if errors.trim().is_empty() {
+                String::new()
+            } else {
+                format!(": {}", errors.trim())
+            }
+        ))),
+        None => Err(Outcome::infrastructure(
+            "the workspace was sent into the stage's Pod, but its unpacking did not report how it ended",
+        )),
+    }
 }
 
 /// A Pod name: `slipway-<stage>-<attempt>-<part of the nonce>`, made a DNS
@@ -144,15 +393,6 @@ fn spec(
             "enableServiceLinks": false,
             "automountServiceAccountToken": false,
             "volumes": [{ "name": "workspace", "emptyDir": {} }],
-            "initContainers": [{
-                "name": "workspace",
-                "image": image,
-                "imagePullPolicy": pull,
-                "command": ["sh", "-c", format!("tar x -C {WORKSPACE}")],
-                "stdin": true,
-                "stdinOnce": true,
-                "volumeMounts": mount,
-            }],
             "containers": [{
                 "name": "stage",
                 "image": image,
@@ -169,42 +409,38 @@ fn spec(
     }))
 }
 
-/// Gives the Pod its workspace, lets its script go, and follows it to its
-/// end.
-async fn follow(pods: &Api<Pod>, name: &str, job: &Job, output: &Output, nonce: &str) -> Outcome {
-    let workspace = job.context.workspace.clone();
-    let tar = match tokio::task::spawn_blocking(move || super::workspace::tar(&workspace)).await {
-        Ok(Ok(t)) => t,
-        Ok(Err(e)) => return Outcome::stage(format!("cannot read the workspace: {e}")),
-        Err(e) => return Outcome::Internal(e.to_string()),
+/// Lets the script of a Pod at its gate go, and follows it to its end.
+async fn go(pods: &Api<Pod>, pod: Ready, output: &Output) -> Outcome {
+    let (name, nonce) = (pod.name.as_str(), pod.nonce.as_str());
+    let Some(Gate { mut stdin, streams }) = pod.gate else {
+        return Outcome::Internal("a Pod's gate was opened before it was made".into());
     };
-    if let Err(o) = until(pods, name, |p| running(p, "workspace", true)).await {
-        return o;
+    mark(name, "go");
+    // The line that lets the script run. The input stays open: before API
+    // server 1.29, ending it ends the whole attach, output too (the script
+    // reads no input: see `gate`).
+    let sent = async {
+        stdin.write_all(b"\n").await?;
+        stdin.flush().await
+    };
+    if let Err(e) = sent.await {
+        return Outcome::infrastructure(format!("cannot write to the stage's Pod: {e}"));
     }
-    if let Err(o) = send(pods, name, "workspace", &tar, true).await {
-        return o;
-    }
-    if let Err(o) = until(pods, name, |p| running(p, "stage", false)).await {
-        return o;
-    }
-    // The line that lets the script run. Its output is read from the
-    // container's log, followed: the kubelet keeps it whole, where it may
-    // cut attach streams while it stops other containers.
-    if let Err(o) = send(pods, name, "stage", b"\n", false).await {
-        return o;
-    }
-    let mut log = LogLines {
+    let mut shown = Shown {
         output,
         nonce,
-        shown: 0,
-        seen: 0,
-        kept: Some(Vec::new()),
+        count: 0,
+        kept: Some(HashMap::new()),
         kept_bytes: 0,
     };
-    if let Some(code) = follow_log(pods, name, &mut log).await {
-        // A followed log can miss a line written as the follow began; the
-        // whole log, read now, has every line.
-        let _ = fill_gaps(pods, name, &mut log).await;
+    if let Some(code) = read_attached(streams, &mut shown).await {
+        mark(name, "end");
+        return Outcome::Exited(code);
+    }
+    // The attach streams were cut before the gate's end lines (the kubelet
+    // may cut them while it stops other containers): the log has the rest.
+    if let Some(code) = follow_log(pods, name, &mut shown).await {
+        mark(name, "end");
         return Outcome::Exited(code);
     }
     if let Err(o) = until(pods, name, ended).await {
@@ -217,7 +453,7 @@ async fn follow(pods: &Api<Pod>, name: &str, job: &Job, output: &Output, nonce: 
     // most (a killed script never writes one).
     let mut unread = None;
     for _ in 0..25 {
-        match whole_log(pods, name, &mut log).await {
+        match whole_log(pods, name, &mut shown).await {
             Ok(Some(code)) => return Outcome::Exited(code),
             Ok(None) => unread = None,
             Err(e) => unread = Some(e),
@@ -232,88 +468,146 @@ async fn follow(pods: &Api<Pod>, name: &str, job: &Job, output: &Output, nonce: 
             )
             .await;
     }
-    terminated(pods, name).await
+    match terminated(pods, name).await {
+        // The gate ends this way only when the container's input closed
+        // before its line came: the script never began.
+        Outcome::Exited(0) => Outcome::infrastructure(
+            "the stage's container lost its input before its script began (its attach was cut); the script did not run",
+        ),
+        other => other,
+    }
 }
 
-/// The stage container's log as it is read, once or more from its start:
-/// each line is shown once (the log has both streams; its lines are shown
-/// as output), the gate's end line never.
-struct LogLines<'a> {
+/// Reads the stage container's attach streams to the gate's end line on
+/// both: its status. `None` when they end before.
+async fn read_attached(streams: Streams, shown: &mut Shown<'_>) -> Option<i32> {
+    use tokio::io::AsyncBufReadExt as _;
+    let (mut out, mut err) = (
+        tokio::io::BufReader::new(streams.stdout),
+        tokio::io::BufReader::new(streams.stderr),
+    );
+    let (mut out_line, mut err_line) = (Vec::new(), Vec::new());
+    let (mut status, mut err_done) = (None, false);
+    while status.is_none() || !err_done {
+        // Reading a line is cancel safe: what was read stays in its
+        // buffer for the next call.
+        tokio::select! {
+            read = out.read_until(b'\n', &mut out_line), if status.is_none() => {
+                if !matches!(read, Ok(n) if n > 0) {
+                    return None;
+                }
+                let line = String::from_utf8_lossy(&out_line).into_owned();
+                out_line.clear();
+                status = shown.attached(Stream::Stdout, &line).await;
+            }
+            read = err.read_until(b'\n', &mut err_line), if !err_done => {
+                if !matches!(read, Ok(n) if n > 0) {
+                    return None;
+                }
+                let line = String::from_utf8_lossy(&err_line).into_owned();
+                err_line.clear();
+                err_done = shown.attached(Stream::Stderr, &line).await.is_some();
+            }
+        }
+    }
+    status
+}
+
+/// The stage container's output as it is shown: from its attach streams,
+/// live from the engine (whether or not the kubelet has noticed the
+/// container yet), and, should they be cut, from its log, which the
+/// kubelet keeps whole (but gives only once it has seen the container
+/// run). Each line is shown once, the gate's end line never.
+struct Shown<'a> {
     output: &'a Output,
     nonce: &'a str,
     /// Lines shown so far.
-    shown: usize,
-    /// Lines read in this reading.
-    seen: usize,
-    /// The lines shown, while they are few enough to keep
-    /// ([`KEPT_BYTES`]), to find the ones a followed log missed.
-    kept: Option<Vec<String>>,
+    count: usize,
+    /// Each line shown and how often, while they are few enough to keep
+    /// ([`KEPT_BYTES`]): a reading of the log shows only the lines not
+    /// shown yet, whatever order the two attach streams came in.
+    kept: Option<HashMap<String, usize>>,
     kept_bytes: usize,
 }
 
-/// How much shown output is kept to check a followed log against.
+/// How much shown output is kept to check a log against.
 const KEPT_BYTES: usize = 1 << 20;
 
-impl LogLines<'_> {
-    /// Reads one line; the status the gate's end line carries.
-    async fn read(&mut self, line: &str) -> Option<i32> {
+/// One reading of the log from its start: the lines it skips, as shown
+/// before it began.
+struct Reading {
+    kept: Option<HashMap<String, usize>>,
+    /// Without them (too much output to keep), the first `count` lines.
+    count: usize,
+    seen: usize,
+}
+
+impl Shown<'_> {
+    async fn show(&mut self, stream: Stream, text: &str) {
+        self.output.line(stream, text).await;
+        self.count += 1;
+        self.kept_bytes += text.len();
+        if self.kept_bytes > KEPT_BYTES {
+            self.kept = None;
+        } else if let Some(kept) = &mut self.kept {
+            *kept.entry(text.to_string()).or_default() += 1;
+        }
+    }
+
+    /// One line from an attach stream; the status its end line carries.
+    async fn attached(&mut self, stream: Stream, line: &str) -> Option<i32> {
         let (text, status) = crate::run::gate::read_line(line, self.nonce);
         if let Some(text) = text {
-            self.seen += 1;
-            if self.seen > self.shown {
-                self.output.line(Stream::Stdout, text).await;
-                self.shown = self.seen;
-                self.kept_bytes += text.len();
-                if self.kept_bytes > KEPT_BYTES {
-                    self.kept = None;
-                } else if let Some(kept) = &mut self.kept {
-                    kept.push(text.to_string());
+            self.show(stream, text).await;
+        }
+        status
+    }
+
+    fn reading(&self) -> Reading {
+        Reading {
+            kept: self.kept.clone(),
+            count: self.count,
+            seen: 0,
+        }
+    }
+
+    /// One line of the log in `reading`; the status its end line carries.
+    /// The log merges both streams: its lines are shown as output.
+    async fn logged(&mut self, reading: &mut Reading, line: &str) -> Option<i32> {
+        let (text, status) = crate::run::gate::read_line(line, self.nonce);
+        if let Some(text) = text {
+            let before = match &mut reading.kept {
+                Some(kept) => kept.get_mut(text).is_some_and(|n| {
+                    let was = *n > 0;
+                    *n = n.saturating_sub(1);
+                    was
+                }),
+                None => {
+                    reading.seen += 1;
+                    reading.seen <= reading.count
                 }
+            };
+            if !before {
+                self.show(Stream::Stdout, text).await;
             }
         }
         status
     }
 }
 
-/// Shows the lines of the stage container's whole log that a followed
-/// reading missed: those shown are in it in order, and every other line
-/// (but the gate's) is shown now. Only when all that was shown is kept.
-async fn fill_gaps(pods: &Api<Pod>, name: &str, log: &mut LogLines<'_>) -> Result<(), kube::Error> {
-    let Some(kept) = log.kept.take() else {
-        return Ok(());
-    };
-    let params = kube::api::LogParams {
-        container: Some("stage".into()),
-        ..Default::default()
-    };
-    let text = pods.logs(name, &params).await?;
-    let mut next = kept.iter().peekable();
-    for line in text.lines() {
-        let (Some(text), _) = crate::run::gate::read_line(line, log.nonce) else {
-            continue;
-        };
-        if next.peek().is_some_and(|k| k.as_str() == text) {
-            next.next();
-        } else {
-            log.output.line(Stream::Stdout, text).await;
-        }
-    }
-    Ok(())
-}
-
-/// Follows the stage container's log to the gate's end line (its status)
-/// or the log's end.
-async fn follow_log(pods: &Api<Pod>, name: &str, log: &mut LogLines<'_>) -> Option<i32> {
-    use futures_util::{AsyncBufReadExt as _, StreamExt as _};
-    let params = kube::api::LogParams {
-        container: Some("stage".into()),
-        follow: true,
-        ..Default::default()
-    };
-    let mut lines = pods.log_stream(name, &params).await.ok()?.lines();
-    log.seen = 0;
+/// Follows the stage container's log from its start to the gate's end
+/// line (its status) or the log's end, showing what was not shown yet.
+async fn follow_log(pods: &Api<Pod>, name: &str, shown: &mut Shown<'_>) -> Option<i32> {
+    use futures_util::StreamExt as _;
+    // The kubelet has a log to give once it has seen the container run.
+    let mut lines = eagerly(pods, name, started, || open_log(pods, name))
+        .await
+        .ok()?
+        .ok()?;
+    mark(name, "log");
+    let mut reading = shown.reading();
     while let Some(Ok(line)) = lines.next().await {
-        if let Some(status) = log.read(&line).await {
+        if let Some(status) = shown.logged(&mut reading, &line).await {
             return Some(status);
         }
     }
@@ -325,53 +619,48 @@ async fn follow_log(pods: &Api<Pod>, name: &str, log: &mut LogLines<'_>) -> Opti
 async fn whole_log(
     pods: &Api<Pod>,
     name: &str,
-    log: &mut LogLines<'_>,
+    shown: &mut Shown<'_>,
 ) -> Result<Option<i32>, kube::Error> {
     let params = kube::api::LogParams {
         container: Some("stage".into()),
         ..Default::default()
     };
     let text = pods.logs(name, &params).await?;
-    log.seen = 0;
+    let mut reading = shown.reading();
     for line in text.lines() {
-        if let Some(status) = log.read(line).await {
+        if let Some(status) = shown.logged(&mut reading, line).await {
             return Ok(Some(status));
         }
     }
     Ok(None)
 }
 
-/// What a Pod's state means while slipway waits for `container`:
+/// What a Pod's state means while slipway waits for `container` to run:
 /// `Some(Ok)` it runs, `Some(Err)` the stage cannot go on, `None` not yet.
-fn running(pod: &Pod, container: &str, init: bool) -> Option<Result<(), Outcome>> {
+fn running(pod: &Pod, container: &str) -> Option<Result<(), Outcome>> {
     if let Some(o) = stuck(pod) {
         return Some(Err(o));
     }
     let status = pod.status.as_ref()?;
-    let statuses = if init {
-        status.init_container_statuses.as_ref()
-    } else {
-        status.container_statuses.as_ref()
-    }?;
-    let s = statuses.iter().find(|s| s.name == container)?;
+    let s = status
+        .container_statuses
+        .iter()
+        .flatten()
+        .find(|s| s.name == container)?;
     let state = s.state.as_ref()?;
     if state.running.is_some() {
         return Some(Ok(()));
     }
     if let Some(t) = &state.terminated {
-        if init {
-            return Some(Err(Outcome::stage(format!(
-                "the workspace could not be unpacked in the Pod (exit {}{})",
-                t.exit_code,
-                t.message
-                    .as_deref()
-                    .map(|m| format!(": {m}"))
-                    .unwrap_or_default()
-            ))));
-        }
-        // Ended before slipway attached: only the gate's end of input ends
-        // it this way, or a kill.
-        return Some(Ok(()));
+        // Its script waits at the gate: only a kill ends it before then.
+        return Some(Err(Outcome::stage(format!(
+            "the stage's container ended before its script began (exit {}{})",
+            t.exit_code,
+            t.message
+                .as_deref()
+                .map(|m| format!(": {m}"))
+                .unwrap_or_default()
+        ))));
     }
     None
 }
@@ -439,6 +728,19 @@ fn waiting_for_good(c: &ContainerStatus) -> Option<Outcome> {
     }
 }
 
+/// Whether the kubelet has seen the stage's container run (it may have
+/// ended since).
+fn started(pod: &Pod) -> Option<Result<(), Outcome>> {
+    let status = pod.status.as_ref()?;
+    let c = status
+        .container_statuses
+        .iter()
+        .flatten()
+        .find(|c| c.name == "stage")?;
+    let state = c.state.as_ref()?;
+    (state.running.is_some() || state.terminated.is_some()).then_some(Ok(()))
+}
+
 /// Whether the stage's container has terminated.
 fn ended(pod: &Pod) -> Option<Result<(), Outcome>> {
     let status = pod.status.as_ref()?;
@@ -490,43 +792,6 @@ async fn until(
             "watching the stage's Pod failed: {e}"
         ))),
     }
-}
-
-/// Attaches to `container`'s standard input, writes `input` and closes it;
-/// with `wait`, waits for the attachment to end (the container to be done
-/// with its input).
-async fn send(
-    pods: &Api<Pod>,
-    name: &str,
-    container: &str,
-    input: &[u8],
-    wait: bool,
-) -> Result<(), Outcome> {
-    let params = AttachParams::default()
-        .container(container)
-        .stdin(true)
-        .stdout(false)
-        .stderr(false);
-    let mut attached = pods
-        .attach(name, &params)
-        .await
-        .map_err(|e| failed("cannot attach to the stage's Pod", &e))?;
-    if let Some(mut stdin) = attached.stdin() {
-        stdin.write_all(input).await.map_err(|e| {
-            Outcome::infrastructure(format!("cannot write to the stage's Pod: {e}"))
-        })?;
-        let _ = stdin.shutdown().await;
-    }
-    if wait {
-        let _ = attached.join().await;
-    } else {
-        // The attachment ends with the container; its output is read from
-        // the log meanwhile.
-        tokio::spawn(async move {
-            let _ = attached.join().await;
-        });
-    }
-    Ok(())
 }
 
 #[cfg(test)]
