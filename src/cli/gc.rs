@@ -1,4 +1,4 @@
-//! `slipway gc [--dry-run]`
+//! `slipway gc [--dry-run] [--context CTX] [--namespace NS]`
 
 use clap::Args;
 
@@ -10,48 +10,112 @@ pub(crate) struct GcArgs {
     /// Say what would be removed, and remove nothing.
     #[arg(long)]
     dry_run: bool,
+    /// The kubeconfig context of the cluster to clean (default: the
+    /// current one).
+    #[arg(long, value_name = "CONTEXT")]
+    context: Option<String>,
+    /// Only this namespace of the cluster (default: every namespace the
+    /// account may list, else the context's).
+    #[arg(long, short = 'n', value_name = "NAMESPACE")]
+    namespace: Option<String>,
 }
 
 /// Removes what ended runs left on the Docker engine (containers,
-/// networks, workspace volumes, scratch folders), one line per run.
+/// networks, workspace volumes, scratch folders) and on the cluster (Pods,
+/// Secrets, Leases), one line per run. One of the two not answering is
+/// said and skipped; both not answering is an error (exit 3).
 pub(crate) fn run(args: &GcArgs, _global: &Global) -> Result<(), Error> {
     let runtime = super::runtime()?;
-    let found = runtime.block_on(crate::run::docker::gc::collect(args.dry_run))?;
+    let verb = if args.dry_run {
+        "would remove"
+    } else {
+        "removed"
+    };
+    let (docker, cluster) = runtime.block_on(async {
+        tokio::join!(
+            crate::run::docker::gc::collect(args.dry_run),
+            crate::run::kubernetes::gc::collect(
+                args.context.as_deref(),
+                args.namespace.as_deref(),
+                args.dry_run
+            )
+        )
+    });
+    runtime.shutdown_background();
     let mut text = String::new();
-    if found.is_empty() {
-        text.push_str("nothing to remove: no run that ended left anything on the engine\n");
-    }
-    for l in &found {
-        let mut parts = Vec::new();
-        for (n, one, many) in [
-            (l.containers.len(), "container", "containers"),
-            (l.networks.len(), "network", "networks"),
-            (l.volumes.len(), "volume", "volumes"),
-            (
-                usize::from(l.scratch.is_some()),
-                "scratch folder",
-                "scratch folders",
-            ),
-        ] {
-            if n > 0 {
-                parts.push(format!("{n} {}", if n == 1 { one } else { many }));
+    let mut notes = String::new();
+    match &docker {
+        Ok(found) if found.is_empty() => {
+            text.push_str("docker: nothing to remove: no run that ended left anything\n");
+        }
+        Ok(found) => {
+            for l in found {
+                let parts = counted(&[
+                    (l.containers.len(), "container", "containers"),
+                    (l.networks.len(), "network", "networks"),
+                    (l.volumes.len(), "volume", "volumes"),
+                    (
+                        usize::from(l.scratch.is_some()),
+                        "scratch folder",
+                        "scratch folders",
+                    ),
+                ]);
+                text.push_str(&format!(
+                    "docker: {verb} run {}{}: {parts}\n",
+                    l.run,
+                    pipeline(l.pipeline.as_deref())
+                ));
             }
         }
-        text.push_str(&format!(
-            "{} run {}{}: {}\n",
-            if args.dry_run {
-                "would remove"
-            } else {
-                "removed"
-            },
-            l.run,
-            l.pipeline
-                .as_ref()
-                .map(|p| format!(" (pipeline `{p}`)"))
-                .unwrap_or_default(),
-            parts.join(", ")
-        ));
+        Err(e) => notes.push_str(&format!("slipway gc: docker skipped: {e}\n")),
     }
-    runtime.shutdown_background();
-    super::write_stdout(&text)
+    match &cluster {
+        Ok(found) if found.is_empty() => {
+            text.push_str("kubernetes: nothing to remove: no run that ended left anything\n");
+        }
+        Ok(found) => {
+            for l in found {
+                let parts = counted(&[
+                    (l.pods.len(), "Pod", "Pods"),
+                    (l.secrets.len(), "Secret", "Secrets"),
+                    (l.leases.len(), "Lease", "Leases"),
+                ]);
+                text.push_str(&format!(
+                    "kubernetes: {verb} run {} in `{}`{}: {parts}\n",
+                    l.run,
+                    l.namespace,
+                    pipeline(l.pipeline.as_deref())
+                ));
+            }
+        }
+        Err(e) => notes.push_str(&format!("slipway gc: kubernetes skipped: {e}\n")),
+    }
+    match (docker, cluster) {
+        (Err(e), Err(_)) => {
+            eprint!("{notes}");
+            Err(e.into())
+        }
+        (Ok(_), Err(e @ crate::release::apply::ApiError::Failed { .. })) => {
+            super::write_stdout(&text)?;
+            Err(e.into())
+        }
+        _ => {
+            eprint!("{notes}");
+            super::write_stdout(&text)
+        }
+    }
+}
+
+fn counted(parts: &[(usize, &str, &str)]) -> String {
+    parts
+        .iter()
+        .filter(|(n, _, _)| *n > 0)
+        .map(|(n, one, many)| format!("{n} {}", if *n == 1 { one } else { many }))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn pipeline(name: Option<&str>) -> String {
+    name.map(|p| format!(" (pipeline `{p}`)"))
+        .unwrap_or_default()
 }

@@ -2,6 +2,7 @@
 
 use clap::Args;
 
+use super::run::BackendKind;
 use super::{Global, Selection};
 use crate::error::Error;
 
@@ -19,11 +20,31 @@ pub(crate) struct PlanArgs {
     /// `json` is a stable contract, documented in docs/plan.md.
     #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
     format: PlanFormat,
+
+    /// The backend a run would use (as `slipway run --backend`): the plan
+    /// says which, and which stages it would refuse.
+    #[arg(long, value_enum, env = "SLIPWAY_BACKEND", default_value_t = BackendKind::Docker)]
+    backend: BackendKind,
 }
 
 pub(crate) fn run(args: &PlanArgs, global: &Global) -> Result<(), Error> {
     let mut plan = super::make_plan(&args.selection, global)?;
     release_objects(&mut plan, &args.selection);
+    plan.backend = Some(crate::plan::PlanBackend {
+        name: args.backend.name().to_string(),
+        refused: plan
+            .stages
+            .iter()
+            // As a run checks: `manual` stages are the scheduler's own.
+            .filter(|s| !s.skipped && !s.is_manual())
+            .filter_map(|s| {
+                args.backend.refusal(s).map(|reason| crate::plan::Refused {
+                    stage: s.name.clone(),
+                    reason,
+                })
+            })
+            .collect(),
+    });
     let written = match args.format {
         PlanFormat::Json => write_json(&plan),
         PlanFormat::Text => super::write_stdout(&crate::report::plan::text(&plan, global.color)),

@@ -27,6 +27,30 @@ pub(crate) enum BackendKind {
     Kubernetes,
 }
 
+impl BackendKind {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            BackendKind::Docker => "docker",
+            BackendKind::Local => "local",
+            BackendKind::Kubernetes => "kubernetes",
+        }
+    }
+
+    /// Why this backend would refuse `stage` before a run starts (a
+    /// `release` stage runs from slipway on any backend).
+    pub(crate) fn refusal(self, stage: &crate::plan::PlannedStage) -> Option<String> {
+        if matches!(stage.action, crate::plan::PlannedAction::Release(_)) {
+            return None;
+        }
+        match self {
+            BackendKind::Docker => crate::run::docker::supports(&stage.action),
+            BackendKind::Local => crate::run::local::supports(&stage.action),
+            BackendKind::Kubernetes => crate::run::kubernetes::supports_stage(stage),
+        }
+        .err()
+    }
+}
+
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum OutputFormat {
     /// Stage-prefixed logs and a final table.

@@ -199,6 +199,7 @@ pub fn plan(pipeline: &Pipeline, opts: &Options) -> Result<Plan, PlanError> {
         stages: stages.into_iter().flatten().collect(),
         waves,
         finally,
+        backend: None,
     })
 }
 

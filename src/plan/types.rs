@@ -27,6 +27,26 @@ pub struct Plan {
     pub waves: Vec<Vec<String>>,
     /// `finally` stages, run after everything else.
     pub finally: Vec<String>,
+    /// The backend a run would use, and what it would refuse; set by
+    /// `slipway plan`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<PlanBackend>,
+}
+
+/// Which backend a run of the plan would use.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanBackend {
+    /// `docker`, `local` or `kubernetes`.
+    pub name: String,
+    /// The stages it cannot run: a run would stop before it starts.
+    pub refused: Vec<Refused>,
+}
+
+/// A stage a backend cannot run, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refused {
+    pub stage: String,
+    pub reason: String,
 }
 
 impl Plan {

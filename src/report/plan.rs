@@ -22,6 +22,21 @@ pub fn text(plan: &Plan, color: bool) -> String {
             .unwrap_or_default(),
         plan.environment.as_deref().unwrap_or("-"),
     );
+    if let Some(b) = &plan.backend {
+        let _ = writeln!(out, "{} {}", bold("backend"), b.name);
+        if !b.refused.is_empty() {
+            out.push('\n');
+            let _ = writeln!(
+                out,
+                "{}",
+                bold("refused by the backend (a run would not start)")
+            );
+            let width = b.refused.iter().map(|r| r.stage.len()).max().unwrap_or(0);
+            for r in &b.refused {
+                let _ = writeln!(out, "  {:<width$}  {}", r.stage, r.reason);
+            }
+        }
+    }
 
     out.push('\n');
     let _ = writeln!(out, "{}", bold("waves"));

@@ -67,6 +67,21 @@ impl ArtifactStore {
     }
 }
 
+/// Where a path a stage declares lands in its container: absolute as
+/// written, else under the workspace.
+pub fn in_container(path: &str) -> String {
+    let trimmed = path.trim_end_matches('/');
+    if trimmed.starts_with('/') {
+        trimmed.to_string()
+    } else {
+        format!(
+            "{}/{}",
+            crate::run::docker::WORKSPACE,
+            trimmed.trim_start_matches("./")
+        )
+    }
+}
+
 /// The store folder of a stage (matrix cells' names made file-safe).
 fn dir_name(stage: &str) -> String {
     stage

@@ -9,8 +9,10 @@
 /// stage's `sh -e -c SCRIPT` (`$1`) with empty input (the container's own
 /// may stay open: on Kubernetes, the attach that sent the gate's line
 /// also reads the output), then writes `NONCE STATUS` (`$2`) on
-/// both streams, and exits with the script's status.
-pub(crate) const GATE: &str = "read -r _ || exit 0; sh -e -c \"$1\" </dev/null; s=$?; echo \"$2 $s\"; echo \"$2 $s\" >&2; exit $s";
+/// both streams, and exits with the script's status once its input ends
+/// (at once on Docker, where it ended with the gate's line; on Kubernetes,
+/// once slipway has copied the stage's artifacts out).
+pub(crate) const GATE: &str = "read -r _ || exit 0; sh -e -c \"$1\" </dev/null; s=$?; echo \"$2 $s\"; echo \"$2 $s\" >&2; read -r _; exit $s";
 
 /// The gated command for `script`, ending with `nonce`.
 pub(crate) fn command(script: &str, nonce: &str) -> Vec<String> {

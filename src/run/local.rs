@@ -23,13 +23,7 @@ pub struct LocalBackend;
 
 impl Backend for LocalBackend {
     fn supports(&self, action: &PlannedAction) -> Result<(), String> {
-        match action {
-            PlannedAction::Run { .. } => Ok(()),
-            other => Err(format!(
-                "the local backend runs only `run` stages, not `{}` stages",
-                other.kind()
-            )),
-        }
+        supports(action)
     }
 
     fn execute(
@@ -40,6 +34,17 @@ impl Backend for LocalBackend {
         cancel: CancellationToken,
     ) -> BoxFuture<'static, Outcome> {
         Box::pin(run(job, output, cancel))
+    }
+}
+
+/// Whether the local backend can run `action` (see [`Backend::supports`]).
+pub fn supports(action: &PlannedAction) -> Result<(), String> {
+    match action {
+        PlannedAction::Run { .. } => Ok(()),
+        other => Err(format!(
+            "the local backend runs only `run` stages, not `{}` stages",
+            other.kind()
+        )),
     }
 }
 

@@ -11,6 +11,7 @@ use serde_json::Value;
 
 use crate::release::{cluster, drop_namespace, kube, slipway, unique};
 
+/// Pods (not on their way out), Secrets and Leases of any run in `ns`.
 fn objects_left(kubeconfig: &Path, ns: &str) -> usize {
     let ns = ns.to_string();
     kube(kubeconfig, async move |client| {
@@ -29,11 +30,18 @@ fn objects_left(kubeconfig: &Path, ns: &str) -> usize {
                     .count()
             })
             .unwrap_or(0);
+        let leases: kube::Api<k8s_openapi::api::coordination::v1::Lease> =
+            kube::Api::namespaced(secrets.clone().into_client(), &ns);
         live + secrets
             .list(&params)
             .await
             .map(|l| l.items.len())
             .unwrap_or(0)
+            + leases
+                .list(&params)
+                .await
+                .map(|l| l.items.len())
+                .unwrap_or(0)
     })
 }
 
@@ -531,4 +539,218 @@ fn dependents_wait_made_ahead_at_their_gate_and_a_skipped_ones_pod_is_deleted() 
         "{events:?}"
     );
     assert_eq!(left, 0, "nothing of the run is left, made ahead or not");
+}
+
+#[test]
+fn artifacts_go_out_of_one_pod_into_the_store_and_into_the_next() {
+    let Some(kubeconfig) = cluster() else { return };
+    let ns = unique("slipway-k8s-art");
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("p.pipeline"),
+        "pipeline \"k8s-art\"\n\n\
+         stage build {\n  image \"local/busybox\"\n  artifact \"dist/\"\n  run \"mkdir -p dist/sub && echo built > dist/out.txt && echo deep > dist/sub/x.txt\"\n}\n\n\
+         stage use after build {\n  image \"local/busybox\"\n  run \"cat dist/out.txt dist/sub/x.txt\"\n}\n\n\
+         stage forgets {\n  image \"local/busybox\"\n  artifact \"missing/\"\n  run \"true\"\n}\n",
+    )
+    .expect("write");
+    let run = slipway(
+        dir.path(),
+        &kubeconfig,
+        &[
+            "run",
+            "p.pipeline",
+            "--backend",
+            "kubernetes",
+            "--namespace",
+            &ns,
+            "--pull",
+            "never",
+            "--output",
+            "json",
+            "--keep-going",
+        ],
+    );
+    let left = objects_left(&kubeconfig, &ns);
+    drop_namespace(&kubeconfig, &ns);
+    let finished = |stage: &str| {
+        run.events
+            .iter()
+            .find(|e| e["event"] == "stage_finished" && e["stage"] == stage)
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    assert_eq!(run.code, Some(1), "{}\n{:?}", run.stderr, run.events);
+    assert_eq!(finished("build")["status"], "succeeded");
+    assert_eq!(finished("use")["status"], "succeeded", "{:?}", run.events);
+    let logs: Vec<&str> = run
+        .events
+        .iter()
+        .filter(|e| e["event"] == "log" && e["stage"] == "use")
+        .filter_map(|e| e["line"].as_str())
+        .collect();
+    assert_eq!(logs, ["built", "deep"]);
+    // In the run's store, as on Docker.
+    let id = run.events[0]["run"].as_str().expect("a run id");
+    let kept = dir
+        .path()
+        .join(format!(".slipway/runs/{id}/artifacts/build/dist/sub/x.txt"));
+    assert_eq!(
+        std::fs::read_to_string(&kept).ok().as_deref(),
+        Some("deep\n"),
+        "{}",
+        kept.display()
+    );
+    let forgets = finished("forgets");
+    assert_eq!(forgets["status"], "failed", "{forgets}");
+    assert!(
+        forgets["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("artifact `missing/` was not produced")),
+        "{forgets}"
+    );
+    assert_eq!(left, 0);
+}
+
+/// Pods, Secrets and Leases of run `run` in `ns` (those not on their way
+/// out).
+fn run_objects(kubeconfig: &Path, ns: &str, run: &str) -> usize {
+    let (ns, selector) = (ns.to_string(), format!("dev.slipway.run={run}"));
+    kube(kubeconfig, async move |client| {
+        use k8s_openapi::api::coordination::v1::Lease;
+        let params = kube::api::ListParams::default().labels(&selector);
+        let live = |m: &kube::api::ObjectMeta| m.deletion_timestamp.is_none();
+        let pods: kube::Api<Pod> = kube::Api::namespaced(client.clone(), &ns);
+        let secrets: kube::Api<Secret> = kube::Api::namespaced(client.clone(), &ns);
+        let leases: kube::Api<Lease> = kube::Api::namespaced(client, &ns);
+        let p = pods.list(&params).await.expect("pods").items;
+        let s = secrets.list(&params).await.expect("secrets").items;
+        let l = leases.list(&params).await.expect("leases").items;
+        p.iter().filter(|o| live(&o.metadata)).count()
+            + s.iter().filter(|o| live(&o.metadata)).count()
+            + l.iter().filter(|o| live(&o.metadata)).count()
+    })
+}
+
+#[test]
+fn gc_deletes_what_a_killed_run_left_on_the_cluster_and_keeps_a_run_still_going() {
+    let Some(kubeconfig) = cluster() else { return };
+    let ns = unique("slipway-k8s-gc");
+    let start = |name: &str| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(
+            dir.path().join("p.pipeline"),
+            format!(
+                "pipeline \"{name}\"\n\nsecret TOKEN\n\nstage long {{\n  image \"local/busybox\"\n  env {{ T = \"${{secret.TOKEN}}\" }}\n  run \"echo started; sleep 120\"\n}}\n"
+            ),
+        )
+        .expect("write");
+        let mut child = start_run(dir.path(), &kubeconfig, &ns, "x", &[]);
+        let stdout = child.stdout.take().expect("stdout");
+        let mut run = String::new();
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if let Ok(e) = serde_json::from_str::<Value>(&line)
+                && e["event"] == "run_started"
+            {
+                run = e["run"].as_str().unwrap_or_default().to_string();
+            }
+            if line.contains("\"line\":\"started\"") {
+                break;
+            }
+        }
+        (child, run, dir)
+    };
+    let (mut dead, killed, _a) = start("gc-killed");
+    let (mut alive, going, _b) = start("gc-going");
+    // SIGKILL: no chance to clean up.
+    dead.kill().expect("kill");
+    let _ = dead.wait();
+    assert_eq!(
+        run_objects(&kubeconfig, &ns, &killed),
+        3,
+        "a Pod, the Secret and the Lease"
+    );
+    let gc = |extra: &[&str]| {
+        let out = std::process::Command::new(assert_cmd::cargo::cargo_bin("slipway"))
+            .env("KUBECONFIG", &kubeconfig)
+            .args(["gc", "--namespace", &ns])
+            .args(extra)
+            .output()
+            .expect("gc");
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let said = gc(&["--dry-run"]);
+    assert!(
+        said.contains(&format!(
+            "kubernetes: would remove run {killed} in `{ns}` (pipeline `gc-killed`): 1 Pod, 1 Secret, 1 Lease"
+        )),
+        "{said}"
+    );
+    assert!(
+        !said.contains(&going),
+        "a run still going is not touched: {said}"
+    );
+    assert_eq!(
+        run_objects(&kubeconfig, &ns, &killed),
+        3,
+        "--dry-run deletes nothing"
+    );
+    let said = gc(&[]);
+    assert!(
+        said.contains(&format!("kubernetes: removed run {killed}")),
+        "{said}"
+    );
+    let (left, kept) = (
+        run_objects(&kubeconfig, &ns, &killed),
+        run_objects(&kubeconfig, &ns, &going),
+    );
+    // The live run ends and cleans up after itself.
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(alive.id()).expect("pid")),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let _ = alive.wait();
+    let after = run_objects(&kubeconfig, &ns, &going);
+    drop_namespace(&kubeconfig, &ns);
+    assert_eq!(left, 0, "{said}");
+    assert_eq!(kept, 3, "the live run keeps its objects");
+    assert_eq!(after, 0);
+}
+
+#[test]
+fn plan_says_which_backend_a_run_would_use_and_what_it_would_refuse() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("p.pipeline"),
+        "pipeline \"k8s-plan\"\n\nstage it {\n  image \"local/busybox\"\n  service db \"local/busybox\"\n  run \"true\"\n}\n\nstage fine {\n  image \"local/busybox\"\n  run \"true\"\n}\n",
+    )
+    .expect("write");
+    let plan = |backend: &str| {
+        let out = std::process::Command::new(assert_cmd::cargo::cargo_bin("slipway"))
+            .current_dir(dir.path())
+            .env("SLIPWAY_BACKEND", backend)
+            .args(["plan", "p.pipeline", "--format", "json"])
+            .output()
+            .expect("plan");
+        assert!(out.status.success(), "{out:?}");
+        serde_json::from_slice::<Value>(&out.stdout).expect("json")["backend"].clone()
+    };
+    assert_eq!(
+        plan("kubernetes"),
+        serde_json::json!({
+            "name": "kubernetes",
+            "refused": [{
+                "stage": "it",
+                "reason": "the kubernetes backend does not run stages with services yet; use `--backend docker`",
+            }],
+        })
+    );
+    assert_eq!(
+        plan("docker"),
+        serde_json::json!({ "name": "docker", "refused": [] })
+    );
 }

@@ -24,8 +24,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::engine::{failure, stage};
 use super::logs::{LogStream, stream_output};
-use super::workspace::{cache_bind, in_container, overlay_volume};
+use super::workspace::{cache_bind, overlay_volume};
 use super::{Attempt, Starting, WORKSPACE, WorkspaceMode, sanitize};
+use crate::run::artifacts::in_container;
 use crate::run::backend::{Failure, FailureKind, Outcome, Output};
 
 /// A stage's container, started with its script waiting behind the gate.

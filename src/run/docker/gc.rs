@@ -126,6 +126,11 @@ fn still_going(run: &str) -> bool {
         // Not an id slipway makes: leave it alone.
         return true;
     };
+    slipway_runs(&pid.to_string())
+}
+
+/// Whether process `pid` of this machine is a `slipway`.
+pub(crate) fn slipway_runs(pid: &str) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/comm"))
         .is_ok_and(|comm| comm.trim_end() == "slipway")
 }

@@ -252,19 +252,25 @@ pub async fn image_digest(reference: &str) -> Option<String> {
     build::repo_digest(&docker, reference).await
 }
 
+/// Whether the docker backend can run `action` (see
+/// [`Backend::supports`]).
+pub fn supports(action: &PlannedAction) -> Result<(), String> {
+    match action {
+        PlannedAction::Run { .. } | PlannedAction::Build(_) => Ok(()),
+        other => Err(format!(
+            "the docker backend does not run `{}` stages",
+            other.kind()
+        )),
+    }
+}
+
 impl Backend for DockerBackend {
     fn open<'a>(&'a self, info: &'a RunInfo) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(self.open_run(info))
     }
 
     fn supports(&self, action: &PlannedAction) -> Result<(), String> {
-        match action {
-            PlannedAction::Run { .. } | PlannedAction::Build(_) => Ok(()),
-            other => Err(format!(
-                "the docker backend does not run `{}` stages",
-                other.kind()
-            )),
-        }
+        supports(action)
     }
 
     /// Containers are cheap to hold ready: up to `-j` of them.

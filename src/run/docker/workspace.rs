@@ -62,17 +62,6 @@ pub(super) async fn overlay_volume(
     Ok(name.to_string())
 }
 
-/// Where a path a stage declares lands in its container: absolute as
-/// written, else under the workspace.
-pub(super) fn in_container(path: &str) -> String {
-    let trimmed = path.trim_end_matches('/');
-    if trimmed.starts_with('/') {
-        trimmed.to_string()
-    } else {
-        format!("{WORKSPACE}/{}", trimmed.trim_start_matches("./"))
-    }
-}
-
 /// The bind of a `cache` path: a volume per pipeline and path, kept across
 /// runs.
 pub(super) fn cache_bind(pipeline: &str, path: &str) -> String {

@@ -19,10 +19,14 @@
 //! While the stages a stage waits for run, its Pod is made ahead and its
 //! script waits at its gate (`ahead`).
 //!
-//! Not yet here (refused before a run starts): services, artifacts and
-//! caches.
+//! Artifacts are copied out of a finished stage's container and into the
+//! next ones' through execs of `tar`.
+//!
+//! Not yet here (refused before a run starts): services and caches.
 
 mod ahead;
+pub mod gc;
+mod lease;
 mod pod;
 mod workspace;
 
@@ -60,6 +64,8 @@ struct Inner {
     secrets: tokio::sync::Mutex<BTreeMap<String, String>>,
     /// Pods being made for `execute`: Pods made ahead wait for them.
     starting: Starts,
+    /// Renews the run's Lease (see `lease`) until the run closes.
+    lease: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl KubernetesBackend {
@@ -82,6 +88,7 @@ impl KubernetesBackend {
                 run: OnceLock::new(),
                 secrets: tokio::sync::Mutex::new(BTreeMap::new()),
                 starting: Starts::default(),
+                lease: std::sync::Mutex::new(None),
             }),
         })
     }
@@ -186,6 +193,45 @@ impl Inner {
         let _ = secrets
             .delete(&self.secret_name(), &DeleteParams::default())
             .await;
+        // Last: until it goes, `slipway gc` takes the run as going.
+        let renewing = self
+            .lease
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(renewing) = renewing {
+            renewing.abort();
+            lease::release(self.client.clone(), &self.namespace, run).await;
+        }
+    }
+}
+
+/// Whether the kubernetes backend can run `action` (see
+/// [`Backend::supports`]).
+pub fn supports(action: &PlannedAction) -> Result<(), String> {
+    match action {
+        PlannedAction::Run { .. } => Ok(()),
+        other => Err(format!(
+            "the kubernetes backend does not run `{}` stages yet",
+            other.kind()
+        )),
+    }
+}
+
+/// Whether the kubernetes backend can run `stage` as a whole (see
+/// [`Backend::supports_stage`]).
+pub fn supports_stage(stage: &PlannedStage) -> Result<(), String> {
+    supports(&stage.action)?;
+    let missing = [
+        (!stage.services.is_empty(), "services"),
+        (!stage.caches.is_empty(), "caches"),
+    ];
+    match missing.iter().find(|(has, _)| *has) {
+        Some((_, what)) => Err(format!(
+            "the kubernetes backend does not run stages with {what} yet; use `--backend docker`"
+        )),
+        None if stage.image.is_none() => Err("a stage needs an `image` to run as a Pod".into()),
+        None => Ok(()),
     }
 }
 
@@ -196,34 +242,33 @@ impl Backend for KubernetesBackend {
                 .run
                 .set(info.run.clone())
                 .map_err(|_| "the backend was opened twice".to_string())?;
-            self.inner.namespace().await
+            self.inner.namespace().await?;
+            let renewing = lease::hold(
+                self.inner.client.clone(),
+                &self.inner.namespace,
+                &info.run,
+                &info.pipeline,
+            )
+            .await
+            .map_err(|e| match pod::failed("cannot take the run's Lease", &e) {
+                Outcome::Failed(f) => f.message,
+                other => format!("{other:?}"),
+            })?;
+            *self
+                .inner
+                .lease
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(renewing);
+            Ok(())
         })
     }
 
     fn supports(&self, action: &PlannedAction) -> Result<(), String> {
-        match action {
-            PlannedAction::Run { .. } => Ok(()),
-            other => Err(format!(
-                "the kubernetes backend does not run `{}` stages yet",
-                other.kind()
-            )),
-        }
+        supports(action)
     }
 
     fn supports_stage(&self, stage: &PlannedStage) -> Result<(), String> {
-        self.supports(&stage.action)?;
-        let missing = [
-            (!stage.services.is_empty(), "services"),
-            (!stage.artifacts.is_empty(), "artifacts"),
-            (!stage.caches.is_empty(), "caches"),
-        ];
-        match missing.iter().find(|(has, _)| *has) {
-            Some((_, what)) => Err(format!(
-                "the kubernetes backend does not run stages with {what} yet; use `--backend docker`"
-            )),
-            None if stage.image.is_none() => Err("a stage needs an `image` to run as a Pod".into()),
-            None => Ok(()),
-        }
+        supports_stage(stage)
     }
 
     /// Pods made ahead hold a little of the cluster (memory, a Pod slot)

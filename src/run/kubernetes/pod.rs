@@ -90,7 +90,8 @@ pub(super) async fn attempt(
                 make(inner, &pods, &job, &mut pod).await?;
             }
             drop(starting);
-            Ok::<_, Outcome>(go(&pods, pod, output).await)
+            put_artifacts(&pods, &pod.name, &job).await?;
+            Ok::<_, Outcome>(go(&pods, pod, &job, output).await)
         } => o.unwrap_or_else(|o| o),
         () = cancel.cancelled() => Outcome::Cancelled,
     };
@@ -210,14 +211,103 @@ async fn start_unpack(
     name: &str,
     len: usize,
 ) -> Result<kube::api::AttachedProcess, kube::Error> {
+    start_unpack_in(pods, name, len, WORKSPACE).await
+}
+
+/// Starts unpacking a tar of `len` bytes into `dir` (made if missing).
+async fn start_unpack_in(
+    pods: &Api<Pod>,
+    name: &str,
+    len: usize,
+    dir: &str,
+) -> Result<kube::api::AttachedProcess, kube::Error> {
     let params = AttachParams::default()
         .container("stage")
         .stdin(true)
         .stdout(false)
         .stderr(true);
-    let command = format!("head -c {len} | tar x -C {WORKSPACE}");
-    pods.exec(name, ["sh", "-c", command.as_str()], &params)
+    let command = format!("mkdir -p \"$1\" && head -c {len} | tar x -C \"$1\"");
+    pods.exec(name, ["sh", "-c", command.as_str(), "sh", dir], &params)
         .await
+}
+
+/// Copies earlier stages' artifacts into the stage's container before its
+/// gate opens, each at the path its stage declared.
+async fn put_artifacts(pods: &Api<Pod>, name: &str, job: &Job) -> Result<(), Outcome> {
+    let store = &job.context.artifacts;
+    for key in &job.inputs {
+        let Some(tar) = store.get(key) else {
+            // The stage did not run in this run (a target was chosen).
+            continue;
+        };
+        let target = crate::run::artifacts::in_container(&key.path);
+        let parent = std::path::Path::new(&target)
+            .parent()
+            .map_or("/".to_string(), |p| p.display().to_string());
+        let what = format!("cannot copy artifact `{}` of `{}` in", key.path, key.stage);
+        let unpacking = start_unpack_in(pods, name, tar.len(), &parent)
+            .await
+            .map_err(|e| failed(&what, &e))?;
+        unpack(unpacking, &tar)
+            .await
+            .map_err(|_| Outcome::stage(format!("{what}: `tar` in the stage's image failed")))?;
+    }
+    Ok(())
+}
+
+/// Copies a finished stage's artifacts out of its container (still there:
+/// the gate waits for its input to end) into the store.
+async fn take_artifacts(pods: &Api<Pod>, name: &str, job: &Job) -> Result<(), Outcome> {
+    use tokio::io::AsyncReadExt as _;
+    for key in &job.outputs {
+        let source = crate::run::artifacts::in_container(&key.path);
+        let path = std::path::Path::new(&source);
+        let parent = path
+            .parent()
+            .map_or("/".into(), |p| p.display().to_string());
+        let base = path
+            .file_name()
+            .map_or(".".into(), |b| b.to_string_lossy().into_owned());
+        let params = AttachParams::default()
+            .container("stage")
+            .stdout(true)
+            .stderr(true);
+        let mut packing = pods
+            .exec(name, ["tar", "c", "-C", &parent, &base], &params)
+            .await
+            .map_err(|e| failed(&format!("cannot copy artifact `{}` out", key.path), &e))?;
+        let status = packing.take_status();
+        let (mut out, mut err) = (packing.stdout(), packing.stderr());
+        let (mut tar, mut errors) = (Vec::new(), String::new());
+        let read_out = async {
+            if let Some(out) = &mut out {
+                let _ = out.read_to_end(&mut tar).await;
+            }
+        };
+        let read_err = async {
+            if let Some(err) = &mut err {
+                let _ = err.read_to_string(&mut errors).await;
+            }
+        };
+        tokio::join!(read_out, read_err);
+        let status = match status {
+            Some(s) => s.await,
+            None => None,
+        };
+        let _ = packing.join().await;
+        if status.is_none_or(|s| s.status.as_deref() != Some("Success")) {
+            return Err(Outcome::stage(format!(
+                "artifact `{}` was not produced ({})",
+                key.path,
+                errors.trim()
+            )));
+        }
+        job.context
+            .artifacts
+            .put(key, &tar)
+            .map_err(Outcome::stage)?;
+    }
+    Ok(())
 }
 
 /// Attaches to the stage container: its standard input and its output.
@@ -410,9 +500,15 @@ fn spec(
 }
 
 /// Lets the script of a Pod at its gate go, and follows it to its end.
-async fn go(pods: &Api<Pod>, pod: Ready, output: &Output) -> Outcome {
+async fn go(pods: &Api<Pod>, pod: Ready, job: &Job, output: &Output) -> Outcome {
     let (name, nonce) = (pod.name.as_str(), pod.nonce.as_str());
-    let Some(Gate { mut stdin, streams }) = pod.gate else {
+    // Both kept to the end: the attach ending closes the container's input,
+    // and the gate then lets the container end (see `gate`).
+    let Some(Gate {
+        mut stdin,
+        mut streams,
+    }) = pod.gate
+    else {
         return Outcome::Internal("a Pod's gate was opened before it was made".into());
     };
     mark(name, "go");
@@ -433,8 +529,13 @@ async fn go(pods: &Api<Pod>, pod: Ready, output: &Output) -> Outcome {
         kept: Some(HashMap::new()),
         kept_bytes: 0,
     };
-    if let Some(code) = read_attached(streams, &mut shown).await {
+    if let Some(code) = read_attached(&mut streams, &mut shown).await {
         mark(name, "end");
+        if code == 0
+            && let Err(o) = take_artifacts(pods, name, job).await
+        {
+            return o;
+        }
         return Outcome::Exited(code);
     }
     // The attach streams were cut before the gate's end lines (the kubelet
@@ -480,11 +581,11 @@ async fn go(pods: &Api<Pod>, pod: Ready, output: &Output) -> Outcome {
 
 /// Reads the stage container's attach streams to the gate's end line on
 /// both: its status. `None` when they end before.
-async fn read_attached(streams: Streams, shown: &mut Shown<'_>) -> Option<i32> {
+async fn read_attached(streams: &mut Streams, shown: &mut Shown<'_>) -> Option<i32> {
     use tokio::io::AsyncBufReadExt as _;
     let (mut out, mut err) = (
-        tokio::io::BufReader::new(streams.stdout),
-        tokio::io::BufReader::new(streams.stderr),
+        tokio::io::BufReader::new(&mut streams.stdout),
+        tokio::io::BufReader::new(&mut streams.stderr),
     );
     let (mut out_line, mut err_line) = (Vec::new(), Vec::new());
     let (mut status, mut err_done) = (None, false);
