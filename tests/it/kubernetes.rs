@@ -175,7 +175,7 @@ fn a_stage_the_kubernetes_backend_cannot_run_yet_is_refused_before_anything_runs
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(
         dir.path().join("p.pipeline"),
-        "pipeline \"k8s-refused\"\n\nstage it {\n  image \"local/busybox\"\n  service db \"local/busybox\"\n  run \"true\"\n}\n",
+        "pipeline \"k8s-refused\"\n\nstage it {\n  image \"local/busybox\"\n  cache \"/root/.cache\"\n  run \"true\"\n}\n",
     )
     .expect("write");
     let ns = unique("slipway-k8s-refused");
@@ -194,7 +194,7 @@ fn a_stage_the_kubernetes_backend_cannot_run_yet_is_refused_before_anything_runs
     assert_eq!(run.code, Some(2), "{}", run.stderr);
     assert!(
         run.stderr.contains(
-            "cannot run `it`: the kubernetes backend does not run stages with services yet"
+            "cannot run `it`: the kubernetes backend does not run stages with caches yet"
         ),
         "{}",
         run.stderr
@@ -726,7 +726,7 @@ fn plan_says_which_backend_a_run_would_use_and_what_it_would_refuse() {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(
         dir.path().join("p.pipeline"),
-        "pipeline \"k8s-plan\"\n\nstage it {\n  image \"local/busybox\"\n  service db \"local/busybox\"\n  run \"true\"\n}\n\nstage fine {\n  image \"local/busybox\"\n  run \"true\"\n}\n",
+        "pipeline \"k8s-plan\"\n\nstage it {\n  image \"local/busybox\"\n  cache \"/root/.cache\"\n  run \"true\"\n}\n\nstage fine {\n  image \"local/busybox\"\n  run \"true\"\n}\n",
     )
     .expect("write");
     let plan = |backend: &str| {
@@ -745,7 +745,7 @@ fn plan_says_which_backend_a_run_would_use_and_what_it_would_refuse() {
             "name": "kubernetes",
             "refused": [{
                 "stage": "it",
-                "reason": "the kubernetes backend does not run stages with services yet; use `--backend docker`",
+                "reason": "the kubernetes backend does not run stages with caches yet; use `--backend docker`",
             }],
         })
     );
@@ -753,4 +753,75 @@ fn plan_says_which_backend_a_run_would_use_and_what_it_would_refuse() {
         plan("docker"),
         serde_json::json!({ "name": "docker", "refused": [] })
     );
+}
+
+#[test]
+fn services_are_containers_in_the_pod_reachable_by_name_and_waited_for() {
+    let Some(kubeconfig) = cluster() else { return };
+    // Serves `/ping` only after a second and a half: without waiting for
+    // the `ready` command the stage would start before it answers.
+    let image = crate::support::build_image(
+        "local/slipway-test-httpd:k8s",
+        "FROM local/busybox\n\
+         CMD [\"sh\", \"-c\", \"mkdir -p /srv && sleep 1.5 && echo pong-$TOKEN_SEEN > /srv/ping && exec httpd -f -p 8080 -h /srv\"]\n",
+    );
+    let ns = unique("slipway-k8s-svc");
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("p.pipeline"),
+        format!(
+            "pipeline \"k8s-svc\"\n\nsecret TOKEN\n\n\
+             stage use {{\n  image \"local/busybox\"\n  service web \"{image}\" {{\n    env {{ TOKEN_SEEN = \"${{secret.TOKEN}}\" }}\n    ready \"wget -q -O- http://127.0.0.1:8080/ping\"\n  }}\n  run \"\"\"\n    wget -q -O- http://web:8080/ping\n    wget -q -O- http://localhost:8080/ping\n  \"\"\"\n}}\n\n\
+             stage never {{\n  image \"local/busybox\"\n  timeout 5m\n  service down \"local/busybox\"\n  run \"echo ran\"\n}}\n"
+        ),
+    )
+    .expect("write");
+    let run = {
+        let mut child = start_run(dir.path(), &kubeconfig, &ns, "t0ken", &["--keep-going"]);
+        let mut out = String::new();
+        if let Some(mut s) = child.stdout.take() {
+            let _ = std::io::Read::read_to_string(&mut s, &mut out);
+        }
+        let status = child.wait().expect("exits");
+        (status.code(), out)
+    };
+    let left = objects_left(&kubeconfig, &ns);
+    drop_namespace(&kubeconfig, &ns);
+    let events: Vec<Value> = run
+        .1
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let finished = |stage: &str| {
+        events
+            .iter()
+            .find(|e| e["event"] == "stage_finished" && e["stage"] == stage)
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    assert_eq!(run.0, Some(1), "{events:?}");
+    assert_eq!(finished("use")["status"], "succeeded", "{events:?}");
+    let logs: Vec<&str> = events
+        .iter()
+        .filter(|e| e["event"] == "log" && e["stage"] == "use")
+        .filter_map(|e| e["line"].as_str())
+        .collect();
+    // The secret reached the service (and is masked in what it said).
+    assert_eq!(logs, ["pong-***", "pong-***"], "{events:?}");
+    // A service whose container ends at once (busybox's `sh` with no
+    // input) fails its stage, at once and with the reason.
+    let never = finished("never");
+    assert_eq!(never["status"], "failed", "{never}");
+    assert!(
+        never["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("service `down` exited with 0 before it was ready")),
+        "{never}"
+    );
+    assert!(
+        !events
+            .iter()
+            .any(|e| e["event"] == "log" && e["stage"] == "never")
+    );
+    assert_eq!(left, 0);
 }

@@ -22,7 +22,11 @@
 //! Artifacts are copied out of a finished stage's container and into the
 //! next ones' through execs of `tar`.
 //!
-//! Not yet here (refused before a run starts): services and caches.
+//! A stage's services are more containers in its Pod, reachable on
+//! `localhost` and by their names (`hostAliases`); the gate opens once each
+//! is ready.
+//!
+//! Not yet here (refused before a run starts): caches.
 
 mod ahead;
 pub mod gc;
@@ -139,6 +143,7 @@ impl Inner {
         let values: Vec<&str> = job
             .env
             .values()
+            .chain(job.service_env.iter().flat_map(|e| e.values()))
             .filter_map(|v| match v {
                 EnvValue::Secret(s) => Some(s.as_str()),
                 EnvValue::Plain(_) => None,
@@ -222,10 +227,7 @@ pub fn supports(action: &PlannedAction) -> Result<(), String> {
 /// [`Backend::supports_stage`]).
 pub fn supports_stage(stage: &PlannedStage) -> Result<(), String> {
     supports(&stage.action)?;
-    let missing = [
-        (!stage.services.is_empty(), "services"),
-        (!stage.caches.is_empty(), "caches"),
-    ];
+    let missing = [(!stage.caches.is_empty(), "caches")];
     match missing.iter().find(|(has, _)| *has) {
         Some((_, what)) => Err(format!(
             "the kubernetes backend does not run stages with {what} yet; use `--backend docker`"

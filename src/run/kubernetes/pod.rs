@@ -166,6 +166,7 @@ pub(super) async fn make(
     let (unpacked, attached) = tokio::join!(unpack(unpacking, &tar), attach(pods, name));
     unpacked?;
     let (stdin, streams) = attached?;
+    services_ready(pods, name, job).await?;
     pod.gate = Some(Gate { stdin, streams });
     mark(name, "ready");
     Ok(())
@@ -255,10 +256,46 @@ async fn put_artifacts(pods: &Api<Pod>, name: &str, job: &Job) -> Result<(), Out
     Ok(())
 }
 
+/// Runs `command` in `container` of Pod `name` to its end: whether it
+/// succeeded, its standard output, and its standard error.
+async fn run_in(
+    pods: &Api<Pod>,
+    name: &str,
+    container: &str,
+    command: &[&str],
+) -> Result<(bool, Vec<u8>, String), kube::Error> {
+    use tokio::io::AsyncReadExt as _;
+    let params = AttachParams::default()
+        .container(container)
+        .stdout(true)
+        .stderr(true);
+    let mut process = pods.exec(name, command.to_vec(), &params).await?;
+    let status = process.take_status();
+    let (mut out, mut err) = (process.stdout(), process.stderr());
+    let (mut stdout, mut stderr) = (Vec::new(), String::new());
+    let read_out = async {
+        if let Some(out) = &mut out {
+            let _ = out.read_to_end(&mut stdout).await;
+        }
+    };
+    let read_err = async {
+        if let Some(err) = &mut err {
+            let _ = err.read_to_string(&mut stderr).await;
+        }
+    };
+    tokio::join!(read_out, read_err);
+    let status = match status {
+        Some(s) => s.await,
+        None => None,
+    };
+    let _ = process.join().await;
+    let ok = status.is_some_and(|s| s.status.as_deref() == Some("Success"));
+    Ok((ok, stdout, stderr))
+}
+
 /// Copies a finished stage's artifacts out of its container (still there:
 /// the gate waits for its input to end) into the store.
 async fn take_artifacts(pods: &Api<Pod>, name: &str, job: &Job) -> Result<(), Outcome> {
-    use tokio::io::AsyncReadExt as _;
     for key in &job.outputs {
         let source = crate::run::artifacts::in_container(&key.path);
         let path = std::path::Path::new(&source);
@@ -268,34 +305,10 @@ async fn take_artifacts(pods: &Api<Pod>, name: &str, job: &Job) -> Result<(), Ou
         let base = path
             .file_name()
             .map_or(".".into(), |b| b.to_string_lossy().into_owned());
-        let params = AttachParams::default()
-            .container("stage")
-            .stdout(true)
-            .stderr(true);
-        let mut packing = pods
-            .exec(name, ["tar", "c", "-C", &parent, &base], &params)
+        let (ok, tar, errors) = run_in(pods, name, "stage", &["tar", "c", "-C", &parent, &base])
             .await
             .map_err(|e| failed(&format!("cannot copy artifact `{}` out", key.path), &e))?;
-        let status = packing.take_status();
-        let (mut out, mut err) = (packing.stdout(), packing.stderr());
-        let (mut tar, mut errors) = (Vec::new(), String::new());
-        let read_out = async {
-            if let Some(out) = &mut out {
-                let _ = out.read_to_end(&mut tar).await;
-            }
-        };
-        let read_err = async {
-            if let Some(err) = &mut err {
-                let _ = err.read_to_string(&mut errors).await;
-            }
-        };
-        tokio::join!(read_out, read_err);
-        let status = match status {
-            Some(s) => s.await,
-            None => None,
-        };
-        let _ = packing.join().await;
-        if status.is_none_or(|s| s.status.as_deref() != Some("Success")) {
+        if !ok {
             return Err(Outcome::stage(format!(
                 "artifact `{}` was not produced ({})",
                 key.path,
@@ -306,6 +319,82 @@ async fn take_artifacts(pods: &Api<Pod>, name: &str, job: &Job) -> Result<(), Ou
             .artifacts
             .put(key, &tar)
             .map_err(Outcome::stage)?;
+    }
+    Ok(())
+}
+
+/// The container of the `index`th service.
+fn service_container(index: usize) -> String {
+    format!("service-{index}")
+}
+
+/// How long a stage waits for its services to be ready (as on Docker);
+/// its own `timeout` may end it sooner.
+const READY_LIMIT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Waits until each of the stage's services is ready: its `ready` command
+/// succeeds in its container, or, without one, the container runs. A
+/// service that ends or cannot start fails the stage, with what its check
+/// last said.
+async fn services_ready(pods: &Api<Pod>, name: &str, job: &Job) -> Result<(), Outcome> {
+    for (index, svc) in job.stage.services.iter().enumerate() {
+        let container = service_container(index);
+        let deadline = tokio::time::Instant::now() + READY_LIMIT;
+        let command: Vec<&str> = match &svc.ready {
+            Some(c) => vec!["sh", "-c", c.as_str()],
+            None => vec!["true"],
+        };
+        let mut last = String::new();
+        loop {
+            if let Ok((ok, out, err)) = run_in(pods, name, &container, &command).await {
+                if ok {
+                    break;
+                }
+                let said = format!("{}{err}", String::from_utf8_lossy(&out));
+                last = said.lines().rev().take(3).collect::<Vec<_>>().join(" / ");
+            }
+            let pod = pods
+                .get(name)
+                .await
+                .map_err(|e| failed("cannot read the stage's Pod", &e))?;
+            if let Some(o) = stuck(&pod) {
+                return Err(match o {
+                    Outcome::Failed(f) => Outcome::Failed(crate::run::backend::Failure {
+                        message: format!("service `{}`: {}", svc.name, f.message),
+                        ..f
+                    }),
+                    other => other,
+                });
+            }
+            let state = pod
+                .status
+                .as_ref()
+                .and_then(|s| s.container_statuses.as_ref())
+                .and_then(|cs| cs.iter().find(|c| c.name == container))
+                .and_then(|c| c.state.clone());
+            if let Some(t) = state.as_ref().and_then(|s| s.terminated.as_ref()) {
+                return Err(Outcome::stage(format!(
+                    "service `{}` exited with {} before it was ready",
+                    svc.name, t.exit_code
+                )));
+            }
+            if svc.ready.is_none() && state.as_ref().is_some_and(|s| s.running.is_some()) {
+                break;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Outcome::stage(format!(
+                    "service `{}` was not ready after {}{}",
+                    svc.name,
+                    humantime::format_duration(READY_LIMIT),
+                    if last.trim().is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {}", last.trim())
+                    }
+                )));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        }
     }
     Ok(())
 }
@@ -438,20 +527,6 @@ fn spec(
         Pull::Missing => "IfNotPresent",
         Pull::Always => "Always",
     };
-    let env: Vec<serde_json::Value> = job
-        .env
-        .iter()
-        .map(|(k, v)| match v {
-            EnvValue::Plain(v) => serde_json::json!({ "name": k, "value": v }),
-            EnvValue::Secret(v) => serde_json::json!({
-                "name": k,
-                "valueFrom": { "secretKeyRef": {
-                    "name": inner.secret_name(),
-                    "key": keys.get(v).cloned().unwrap_or_default(),
-                }},
-            }),
-        })
-        .collect();
     let mount = serde_json::json!([{ "name": "workspace", "mountPath": WORKSPACE }]);
     // `resources`: requests and limits alike, so the scheduler places the
     // stage where it fits and it gets no more than it asked for.
@@ -465,6 +540,49 @@ fn spec(
         }
     }
     let resources = serde_json::json!({ "requests": quantities, "limits": quantities });
+    let env_of = |env: &crate::run::backend::Env| -> Vec<serde_json::Value> {
+        env.iter()
+            .map(|(k, v)| match v {
+                EnvValue::Plain(v) => serde_json::json!({ "name": k, "value": v }),
+                EnvValue::Secret(v) => serde_json::json!({
+                    "name": k,
+                    "valueFrom": { "secretKeyRef": {
+                        "name": inner.secret_name(),
+                        "key": keys.get(v).cloned().unwrap_or_default(),
+                    }},
+                }),
+            })
+            .collect()
+    };
+    let mut containers = vec![serde_json::json!({
+        "name": "stage",
+        "image": image,
+        "imagePullPolicy": pull,
+        "command": crate::run::gate::command(script, nonce),
+        "stdin": true,
+        "stdinOnce": true,
+        "workingDir": WORKSPACE,
+        "env": env_of(&job.env),
+        "volumeMounts": mount,
+        "resources": resources,
+    })];
+    for (index, svc) in job.stage.services.iter().enumerate() {
+        let empty = crate::run::backend::Env::new();
+        containers.push(serde_json::json!({
+            "name": service_container(index),
+            "image": svc.image,
+            "imagePullPolicy": pull,
+            "env": env_of(job.service_env.get(index).unwrap_or(&empty)),
+        }));
+    }
+    // Services answer on localhost, as in one network namespace, and by
+    // their names.
+    let names: Vec<&str> = job.stage.services.iter().map(|s| s.name.as_str()).collect();
+    let aliases = if names.is_empty() {
+        serde_json::json!([])
+    } else {
+        serde_json::json!([{ "ip": "127.0.0.1", "hostnames": names }])
+    };
     serde_json::from_value(serde_json::json!({
         "apiVersion": "v1",
         "kind": "Pod",
@@ -483,18 +601,8 @@ fn spec(
             "enableServiceLinks": false,
             "automountServiceAccountToken": false,
             "volumes": [{ "name": "workspace", "emptyDir": {} }],
-            "containers": [{
-                "name": "stage",
-                "image": image,
-                "imagePullPolicy": pull,
-                "command": crate::run::gate::command(script, nonce),
-                "stdin": true,
-                "stdinOnce": true,
-                "workingDir": WORKSPACE,
-                "env": env,
-                "volumeMounts": mount,
-                "resources": resources,
-            }],
+            "containers": containers,
+            "hostAliases": aliases,
         },
     }))
 }
