@@ -552,8 +552,7 @@ sysctls=(vm/overcommit_memory vm/panic_on_oom kernel/panic kernel/panic_on_oops
 # this start creates are recorded, and removed by stop if empty.
 host_paths=(/var/log/pods /var/log/containers /var/lib/kubelet)
 
-# The kubelet's settings, for the engine's cgroup driver ($1). A running
-# cluster whose kubelet was started with other settings is started again.
+# The kubelet's settings, for the engine's cgroup driver ($1).
 kubelet_config() {
   local cgroup_driver="$1"
   cat <<EOF
@@ -599,6 +598,20 @@ nodeStatusReportFrequency: 1m
 EOF
 }
 
+# The controllers kube-controller-manager runs (see start).
+kcm_controllers='*,-nodeipam,-cloud-node-lifecycle,-route,-service,-attachdetach,-persistentvolume-expander'
+
+# The default StorageClass: host folders, provisioned as claims come.
+storage_class='{"apiVersion":"storage.k8s.io/v1","kind":"StorageClass","metadata":{"name":"standard","annotations":{"storageclass.kubernetes.io/is-default-class":"true"}},"provisioner":"kubernetes.io/host-path","reclaimPolicy":"Delete","volumeBindingMode":"Immediate"}'
+
+# Everything a running cluster was started with that start may change: a
+# cluster started otherwise is started again.
+settings() {
+  kubelet_config "$1"
+  echo "controllers: $kcm_controllers"
+  echo "storage class: $storage_class"
+}
+
 # ------------------------------------------------------------------ start
 
 # When start fails after launching something: stop it all again.
@@ -616,11 +629,11 @@ start() {
     die "the Docker engine does not answer on $docker_sock: run scripts/dev-env.sh first"
 
   if healthy; then
-    if kubelet_config "$("$docker_bin" info --format '{{.CgroupDriver}}')" | cmp -s - "$run/kubelet-config.yaml"; then
+    if settings "$("$docker_bin" info --format '{{.CgroupDriver}}')" | cmp -s - "$run/settings"; then
       echo "$kubeconfig"
       return 0
     fi
-    log "the kubelet's settings changed: starting the cluster again"
+    log "the cluster's settings changed: starting it again"
   fi
 
   local other ours
@@ -696,8 +709,11 @@ start() {
     "$api/apis/rbac.authorization.k8s.io/v1/clusterrolebindings")"
   case "$code" in 201 | 409) ;; *) die "creating the node's ClusterRoleBinding: HTTP $code" ;; esac
 
-  # All controllers that make sense without a cloud, pod network or volumes,
-  # node lifecycle included: it lifts the kubelet's not-ready taint.
+  # All controllers that make sense without a cloud or a pod network, node
+  # lifecycle included (it lifts the kubelet's not-ready taint), and the
+  # volume binder with the host-path provisioner: claims of the `standard`
+  # StorageClass bind to folders on this machine (under
+  # /tmp/hostpath_provisioner).
   log "starting kube-controller-manager"
   launch kube-controller-manager "$bin/kube-controller-manager" \
     --kubeconfig="$kubeconfig" \
@@ -708,7 +724,8 @@ start() {
     --root-ca-file="$pki/ca.crt" \
     --cluster-signing-cert-file="$pki/ca.crt" --cluster-signing-key-file="$pki/ca.key" \
     --use-service-account-credentials=false \
-    --controllers='*,-nodeipam,-cloud-node-lifecycle,-route,-service,-attachdetach,-persistentvolume-binder,-persistentvolume-expander,-pvc-protection,-pv-protection' \
+    --controllers="$kcm_controllers" \
+    --enable-hostpath-provisioner \
     --node-monitor-period=2s \
     --v=1
 
@@ -729,6 +746,7 @@ start() {
 
   mkdir -p "$run/kubelet" "$run/dockershim" "$run/volume-plugins"
   kubelet_config "$cgroup_driver" >"$run/kubelet-config.yaml"
+  settings "$cgroup_driver" >"$run/settings"
   log "starting kubelet (node $node, pods on the Docker engine)"
   launch kubelet "$bin/kubelet" \
     --config="$run/kubelet-config.yaml" \
@@ -746,6 +764,10 @@ start() {
   wait_for kubelet "Ready and schedulable node $node" node_schedulable "$node"
   log "node $node Ready and schedulable after $((SECONDS - t0)) s"
   wait_for kube-controller-manager "default ServiceAccount" default_sa
+  code="$(curl -s -o /dev/null -w '%{http_code}' -m 5 --cacert "$pki/ca.crt" --cert "$pki/admin.crt" \
+    --key "$pki/admin.key" -X POST -H 'Content-Type: application/json' -d "$storage_class" \
+    "$api/apis/storage.k8s.io/v1/storageclasses")"
+  case "$code" in 201 | 409) ;; *) die "creating the StorageClass: HTTP $code" ;; esac
   local d
   for d in "${launched[@]}"; do running_pid "$d" >/dev/null || fail_with_log "$d" "$d exited"; done
   trap - EXIT

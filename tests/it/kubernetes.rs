@@ -175,7 +175,7 @@ fn a_stage_the_kubernetes_backend_cannot_run_yet_is_refused_before_anything_runs
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(
         dir.path().join("p.pipeline"),
-        "pipeline \"k8s-refused\"\n\nstage it {\n  image \"local/busybox\"\n  cache \"/root/.cache\"\n  run \"true\"\n}\n",
+        "pipeline \"k8s-refused\"\n\nstage it {\n  build \".\" {\n    tag \"localhost:5000/x:1\"\n    push true\n  }\n}\n",
     )
     .expect("write");
     let ns = unique("slipway-k8s-refused");
@@ -193,9 +193,8 @@ fn a_stage_the_kubernetes_backend_cannot_run_yet_is_refused_before_anything_runs
     );
     assert_eq!(run.code, Some(2), "{}", run.stderr);
     assert!(
-        run.stderr.contains(
-            "cannot run `it`: the kubernetes backend does not run stages with caches yet"
-        ),
+        run.stderr
+            .contains("cannot run `it`: the kubernetes backend does not run `build` stages yet"),
         "{}",
         run.stderr
     );
@@ -726,7 +725,7 @@ fn plan_says_which_backend_a_run_would_use_and_what_it_would_refuse() {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(
         dir.path().join("p.pipeline"),
-        "pipeline \"k8s-plan\"\n\nstage it {\n  image \"local/busybox\"\n  cache \"/root/.cache\"\n  run \"true\"\n}\n\nstage fine {\n  image \"local/busybox\"\n  run \"true\"\n}\n",
+        "pipeline \"k8s-plan\"\n\nstage it {\n  build \".\" {\n    tag \"localhost:5000/x:1\"\n    push true\n  }\n}\n\nstage fine {\n  image \"local/busybox\"\n  run \"true\"\n}\n",
     )
     .expect("write");
     let plan = |backend: &str| {
@@ -745,7 +744,7 @@ fn plan_says_which_backend_a_run_would_use_and_what_it_would_refuse() {
             "name": "kubernetes",
             "refused": [{
                 "stage": "it",
-                "reason": "the kubernetes backend does not run stages with caches yet; use `--backend docker`",
+                "reason": "the kubernetes backend does not run `build` stages yet",
             }],
         })
     );
@@ -824,4 +823,87 @@ fn services_are_containers_in_the_pod_reachable_by_name_and_waited_for() {
             .any(|e| e["event"] == "log" && e["stage"] == "never")
     );
     assert_eq!(left, 0);
+}
+
+#[test]
+fn a_cache_is_a_claim_kept_across_runs_and_an_unbound_one_is_said() {
+    let Some(kubeconfig) = cluster() else { return };
+    let ns = unique("slipway-k8s-cache");
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("p.pipeline"),
+        "pipeline \"k8s-cache\"\n\nstage count {\n  image \"local/busybox\"\n  cache \"/cache\"\n  cache \"unbound/\"\n  run \"\"\"\n    echo x >> /cache/runs\n    echo runs=$(wc -l < /cache/runs)\n    test -d unbound\n  \"\"\"\n}\n",
+    )
+    .expect("write");
+    // The second cache's claim is made first, of a class no one provisions:
+    // it cannot bind.
+    {
+        let ns = ns.clone();
+        kube(&kubeconfig, async move |client| {
+            use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim};
+            let namespaces: kube::Api<Namespace> = kube::Api::all(client.clone());
+            let _ = namespaces
+                .create(
+                    &Default::default(),
+                    &serde_json::from_value(serde_json::json!({"metadata": {"name": ns}}))
+                        .expect("ns"),
+                )
+                .await;
+            let claims: kube::Api<PersistentVolumeClaim> = kube::Api::namespaced(client, &ns);
+            let claim = serde_json::from_value(serde_json::json!({
+                "metadata": { "name": "slipway-cache-k8s-cache-2ef4e0c2950f6a0f" },
+                "spec": {
+                    "storageClassName": "nobody-provisions-this",
+                    "accessModes": ["ReadWriteOnce"],
+                    "resources": { "requests": { "storage": "1Gi" } },
+                },
+            }))
+            .expect("claim");
+            claims
+                .create(&Default::default(), &claim)
+                .await
+                .expect("claim made");
+        });
+    }
+    let run = || {
+        slipway(
+            dir.path(),
+            &kubeconfig,
+            &[
+                "run",
+                "p.pipeline",
+                "--backend",
+                "kubernetes",
+                "--namespace",
+                &ns,
+                "--pull",
+                "never",
+                "--output",
+                "json",
+            ],
+        )
+    };
+    let (first, second) = (run(), run());
+    let left = objects_left(&kubeconfig, &ns);
+    drop_namespace(&kubeconfig, &ns);
+    let lines = |r: &crate::release::Run| -> Vec<String> {
+        r.events
+            .iter()
+            .filter(|e| e["event"] == "log")
+            .filter_map(|e| e["line"].as_str().map(str::to_string))
+            .collect()
+    };
+    assert_eq!(first.code, Some(0), "{}\n{:?}", first.stderr, first.events);
+    assert_eq!(
+        second.code,
+        Some(0),
+        "{}\n{:?}",
+        second.stderr,
+        second.events
+    );
+    let warning = "slipway: cache `/workspace/unbound` is not kept: its claim `slipway-cache-k8s-cache-2ef4e0c2950f6a0f` is not bound (Pending; does a StorageClass provision it?); the stage runs with an empty folder there";
+    assert_eq!(lines(&first), [warning, "runs=1"]);
+    // The bound claim kept what the first run wrote.
+    assert_eq!(lines(&second), [warning, "runs=2"]);
+    assert_eq!(left, 0, "the claims are kept, no run's object is");
 }

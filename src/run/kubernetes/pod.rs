@@ -35,6 +35,8 @@ pub(super) fn failed(what: &str, e: &kube::Error) -> Outcome {
 pub(super) struct Ready {
     pub(super) name: String,
     nonce: String,
+    /// What the stage is told when its gate opens (a cache not kept).
+    warnings: Vec<String>,
     /// Set once it is made.
     gate: Option<Gate>,
 }
@@ -66,6 +68,7 @@ pub(super) fn named(job: &Job) -> Ready {
     Ready {
         name: pod_name(&job.stage.name, job.attempt, &nonce),
         nonce,
+        warnings: Vec::new(),
         gate: None,
     }
 }
@@ -135,8 +138,10 @@ pub(super) async fn make(
     pod: &mut Ready,
 ) -> Result<(), Outcome> {
     let keys = inner.secret_keys(job).await?;
-    let spec = spec(inner, job, &pod.name, &keys, &pod.nonce)
+    let claims = super::caches::claims(inner, job).await;
+    let spec = spec(inner, job, &pod.name, &keys, &pod.nonce, &claims)
         .map_err(|e| Outcome::Internal(format!("cannot write the Pod spec: {e}")))?;
+    pod.warnings = claims.iter().filter_map(|c| c.warning.clone()).collect();
     let workspace = job.context.workspace.clone();
     let tar = tokio::task::spawn_blocking(move || super::workspace::tar(&workspace));
     mark(&pod.name, "create");
@@ -519,6 +524,7 @@ fn spec(
     name: &str,
     keys: &BTreeMap<String, String>,
     nonce: &str,
+    claims: &[super::caches::Claim],
 ) -> Result<Pod, serde_json::Error> {
     let image = job.stage.image.clone().unwrap_or_default();
     let script = job.stage.script().unwrap_or_default();
@@ -528,6 +534,20 @@ fn spec(
         Pull::Always => "Always",
     };
     let mount = serde_json::json!([{ "name": "workspace", "mountPath": WORKSPACE }]);
+    // Each cache: its claim when it is bound, else an empty folder.
+    let mut volumes = vec![serde_json::json!({ "name": "workspace", "emptyDir": {} })];
+    let mut stage_mounts = mount.as_array().cloned().unwrap_or_default();
+    for (i, c) in claims.iter().enumerate() {
+        let volume = format!("cache-{i}");
+        volumes.push(match &c.claim {
+            Some(claim) => serde_json::json!({
+                "name": volume,
+                "persistentVolumeClaim": { "claimName": claim },
+            }),
+            None => serde_json::json!({ "name": volume, "emptyDir": {} }),
+        });
+        stage_mounts.push(serde_json::json!({ "name": volume, "mountPath": c.path }));
+    }
     // `resources`: requests and limits alike, so the scheduler places the
     // stage where it fits and it gets no more than it asked for.
     let mut quantities = serde_json::Map::new();
@@ -563,7 +583,7 @@ fn spec(
         "stdinOnce": true,
         "workingDir": WORKSPACE,
         "env": env_of(&job.env),
-        "volumeMounts": mount,
+        "volumeMounts": stage_mounts,
         "resources": resources,
     })];
     for (index, svc) in job.stage.services.iter().enumerate() {
@@ -600,7 +620,7 @@ fn spec(
             "terminationGracePeriodSeconds": 0,
             "enableServiceLinks": false,
             "automountServiceAccountToken": false,
-            "volumes": [{ "name": "workspace", "emptyDir": {} }],
+            "volumes": volumes,
             "containers": containers,
             "hostAliases": aliases,
         },
@@ -620,6 +640,9 @@ async fn go(pods: &Api<Pod>, pod: Ready, job: &Job, output: &Output) -> Outcome 
         return Outcome::Internal("a Pod's gate was opened before it was made".into());
     };
     mark(name, "go");
+    for w in &pod.warnings {
+        output.line(Stream::Stderr, &format!("slipway: {w}")).await;
+    }
     // The line that lets the script run. The input stays open: before API
     // server 1.29, ending it ends the whole attach, output too (the script
     // reads no input: see `gate`).
