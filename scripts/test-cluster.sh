@@ -592,6 +592,11 @@ serializeImagePulls: false
 # kubelet: the client reads 0 as its own default of 5.
 eventRecordQPS: 1000
 eventBurst: 1000
+# Pod statuses reach the API server without queueing behind each other
+# (the defaults of kubelets since 1.27; 1.20's 5 a second held them back
+# for seconds while the tests made Pods).
+kubeAPIQPS: 50
+kubeAPIBurst: 100
 # Node status computed every 2 s (Ready sooner), posted when it changes.
 nodeStatusUpdateFrequency: 2s
 nodeStatusReportFrequency: 1m

@@ -145,9 +145,20 @@ pub(super) async fn make(
     let workspace = job.context.workspace.clone();
     let tar = tokio::task::spawn_blocking(move || super::workspace::tar(&workspace));
     mark(&pod.name, "create");
-    pods.create(&PostParams::default(), &spec)
-        .await
-        .map_err(|e| failed("cannot create the stage's Pod", &e))?;
+    let mut tries = 0;
+    loop {
+        match pods.create(&PostParams::default(), &spec).await {
+            Ok(_) => break,
+            // Sent before the connection dropped: the name is this
+            // attempt's own.
+            Err(kube::Error::Api(s)) if s.code == 409 && tries > 0 => break,
+            Err(e) if !matches!(e, kube::Error::Api(_)) && tries < RETRIES => {
+                tries += 1;
+                tokio::time::sleep(RETRY_PAUSE).await;
+            }
+            Err(e) => return Err(failed("cannot create the stage's Pod", &e)),
+        }
+    }
     mark(&pod.name, "created");
     let tar = match tar.await {
         Ok(Ok(t)) => t,
@@ -358,8 +369,7 @@ async fn services_ready(pods: &Api<Pod>, name: &str, job: &Job) -> Result<(), Ou
                 let said = format!("{}{err}", String::from_utf8_lossy(&out));
                 last = said.lines().rev().take(3).collect::<Vec<_>>().join(" / ");
             }
-            let pod = pods
-                .get(name)
+            let pod = get_pod(pods, name)
                 .await
                 .map_err(|e| failed("cannot read the stage's Pod", &e))?;
             if let Some(o) = stuck(&pod) {
@@ -416,10 +426,17 @@ async fn attach(
         .stdin(true)
         .stdout(true)
         .stderr(true);
-    let mut attached = pods
-        .attach(name, &params)
-        .await
-        .map_err(|e| failed("cannot attach to the stage's Pod", &e))?;
+    let mut tries = 0;
+    let mut attached = loop {
+        match pods.attach(name, &params).await {
+            Ok(a) => break a,
+            Err(e) if !matches!(e, kube::Error::Api(_)) && tries < RETRIES => {
+                tries += 1;
+                tokio::time::sleep(RETRY_PAUSE).await;
+            }
+            Err(e) => return Err(failed("cannot attach to the stage's Pod", &e)),
+        }
+    };
     let stdin = attached
         .stdin()
         .ok_or_else(|| Outcome::Internal("an attach without standard input".into()))?;
@@ -986,7 +1003,7 @@ fn ended(pod: &Pod) -> Option<Result<(), Outcome>> {
 
 /// How the stage's container ended, from its terminated state.
 async fn terminated(pods: &Api<Pod>, name: &str) -> Outcome {
-    let pod = match pods.get(name).await {
+    let pod = match get_pod(pods, name).await {
         Ok(p) => p,
         Err(e) => return failed("cannot read the stage's Pod", &e),
     };
@@ -1017,12 +1034,43 @@ async fn until(
     state: impl Fn(&Pod) -> Option<Result<(), Outcome>>,
 ) -> Result<(), Outcome> {
     let decided = |p: Option<&Pod>| p.is_none_or(|p| state(p).is_some());
-    match await_condition(pods.clone(), name, decided).await {
-        Ok(Some(pod)) => state(&pod).unwrap_or(Ok(())),
-        Ok(None) => Err(Outcome::infrastructure("the stage's Pod was deleted")),
-        Err(e) => Err(Outcome::infrastructure(format!(
-            "watching the stage's Pod failed: {e}"
-        ))),
+    let mut tries = 0;
+    loop {
+        match await_condition(pods.clone(), name, &decided).await {
+            Ok(Some(pod)) => return state(&pod).unwrap_or(Ok(())),
+            Ok(None) => return Err(Outcome::infrastructure("the stage's Pod was deleted")),
+            // A connection the API server dropped: watched again, a few
+            // times.
+            Err(_) if tries < RETRIES => {
+                tries += 1;
+                tokio::time::sleep(RETRY_PAUSE).await;
+            }
+            Err(e) => {
+                return Err(Outcome::infrastructure(format!(
+                    "watching the stage's Pod failed: {e}"
+                )));
+            }
+        }
+    }
+}
+
+/// How often a read that failed in transit is tried again, and after how
+/// long: the API server may drop a pooled connection under load.
+const RETRIES: u32 = 3;
+const RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Reads Pod `name`, again when the request failed in transit (not when
+/// the API server answered with an error).
+async fn get_pod(pods: &Api<Pod>, name: &str) -> Result<Pod, kube::Error> {
+    let mut tries = 0;
+    loop {
+        match pods.get(name).await {
+            Err(e) if !matches!(e, kube::Error::Api(_)) && tries < RETRIES => {
+                tries += 1;
+                tokio::time::sleep(RETRY_PAUSE).await;
+            }
+            other => return other,
+        }
     }
 }
 
