@@ -146,14 +146,29 @@ pub(crate) fn run(args: &RunArgs, global: &Global) -> Result<(), Error> {
             BackendKind::Docker => Arc::new(
                 crate::run::docker::DockerBackend::connect(args.pull, args.workspace).await?,
             ),
-            BackendKind::Kubernetes => Arc::new(
-                crate::run::kubernetes::KubernetesBackend::connect(
-                    args.context.as_deref(),
-                    args.namespace.as_deref(),
-                    args.pull,
-                )
-                .await?,
-            ),
+            BackendKind::Kubernetes => {
+                let pods: Arc<dyn Backend> = Arc::new(
+                    crate::run::kubernetes::KubernetesBackend::connect(
+                        args.context.as_deref(),
+                        args.namespace.as_deref(),
+                        args.pull,
+                    )
+                    .await?,
+                );
+                // Builds go to this machine's engine, only when there are
+                // some to run.
+                if plan.stages.iter().any(|s| !s.skipped && s.build().is_some()) {
+                    let builder = crate::run::docker::DockerBackend::connect(args.pull, args.workspace)
+                        .await?;
+                    Arc::new(crate::run::kubernetes::WithBuilds::new(
+                        pods,
+                        Arc::new(builder),
+                        &plan.stages,
+                    ))
+                } else {
+                    pods
+                }
+            }
         };
         let backend: Arc<dyn Backend> = Arc::new(crate::run::releasing::WithRelease::new(
             backend,

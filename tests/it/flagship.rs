@@ -21,7 +21,7 @@ use crate::release::{cluster, drop_namespace, kube, unique};
 use crate::support::root;
 
 /// Whether the engine and the registry answer; panics in CI when not.
-fn engine_and_registry() -> bool {
+pub(crate) fn engine_and_registry() -> bool {
     let engine = std::process::Command::new("/usr/bin/docker")
         .args(["version", "--format", "{{.Server.Version}}"])
         .output()

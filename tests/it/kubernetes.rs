@@ -175,7 +175,7 @@ fn a_stage_the_kubernetes_backend_cannot_run_yet_is_refused_before_anything_runs
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(
         dir.path().join("p.pipeline"),
-        "pipeline \"k8s-refused\"\n\nstage it {\n  build \".\" {\n    tag \"localhost:5000/x:1\"\n    push true\n  }\n}\n",
+        "pipeline \"k8s-refused\"\n\nstage it {\n  build \".\" {\n    tag \"localhost:5000/x:1\"\n    push false\n  }\n}\n",
     )
     .expect("write");
     let ns = unique("slipway-k8s-refused");
@@ -194,7 +194,7 @@ fn a_stage_the_kubernetes_backend_cannot_run_yet_is_refused_before_anything_runs
     assert_eq!(run.code, Some(2), "{}", run.stderr);
     assert!(
         run.stderr
-            .contains("cannot run `it`: the kubernetes backend does not run `build` stages yet"),
+            .contains("cannot run `it`: a `build` stage must `push` under the kubernetes backend"),
         "{}",
         run.stderr
     );
@@ -707,7 +707,7 @@ fn plan_says_which_backend_a_run_would_use_and_what_it_would_refuse() {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(
         dir.path().join("p.pipeline"),
-        "pipeline \"k8s-plan\"\n\nstage it {\n  build \".\" {\n    tag \"localhost:5000/x:1\"\n    push true\n  }\n}\n\nstage fine {\n  image \"local/busybox\"\n  run \"true\"\n}\n",
+        "pipeline \"k8s-plan\"\n\nstage it {\n  build \".\" {\n    tag \"localhost:5000/x:1\"\n    push false\n  }\n}\n\nstage fine {\n  image \"local/busybox\"\n  run \"true\"\n}\n",
     )
     .expect("write");
     let plan = |backend: &str| {
@@ -726,7 +726,7 @@ fn plan_says_which_backend_a_run_would_use_and_what_it_would_refuse() {
             "name": "kubernetes",
             "refused": [{
                 "stage": "it",
-                "reason": "the kubernetes backend does not run `build` stages yet",
+                "reason": "a `build` stage must `push` under the kubernetes backend: its image is built on this machine's Docker engine, where no Pod can use it (help: add `push true`, with a tag in a registry the cluster pulls from)",
             }],
         })
     );
@@ -888,4 +888,81 @@ fn a_cache_is_a_claim_kept_across_runs_and_an_unbound_one_is_said() {
     // The bound claim kept what the first run wrote.
     assert_eq!(lines(&second), [warning, "runs=2"]);
     assert_eq!(left, 0, "the claims are kept, no run's object is");
+}
+
+#[test]
+fn a_build_pushes_from_the_engine_and_a_later_pod_pulls_it_from_the_registry() {
+    let Some(kubeconfig) = cluster() else { return };
+    if !crate::flagship::engine_and_registry() {
+        return;
+    }
+    let ns = unique("slipway-k8s-build");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tag = format!("localhost:5000/slipway-k8s-build:{}", std::process::id());
+    std::fs::write(
+        dir.path().join("Dockerfile"),
+        "FROM local/busybox\nARG WORD\nRUN echo built-$WORD > /built\n",
+    )
+    .expect("write");
+    std::fs::write(
+        dir.path().join("p.pipeline"),
+        format!(
+            "pipeline \"k8s-build\"\n\n\
+             stage image {{\n  build \".\" {{\n    tag \"{tag}\"\n    arg \"WORD\" = \"{ns}\"\n    push true\n  }}\n}}\n\n\
+             stage use after image {{\n  image \"{tag}\"\n  run \"cat /built\"\n}}\n"
+        ),
+    )
+    .expect("write");
+    let run = slipway(
+        dir.path(),
+        &kubeconfig,
+        &[
+            "run",
+            "p.pipeline",
+            "--backend",
+            "kubernetes",
+            "--namespace",
+            &ns,
+            "--pull",
+            "always",
+            "--output",
+            "json",
+        ],
+    );
+    let pulled = {
+        let ns = ns.clone();
+        kube(&kubeconfig, async move |client| {
+            use k8s_openapi::api::core::v1::Event;
+            let events: kube::Api<Event> = kube::Api::namespaced(client, &ns);
+            // The kubelet posts its events after the fact.
+            for _ in 0..100 {
+                let list = events.list(&Default::default()).await.expect("events");
+                if let Some(e) = list
+                    .items
+                    .iter()
+                    .find(|e| e.reason.as_deref() == Some("Pulled"))
+                {
+                    return e.message.clone().unwrap_or_default();
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            String::new()
+        })
+    };
+    let left = objects_left(&kubeconfig, &ns);
+    drop_namespace(&kubeconfig, &ns);
+    assert_eq!(run.code, Some(0), "{}\n{:?}", run.stderr, run.events);
+    let logs: Vec<&str> = run
+        .events
+        .iter()
+        .filter(|e| e["event"] == "log" && e["stage"] == "use")
+        .filter_map(|e| e["line"].as_str())
+        .collect();
+    assert_eq!(logs, [format!("built-{ns}")]);
+    // The Pod's image came from the registry, not from the engine's store.
+    assert!(
+        pulled.contains(&format!("Successfully pulled image \"{tag}\"")),
+        "{pulled}"
+    );
+    assert_eq!(left, 0);
 }

@@ -28,9 +28,10 @@
 //!
 //! Caches are claims kept across runs (`caches`).
 //!
-//! Not yet here (refused before a run starts): builds.
+//! `build` stages build and push on the Docker engine (`builds`).
 
 mod ahead;
+mod builds;
 mod caches;
 pub mod gc;
 mod lease;
@@ -52,6 +53,8 @@ use crate::plan::{PlannedAction, PlannedStage};
 
 /// How many Pods may wait made ahead at once (never more than `-j`).
 const AHEAD: usize = 8;
+
+pub use builds::WithBuilds;
 
 /// The label every Pod and Secret of a run carries.
 pub const RUN_LABEL: &str = "dev.slipway.run";
@@ -222,8 +225,15 @@ impl Inner {
 pub fn supports(action: &PlannedAction) -> Result<(), String> {
     match action {
         PlannedAction::Run { .. } => Ok(()),
+        PlannedAction::Build(b) if b.push => Ok(()),
+        PlannedAction::Build(_) => Err(
+            "a `build` stage must `push` under the kubernetes backend: its image is built on \
+             this machine's Docker engine, where no Pod can use it (help: add `push true`, with \
+             a tag in a registry the cluster pulls from)"
+                .into(),
+        ),
         other => Err(format!(
-            "the kubernetes backend does not run `{}` stages yet",
+            "the kubernetes backend does not run `{}` stages",
             other.kind()
         )),
     }
@@ -233,6 +243,9 @@ pub fn supports(action: &PlannedAction) -> Result<(), String> {
 /// [`Backend::supports_stage`]).
 pub fn supports_stage(stage: &PlannedStage) -> Result<(), String> {
     supports(&stage.action)?;
+    if stage.build().is_some() {
+        return Ok(());
+    }
     if stage.image.is_none() {
         return Err("a stage needs an `image` to run as a Pod".into());
     }
