@@ -13,7 +13,7 @@ use serde_json::Value;
 use crate::support::build_image;
 
 /// Whether the engine answers; panics in CI when it does not.
-fn engine() -> bool {
+pub(crate) fn engine() -> bool {
     let up = std::process::Command::new("/usr/bin/docker")
         .args(["image", "inspect", "local/busybox"])
         .output()

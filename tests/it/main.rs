@@ -1,6 +1,7 @@
 //! The integration tests: one binary, so it links once.
 
 mod cli;
+mod conformance;
 mod doc_contracts;
 mod docker;
 mod docs;
