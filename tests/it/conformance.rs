@@ -145,6 +145,11 @@ const PIPELINES: &[(&str, &str)] = &[
     ),
 ];
 
+/// The examples that run here (the chat example needs a registry, a
+/// release and services: the flagship test runs it), and whether their
+/// logs can agree: `matrix` prints `uname -a`, which names the machine.
+const EXAMPLES: &[(&str, bool)] = &[("fanout", true), ("matrix", false)];
+
 #[test]
 fn docker_local_and_kubernetes_give_the_same_runs() {
     if !crate::docker::engine() {
@@ -153,10 +158,33 @@ fn docker_local_and_kubernetes_give_the_same_runs() {
     let Some(kubeconfig) = cluster() else { return };
     let ns = unique("slipway-conformance");
     let mut differences = Vec::new();
-    for (name, text) in PIPELINES {
-        let docker = run_on("docker", text, None, &ns);
-        let local = run_on("local", text, None, &ns);
-        let pods = run_on("kubernetes", text, Some(&kubeconfig), &ns);
+    let examples: Vec<(String, String, bool)> = EXAMPLES
+        .iter()
+        .map(|(name, logs)| {
+            let file = crate::support::root().join(format!("examples/{name}/{name}.pipeline"));
+            let text = std::fs::read_to_string(&file).expect("an example");
+            ((*name).to_string(), text, *logs)
+        })
+        .collect();
+    let all = PIPELINES
+        .iter()
+        .map(|(n, t)| ((*n).to_string(), (*t).to_string(), true))
+        .chain(examples);
+    for (name, text, logs) in all {
+        let (name, text) = (name.as_str(), text.as_str());
+        let unlogged = |s: Seen| {
+            if logs {
+                s
+            } else {
+                Seen {
+                    logs: BTreeMap::new(),
+                    ..s
+                }
+            }
+        };
+        let docker = unlogged(run_on("docker", text, None, &ns));
+        let local = unlogged(run_on("local", text, None, &ns));
+        let pods = unlogged(run_on("kubernetes", text, Some(&kubeconfig), &ns));
         // The local backend keeps no artifacts: compare the rest with it.
         let without = |s: &Seen| Seen {
             artifacts: None,
@@ -170,7 +198,7 @@ fn docker_local_and_kubernetes_give_the_same_runs() {
         // Each pipeline means something: a run that did nothing would
         // agree everywhere.
         assert!(!docker.statuses.is_empty(), "{name}: {docker:?}");
-        if *name == "artifacts" {
+        if name == "artifacts" {
             assert_eq!(
                 docker.artifacts.as_ref().map(BTreeMap::len),
                 Some(2),
