@@ -966,3 +966,44 @@ fn a_build_pushes_from_the_engine_and_a_later_pod_pulls_it_from_the_registry() {
     );
     assert_eq!(left, 0);
 }
+
+#[test]
+fn an_api_server_that_does_not_answer_exits_3_before_anything_runs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("p.pipeline"),
+        "pipeline \"k8s-dead\"\n\nstage it {\n  image \"local/busybox\"\n  run \"true\"\n}\n",
+    )
+    .expect("write");
+    // A kubeconfig whose server nothing listens on.
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: dead\n  cluster:\n    server: https://127.0.0.1:1\n    insecure-skip-tls-verify: true\ncontexts:\n- name: dead\n  context: {cluster: dead, user: nobody}\ncurrent-context: dead\nusers:\n- name: nobody\n  user: {token: x}\n",
+    )
+    .expect("write");
+    let run = slipway(
+        dir.path(),
+        &kubeconfig,
+        &[
+            "run",
+            "p.pipeline",
+            "--backend",
+            "kubernetes",
+            "--output",
+            "json",
+        ],
+    );
+    assert_eq!(run.code, Some(3), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("the Kubernetes API at https://127.0.0.1:1/ does not answer"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !run.events.iter().any(|e| e["event"] == "stage_started"),
+        "{:?}",
+        run.events
+    );
+}
