@@ -1007,3 +1007,124 @@ fn an_api_server_that_does_not_answer_exits_3_before_anything_runs() {
         run.events
     );
 }
+
+/// A TCP port that forwards to the test cluster's API server until it is
+/// cut: every connection is shut down at once, and no new one is taken.
+struct CuttableApi {
+    port: u16,
+    streams: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl CuttableApi {
+    fn new(target: String) -> Self {
+        use std::net::{TcpListener, TcpStream};
+        use std::sync::atomic::Ordering;
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let streams = std::sync::Arc::new(std::sync::Mutex::new(Vec::<TcpStream>::new()));
+        let cut = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        {
+            let (streams, cut) = (streams.clone(), cut.clone());
+            std::thread::spawn(move || {
+                for client in listener.incoming() {
+                    let Ok(client) = client else { continue };
+                    if cut.load(Ordering::SeqCst) {
+                        let _ = client.shutdown(std::net::Shutdown::Both);
+                        break;
+                    }
+                    let Ok(server) = TcpStream::connect(&target) else {
+                        continue;
+                    };
+                    let pipes = [
+                        (client.try_clone(), server.try_clone()),
+                        (server.try_clone(), client.try_clone()),
+                    ];
+                    if let Ok(mut s) = streams.lock() {
+                        s.extend([client, server]);
+                    }
+                    for (from, to) in pipes {
+                        if let (Ok(mut from), Ok(mut to)) = (from, to) {
+                            std::thread::spawn(move || {
+                                let _ = std::io::copy(&mut from, &mut to);
+                                let _ = to.shutdown(std::net::Shutdown::Write);
+                            });
+                        }
+                    }
+                }
+            });
+        }
+        Self { port, streams, cut }
+    }
+
+    /// The API server "goes away".
+    fn cut(&self) {
+        self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Ok(streams) = self.streams.lock() {
+            for s in streams.iter() {
+                let _ = s.shutdown(std::net::Shutdown::Both);
+            }
+        }
+        // Wakes the accept loop so that it stops listening.
+        let _ = std::net::TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+#[test]
+fn the_api_server_going_away_mid_stage_exits_3() {
+    let Some(kubeconfig) = cluster() else { return };
+    let ns = unique("slipway-k8s-gone");
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The same cluster, through a port that can be cut.
+    let text = std::fs::read_to_string(&kubeconfig).expect("kubeconfig");
+    let server = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("server: https://"))
+        .expect("a server")
+        .trim_end_matches('/')
+        .to_string();
+    let proxy = CuttableApi::new(server.clone());
+    let via = dir.path().join("kubeconfig");
+    std::fs::write(
+        &via,
+        text.replace(
+            &format!("server: https://{server}"),
+            &format!("server: https://127.0.0.1:{}", proxy.port),
+        ),
+    )
+    .expect("write");
+    std::fs::write(
+        dir.path().join("p.pipeline"),
+        "pipeline \"k8s-gone\"\n\nstage long {\n  image \"local/busybox\"\n  timeout 2m\n  run \"echo started; sleep 60\"\n}\n\nstage next after long {\n  image \"local/busybox\"\n  run \"true\"\n}\n",
+    )
+    .expect("write");
+    let mut child = start_run(dir.path(), &via, &ns, "x", &[]);
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    let started = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .any(|l| l.contains("\"line\":\"started\""));
+    assert!(started, "the stage runs");
+    proxy.cut();
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = child.wait().expect("exits");
+    drop_namespace(&kubeconfig, &ns);
+    assert_eq!(status.code(), Some(3), "{rest:?}");
+    let finished = rest
+        .iter()
+        .find(|l| l.contains("\"stage_finished\"") && l.contains("\"long\""))
+        .cloned()
+        .unwrap_or_default();
+    // Failed by the lost API, not timed out at the stage's 2 minutes.
+    assert!(
+        finished.contains("\"status\":\"failed\"")
+            && finished.contains("watching the stage's Pod failed"),
+        "{finished}"
+    );
+    assert!(
+        rest.iter()
+            .any(|l| l.contains("\"stage_skipped\"") && l.contains("\"next\"")),
+        "{rest:?}"
+    );
+}

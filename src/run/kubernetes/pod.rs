@@ -677,7 +677,17 @@ async fn go(pods: &Api<Pod>, pod: Ready, job: &Job, output: &Output) -> Outcome 
         kept: Some(HashMap::new()),
         kept_bytes: 0,
     };
-    if let Some(code) = read_attached(&mut streams, &mut shown).await {
+    // The attach alone may not notice an API server that went away: the
+    // Pod is watched meanwhile, and a watch that fails ends the stage.
+    let attached = tokio::select! {
+        code = read_attached(&mut streams, &mut shown) => code,
+        gone = until(pods, name, |_| None) => {
+            return gone.err().unwrap_or_else(|| {
+                Outcome::infrastructure("the stage's Pod was deleted")
+            });
+        }
+    };
+    if let Some(code) = attached {
         mark(name, "end");
         if code == 0
             && let Err(o) = take_artifacts(pods, name, job).await
