@@ -145,20 +145,22 @@ pub(super) async fn make(
     let workspace = job.context.workspace.clone();
     let tar = tokio::task::spawn_blocking(move || super::workspace::tar(&workspace));
     mark(&pod.name, "create");
-    let mut tries = 0;
-    loop {
-        match pods.create(&PostParams::default(), &spec).await {
-            Ok(_) => break,
-            // Sent before the connection dropped: the name is this
-            // attempt's own.
-            Err(kube::Error::Api(s)) if s.code == 409 && tries > 0 => break,
-            Err(e) if !matches!(e, kube::Error::Api(_)) && tries < RETRIES => {
-                tries += 1;
-                tokio::time::sleep(RETRY_PAUSE).await;
+    let sent = std::sync::atomic::AtomicBool::new(false);
+    let post = PostParams::default();
+    let created = in_transit(|| {
+        let again = sent.swap(true, std::sync::atomic::Ordering::Relaxed);
+        let create = pods.create(&post, &spec);
+        async move {
+            match create.await {
+                // Sent before the connection dropped: the name is this
+                // attempt's own.
+                Err(kube::Error::Api(s)) if s.code == 409 && again => Ok(()),
+                other => other.map(drop),
             }
-            Err(e) => return Err(failed("cannot create the stage's Pod", &e)),
         }
-    }
+    })
+    .await;
+    created.map_err(|e| failed("cannot create the stage's Pod", &e))?;
     mark(&pod.name, "created");
     let tar = match tar.await {
         Ok(Ok(t)) => t,
@@ -426,17 +428,9 @@ async fn attach(
         .stdin(true)
         .stdout(true)
         .stderr(true);
-    let mut tries = 0;
-    let mut attached = loop {
-        match pods.attach(name, &params).await {
-            Ok(a) => break a,
-            Err(e) if !matches!(e, kube::Error::Api(_)) && tries < RETRIES => {
-                tries += 1;
-                tokio::time::sleep(RETRY_PAUSE).await;
-            }
-            Err(e) => return Err(failed("cannot attach to the stage's Pod", &e)),
-        }
-    };
+    let mut attached = in_transit(|| pods.attach(name, &params))
+        .await
+        .map_err(|e| failed("cannot attach to the stage's Pod", &e))?;
     let stdin = attached
         .stdin()
         .ok_or_else(|| Outcome::Internal("an attach without standard input".into()))?;
@@ -1069,12 +1063,14 @@ async fn until(
 const RETRIES: u32 = 3;
 const RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(200);
 
-/// Reads Pod `name`, again when the request failed in transit (not when
-/// the API server answered with an error).
-async fn get_pod(pods: &Api<Pod>, name: &str) -> Result<Pod, kube::Error> {
+/// Makes a request, again (up to [`RETRIES`] times) when it failed in
+/// transit, not when the API server answered with an error.
+async fn in_transit<T, F: Future<Output = Result<T, kube::Error>>>(
+    call: impl Fn() -> F,
+) -> Result<T, kube::Error> {
     let mut tries = 0;
     loop {
-        match pods.get(name).await {
+        match call().await {
             Err(e) if !matches!(e, kube::Error::Api(_)) && tries < RETRIES => {
                 tries += 1;
                 tokio::time::sleep(RETRY_PAUSE).await;
@@ -1082,6 +1078,11 @@ async fn get_pod(pods: &Api<Pod>, name: &str) -> Result<Pod, kube::Error> {
             other => return other,
         }
     }
+}
+
+/// Reads Pod `name` (see [`in_transit`]).
+async fn get_pod(pods: &Api<Pod>, name: &str) -> Result<Pod, kube::Error> {
+    in_transit(|| pods.get(name)).await
 }
 
 #[cfg(test)]
