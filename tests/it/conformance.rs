@@ -16,7 +16,8 @@ use crate::release::{cluster, drop_namespace, unique};
 #[derive(Debug, PartialEq, Eq)]
 struct Seen {
     code: Option<i32>,
-    statuses: BTreeMap<String, String>,
+    /// Each stage's attempts' statuses, in order.
+    statuses: BTreeMap<String, Vec<String>>,
     skipped: BTreeMap<String, String>,
     /// Each stage's lines on each stream, in order.
     logs: BTreeMap<String, Vec<String>>,
@@ -25,9 +26,21 @@ struct Seen {
     artifacts: Option<BTreeMap<String, String>>,
 }
 
-fn run_on(backend: &str, text: &str, kubeconfig: Option<&Path>, ns: &str) -> Seen {
+/// One run every backend must agree on.
+struct Case {
+    name: &'static str,
+    text: String,
+    args: &'static [&'static str],
+    env: &'static [(&'static str, &'static str)],
+    /// Send SIGTERM once this stage has printed a line.
+    sigterm_after: Option<&'static str>,
+    /// Whether the logs can agree.
+    logs: bool,
+}
+
+fn run_on(backend: &str, case: &Case, kubeconfig: Option<&Path>, ns: &str) -> Seen {
     let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(dir.path().join("p.pipeline"), text).expect("write");
+    std::fs::write(dir.path().join("p.pipeline"), &case.text).expect("write");
     std::fs::write(dir.path().join("data.txt"), "from the workspace\n").expect("write");
     let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("slipway"));
     cmd.current_dir(dir.path())
@@ -38,36 +51,69 @@ fn run_on(backend: &str, text: &str, kubeconfig: Option<&Path>, ns: &str) -> See
             "json",
             "--backend",
             backend,
+            "--pull",
+            "never",
         ])
-        .args(["--keep-going", "--pull", "never"]);
+        .args(case.args)
+        .envs(case.env.iter().copied())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
     if let Some(kc) = kubeconfig {
         cmd.env("KUBECONFIG", kc).args(["--namespace", ns]);
     }
-    let out = cmd.output().expect("runs");
-    let events: Vec<Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
+    let mut child = cmd.spawn().expect("runs");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let errors = std::thread::spawn(move || {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut stderr, &mut text).ok();
+        text
+    });
+    let stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let mut events: Vec<Value> = Vec::new();
+    let mut signalled = false;
+    for line in std::io::BufRead::lines(stdout).map_while(Result::ok) {
+        let Ok(e) = serde_json::from_str::<Value>(&line) else {
+            continue;
+        };
+        if !signalled && e["event"] == "log" && case.sigterm_after.is_some_and(|s| e["stage"] == s)
+        {
+            let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
+            nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("signal");
+            signalled = true;
+        }
+        events.push(e);
+    }
+    let status = child.wait().expect("waits");
+    let errors = errors.join().unwrap_or_default();
+    assert!(
+        case.sigterm_after.is_none() || signalled,
+        "{backend}: {}: the run ended before it was signalled\n{errors}",
+        case.name
+    );
     let mut seen = Seen {
-        code: out.status.code(),
+        code: status.code(),
         statuses: BTreeMap::new(),
         skipped: BTreeMap::new(),
         logs: BTreeMap::new(),
         artifacts: None,
     };
+    let logged = case.logs;
     let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
     for e in &events {
         let stage = text(&e["stage"]);
         match e["event"].as_str() {
             Some("stage_finished") => {
-                seen.statuses.insert(stage, text(&e["status"]));
+                seen.statuses
+                    .entry(stage)
+                    .or_default()
+                    .push(text(&e["status"]));
             }
             Some("stage_skipped") => {
                 seen.skipped.insert(stage, text(&e["reason"]));
             }
             // In order within each stream; the order across the two is
             // not kept by any backend (they are two pipes).
-            Some("log") => seen
+            Some("log") if logged => seen
                 .logs
                 .entry(format!("{stage} {}", text(&e["stream"])))
                 .or_default()
@@ -91,11 +137,7 @@ fn run_on(backend: &str, text: &str, kubeconfig: Option<&Path>, ns: &str) -> See
         }
         seen.artifacts = Some(digests);
     }
-    assert!(
-        !events.is_empty(),
-        "{backend}: no events\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(!events.is_empty(), "{backend}: no events\n{errors}");
     seen
 }
 
@@ -116,39 +158,117 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     out
 }
 
-/// The pipelines every backend must agree on.
-const PIPELINES: &[(&str, &str)] = &[
-    (
-        "flow",
-        "pipeline \"conf-flow\"\n\n\
-         env { GREETING = \"hi\" }\n\n\
-         stage a {\n  image \"local/busybox\"\n  run \"cat data.txt; echo a=$GREETING\"\n}\n\n\
-         stage b after a {\n  image \"local/busybox\"\n  run \"echo b; echo to-stderr >&2; exit 3\"\n}\n\n\
-         stage c after b {\n  image \"local/busybox\"\n  run \"echo c\"\n}\n\n\
-         stage d {\n  image \"local/busybox\"\n  matrix { N = [\"1\", \"2\"] }\n  run \"echo d$N\"\n}\n\n\
-         stage e after d {\n  image \"local/busybox\"\n  allow-failure\n  run \"echo e; exit 2\"\n}\n\n\
-         stage f after e {\n  image \"local/busybox\"\n  run \"printf 'no newline'\"\n}\n\n\
-         finally report {\n  image \"local/busybox\"\n  run \"echo status=$SLIPWAY_PIPELINE_STATUS\"\n}\n",
-    ),
-    (
-        "artifacts",
-        "pipeline \"conf-art\"\n\n\
-         stage make {\n  image \"local/busybox\"\n  artifact \"dist/\"\n  run \"mkdir -p dist/sub && echo one > dist/a.txt && echo two > dist/sub/b.txt\"\n}\n\n\
-         stage use after make {\n  image \"local/busybox\"\n  run \"cat dist/a.txt dist/sub/b.txt\"\n}\n",
-    ),
-    (
-        "timeout",
-        "pipeline \"conf-timeout\"\n\n\
-         stage slow {\n  image \"local/busybox\"\n  timeout 2s\n  run \"echo begun; sleep 60\"\n}\n\n\
-         stage after-slow after slow {\n  image \"local/busybox\"\n  run \"echo never\"\n}\n\n\
-         stage quick {\n  image \"local/busybox\"\n  run \"echo quick\"\n}\n",
-    ),
-];
+const BUSYBOX: &str = "image \"local/busybox\"";
 
-/// The examples that run here (the chat example needs a registry, a
-/// release and services: the flagship test runs it), and whether their
-/// logs can agree: `matrix` prints `uname -a`, which names the machine.
-const EXAMPLES: &[(&str, bool)] = &[("fanout", true), ("matrix", false)];
+/// The runs every backend must agree on: the run tests' pipelines
+/// (`tests/it/run.rs`) and the examples that run here.
+fn cases() -> Vec<Case> {
+    let case = |name, text: &str, args| Case {
+        name,
+        text: text.replace("IMAGE", BUSYBOX),
+        args,
+        env: &[],
+        sigterm_after: None,
+        logs: true,
+    };
+    let mut cases = vec![
+        case(
+            "flow",
+            "pipeline \"conf-flow\"\n\n\
+             env { GREETING = \"hi\" }\n\n\
+             stage a {\n  IMAGE\n  run \"cat data.txt; echo a=$GREETING\"\n}\n\n\
+             stage b after a {\n  IMAGE\n  run \"echo b; echo to-stderr >&2; exit 3\"\n}\n\n\
+             stage c after b {\n  IMAGE\n  run \"echo c\"\n}\n\n\
+             stage d {\n  IMAGE\n  matrix { N = [\"1\", \"2\"] }\n  run \"echo d$N\"\n}\n\n\
+             stage e after d {\n  IMAGE\n  allow-failure\n  run \"echo e; exit 2\"\n}\n\n\
+             stage f after e {\n  IMAGE\n  run \"printf 'no newline'\"\n}\n\n\
+             finally report {\n  IMAGE\n  run \"echo status=$SLIPWAY_PIPELINE_STATUS\"\n}\n",
+            &["--keep-going"],
+        ),
+        case(
+            "artifacts",
+            "pipeline \"conf-art\"\n\n\
+             stage make {\n  IMAGE\n  artifact \"dist/\"\n  run \"mkdir -p dist/sub && echo one > dist/a.txt && echo two > dist/sub/b.txt\"\n}\n\n\
+             stage use after make {\n  IMAGE\n  run \"cat dist/a.txt dist/sub/b.txt\"\n}\n",
+            &[],
+        ),
+        case(
+            "timeout",
+            "pipeline \"conf-timeout\"\n\n\
+             stage slow {\n  IMAGE\n  timeout 2s\n  run \"echo begun; sleep 60\"\n}\n\n\
+             stage after-slow after slow {\n  IMAGE\n  run \"echo never\"\n}\n\n\
+             stage quick {\n  IMAGE\n  run \"echo quick\"\n}\n",
+            &["--keep-going"],
+        ),
+        // Every attempt is a new container, Pod or process, from a fresh
+        // copy of the workspace (the local backend runs in the project).
+        case(
+            "retry",
+            "pipeline \"conf-retry\"\n\n\
+             stage flaky {\n  IMAGE\n  retry 2\n  run \"echo attempt; exit 4\"\n}\n\n\
+             stage lint {\n  IMAGE\n  allow-failure\n  run \"echo lint; exit 1\"\n}\n\n\
+             stage next after lint {\n  IMAGE\n  run \"echo next\"\n}\n\n\
+             stage never after flaky {\n  IMAGE\n  run \"echo never\"\n}\n",
+            &["--keep-going"],
+        ),
+        // Without `--keep-going` the first failure cancels what runs and
+        // skips the rest.
+        case(
+            "fail-fast",
+            "pipeline \"conf-fail-fast\"\n\n\
+             stage bad {\n  IMAGE\n  run \"exit 3\"\n}\n\n\
+             stage slow {\n  IMAGE\n  run \"sleep 60\"\n}\n\n\
+             stage after-bad after bad {\n  IMAGE\n  run \"true\"\n}\n\n\
+             stage after-slow after slow {\n  IMAGE\n  run \"true\"\n}\n\n\
+             finally report {\n  IMAGE\n  run \"echo status=$SLIPWAY_PIPELINE_STATUS\"\n}\n",
+            &["-j", "2"],
+        ),
+        case("manual", MANUAL, &[]),
+        case("manual-approved", MANUAL, &["--approve", "approve"]),
+        Case {
+            env: &[("TOKEN", "hunter2-very-secret")],
+            ..case(
+                "masking",
+                "pipeline \"conf-masking\"\n\nsecret TOKEN\n\n\
+                 stage leak {\n  IMAGE\n  env { AUTH = \"Bearer ${secret.TOKEN}\" }\n  \
+                 run \"echo token=$TOKEN; echo $AUTH; echo prefix${TOKEN}suffix; echo $TOKEN >&2\"\n}\n",
+                &[],
+            )
+        },
+        Case {
+            sigterm_after: Some("long"),
+            ..case(
+                "sigterm",
+                "pipeline \"conf-sigterm\"\n\n\
+                 stage long {\n  IMAGE\n  run \"echo begun; sleep 60\"\n}\n\n\
+                 stage later after long {\n  IMAGE\n  run \"echo later\"\n}\n\n\
+                 finally notify {\n  IMAGE\n  run \"echo status=$SLIPWAY_PIPELINE_STATUS\"\n}\n",
+                &[],
+            )
+        },
+    ];
+    // The chat example needs a registry, a release and services (the
+    // flagship test runs it); `matrix` prints `uname -a`, which names the
+    // machine, so its logs cannot agree.
+    for (name, logs) in [("fanout", true), ("matrix", false)] {
+        let file = crate::support::root().join(format!("examples/{name}/{name}.pipeline"));
+        let text = std::fs::read_to_string(&file).expect("an example");
+        cases.push(Case {
+            name,
+            text,
+            args: &["--keep-going"],
+            env: &[],
+            sigterm_after: None,
+            logs,
+        });
+    }
+    cases
+}
+
+const MANUAL: &str = "pipeline \"conf-manual\"\n\n\
+     stage build {\n  IMAGE\n  run \"echo built\"\n}\n\n\
+     stage approve after build {\n  manual \"Ship it?\"\n}\n\n\
+     stage deploy after approve {\n  IMAGE\n  run \"echo deploying\"\n}\n";
 
 #[test]
 fn docker_local_and_kubernetes_give_the_same_runs() {
@@ -158,33 +278,11 @@ fn docker_local_and_kubernetes_give_the_same_runs() {
     let Some(kubeconfig) = cluster() else { return };
     let ns = unique("slipway-conformance");
     let mut differences = Vec::new();
-    let examples: Vec<(String, String, bool)> = EXAMPLES
-        .iter()
-        .map(|(name, logs)| {
-            let file = crate::support::root().join(format!("examples/{name}/{name}.pipeline"));
-            let text = std::fs::read_to_string(&file).expect("an example");
-            ((*name).to_string(), text, *logs)
-        })
-        .collect();
-    let all = PIPELINES
-        .iter()
-        .map(|(n, t)| ((*n).to_string(), (*t).to_string(), true))
-        .chain(examples);
-    for (name, text, logs) in all {
-        let (name, text) = (name.as_str(), text.as_str());
-        let unlogged = |s: Seen| {
-            if logs {
-                s
-            } else {
-                Seen {
-                    logs: BTreeMap::new(),
-                    ..s
-                }
-            }
-        };
-        let docker = unlogged(run_on("docker", text, None, &ns));
-        let local = unlogged(run_on("local", text, None, &ns));
-        let pods = unlogged(run_on("kubernetes", text, Some(&kubeconfig), &ns));
+    for case in cases() {
+        let name = case.name;
+        let docker = run_on("docker", &case, None, &ns);
+        let local = run_on("local", &case, None, &ns);
+        let pods = run_on("kubernetes", &case, Some(&kubeconfig), &ns);
         // The local backend keeps no artifacts: compare the rest with it.
         let without = |s: &Seen| Seen {
             artifacts: None,
@@ -198,12 +296,37 @@ fn docker_local_and_kubernetes_give_the_same_runs() {
         // Each pipeline means something: a run that did nothing would
         // agree everywhere.
         assert!(!docker.statuses.is_empty(), "{name}: {docker:?}");
-        if name == "artifacts" {
+        let expect = |stage: &str, statuses: &[&str]| {
             assert_eq!(
+                docker
+                    .statuses
+                    .get(stage)
+                    .map(Vec::as_slice)
+                    .unwrap_or_default(),
+                statuses,
+                "{name}: {stage}: {docker:?}"
+            );
+        };
+        match name {
+            "artifacts" => assert_eq!(
                 docker.artifacts.as_ref().map(BTreeMap::len),
                 Some(2),
                 "{docker:?}"
-            );
+            ),
+            "retry" => expect("flaky", &["failed", "failed", "failed"]),
+            "fail-fast" => expect("slow", &["cancelled"]),
+            "manual" => expect("approve", &["waiting_for_approval"]),
+            "manual-approved" => expect("deploy", &["succeeded"]),
+            "masking" => assert!(
+                !format!("{docker:?}").contains("hunter2")
+                    && format!("{docker:?}").contains("Bearer ***"),
+                "{docker:?}"
+            ),
+            "sigterm" => {
+                assert_eq!(docker.code, Some(130));
+                expect("notify", &["succeeded"]);
+            }
+            _ => {}
         }
     }
     drop_namespace(&kubeconfig, &ns);
