@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# A real single-node Kubernetes cluster for the release step's tests, built
+# A real two-node Kubernetes cluster for the release step's and the
+# kubernetes backend's tests, built
 # from Debian's packages on this machine: no image is pulled and nothing is
 # downloaded except through apt.
 #
@@ -15,14 +16,20 @@
 #                                    the kubelet's mounts; keeps the build
 #                                    cache (idempotent)
 #   scripts/test-cluster.sh status   say what is built and running
+#   scripts/test-cluster.sh load IMAGE...
+#                                    copy images of this machine's engine to
+#                                    the second node's (nothing when it is
+#                                    not running)
 #
 # What runs: Kubernetes v1.20.2 (kube-apiserver, kube-controller-manager,
 # kube-scheduler, kubelet, plus kubectl for debugging), compiled from Debian's
 # `kubernetes` source package with Debian's Go; etcd 3.4 from Debian; the
 # kubelet's built-in dockershim runs pods as containers on the local Docker
 # engine, with the pause image k8s.gcr.io/pause:3.2 built here. Everything
-# listens on 127.0.0.1 only. Every start is a fresh, empty cluster. There is
-# no kube-proxy, no cluster DNS and no volume provisioner: see docs/cluster.md.
+# listens on 127.0.0.1 only. Every start is a fresh, empty cluster. The second
+# node (SLIPWAY_K8S_NODES=1 leaves it out) has its own Docker engine in its
+# own network namespace and its own kubelet (see "second node" below). There
+# is no kube-proxy and no cluster DNS: see docs/cluster.md.
 #
 # Everything is cached outside the repository, under
 # ${SLIPWAY_K8S_DIR:-${SLIPWAY_CACHE:-~/.cache/slipway}/k8s}: binaries in bin/,
@@ -63,13 +70,35 @@ kcm_port=20257
 sched_port=20259
 kubelet_port=20250
 kubelet_healthz_port=20248
+kubelet2_port=20260
+kubelet2_healthz_port=20258
 api="https://127.0.0.1:$api_port"
+# The registry scripts/dev-env.sh starts, on the host's loopback.
+registry_port=5000
 
 # Seconds to wait for each part to come up (the machine may be busy).
 wait_limit="${SLIPWAY_K8S_TIMEOUT:-180}"
 
 # In the order start starts them (stop stops the kubelet first).
 daemons=(etcd kube-apiserver kube-controller-manager kube-scheduler kubelet)
+
+# A second node on this machine (SLIPWAY_K8S_NODES=1 leaves it out), so that
+# Pods really spread: its own Docker engine (own data root and socket) in its
+# own network namespace, and its own kubelet, which shares a private mount
+# namespace with that engine. The mount namespace gives the second kubelet its
+# own /var/lib/kubelet and /var/log/pods: a kubelet deletes the log folders of
+# Pods it does not know, and both would serve the same plugin sockets. Its
+# pods' cgroups live under /slipway-node2. Persistent state (the engine's
+# images, the kubelet's root) is in $node2, namespaces and sockets in $node2_rt.
+nodes="${SLIPWAY_K8S_NODES:-2}"
+case "$nodes" in 1 | 2) ;; *) echo "test-cluster: error: SLIPWAY_K8S_NODES is 1 or 2, not $nodes" >&2; exit 1 ;; esac
+node2="$dir/node2"
+node2_rt=/run/slipway-node2
+node2_netns=slipway-node2
+node2_sock="$node2_rt/docker.sock"
+node2_cgroup=slipway-node2
+node2_daemons=(node2-dockerd node2-registry node2-kubelet)
+[ "$nodes" = 2 ] && daemons+=("${node2_daemons[@]}")
 
 log() { printf 'test-cluster: %s\n' "$*" >&2; }
 die() { printf 'test-cluster: error: %s\n' "$*" >&2; exit 1; }
@@ -85,9 +114,10 @@ as_root() {
 # rsync for the code generator, gcc and libc6-dev for the static pause binary.
 # To run: etcd, openssl for the certificates, curl and jq to ask the
 # apiserver, iptables for the kubelet's hostPort support, socat for
-# `kubectl port-forward`.
+# `kubectl port-forward` and the second node's registry bridge, iproute2 for its
+# network namespace.
 packages=(golang-go golang-github-modern-go-reflect2-dev golang-github-json-iterator-go-dev
-  dpkg-dev make rsync gcc libc6-dev etcd-server openssl curl jq iptables socat)
+  dpkg-dev make rsync gcc libc6-dev etcd-server openssl curl jq iptables socat iproute2)
 
 apt_updated=0
 apt_update() {
@@ -370,13 +400,21 @@ make_certs() {
     rm -rf "$pki"
     mv "$tmp" "$pki"
   fi
-  if [ "$(cat "$pki/kubelet.node" 2>/dev/null)" != "$node" ] || [ ! -s "$pki/kubelet.crt" ]; then
-    issue kubelet "$pki" "/O=system:nodes/CN=system:node:$node" "$client_ext"
-    chmod 600 "$pki/kubelet.key"
-    echo "$node" >"$pki/kubelet.node"
-  fi
+  local stem n
+  for stem in kubelet kubelet2; do
+    n="$node"
+    if [ "$stem" = kubelet2 ]; then
+      [ "$nodes" = 2 ] || continue
+      n="$(node2_name "$node")" || die "no second host name resolves to 127.0.0.1 for the second node (SLIPWAY_K8S_NODES=1 starts one)"
+    fi
+    if [ "$(cat "$pki/$stem.node" 2>/dev/null)" != "$n" ] || [ ! -s "$pki/$stem.crt" ]; then
+      issue "$stem" "$pki" "/O=system:nodes/CN=system:node:$n" "$client_ext"
+      chmod 600 "$pki/$stem.key"
+      echo "$n" >"$pki/$stem.node"
+    fi
+    write_kubeconfig "$pki/$stem.kubeconfig" "$stem" "system:node:$n"
+  done
   write_kubeconfig "$kubeconfig" admin slipway-admin
-  write_kubeconfig "$pki/kubelet.kubeconfig" kubelet "system:node:$node"
   write_kubeconfig "$pki/scheduler.kubeconfig" scheduler system:kube-scheduler
 }
 
@@ -433,10 +471,13 @@ launched=()
 # `$!` is the forked shell, which execs setsid, which execs the program: until
 # then its argv[0] is not the program's and running_pid would call it gone.
 # On a busy machine that takes a while, so wait for the exec (or the exit).
+# With `within` set (an nsenter command line), the program runs in those
+# namespaces; nsenter execs it, so its argv[0] is still the program.
+within=()
 launch() {
   local name="$1" pid argv0
   shift
-  setsid "$@" >"$run/$name.log" 2>&1 </dev/null 9>&- &
+  setsid ${within[@]+"${within[@]}"} "$@" >"$run/$name.log" 2>&1 </dev/null 9>&- &
   pid=$!
   echo "$pid $1" >"$run/$name.pid"
   launched+=("$name")
@@ -538,7 +579,8 @@ node_schedulable() {
 healthy() {
   local d
   for d in "${daemons[@]}"; do running_pid "$d" >/dev/null || return 1; done
-  [ -s "$kubeconfig" ] && api_ready && node_schedulable "$(cat "$pki/kubelet.node")"
+  [ -s "$kubeconfig" ] && api_ready && node_schedulable "$(cat "$pki/kubelet.node")" || return 1
+  [ "$nodes" = 1 ] || node_schedulable "$(cat "$pki/kubelet2.node" 2>/dev/null)"
 }
 
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -552,17 +594,19 @@ sysctls=(vm/overcommit_memory vm/panic_on_oom kernel/panic kernel/panic_on_oops
 # this start creates are recorded, and removed by stop if empty.
 host_paths=(/var/log/pods /var/log/containers /var/lib/kubelet)
 
-# The kubelet's settings, for the engine's cgroup driver ($1).
+# A kubelet's settings. $1: the engine's cgroup driver, $2 and $3: its port
+# and healthz port, $4: its volume plugin folder, $5: its cgroup root (the
+# second node's pods live under their own).
 kubelet_config() {
-  local cgroup_driver="$1"
+  local cgroup_driver="$1" port="$2" healthz_port="$3" plugins="$4" cgroup_root="${5:-}"
   cat <<EOF
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 address: 127.0.0.1
-port: $kubelet_port
+port: $port
 readOnlyPort: 0
 healthzBindAddress: 127.0.0.1
-healthzPort: $kubelet_healthz_port
+healthzPort: $healthz_port
 # Only clients with a certificate from the cluster CA (the apiserver).
 authentication:
   anonymous: {enabled: false}
@@ -578,7 +622,7 @@ hairpinMode: none
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
 evictionHard: {memory.available: "100Mi", nodefs.available: "0%", nodefs.inodesFree: "0%", imagefs.available: "0%"}
-volumePluginDir: $run/volume-plugins
+volumePluginDir: $plugins
 clusterDomain: cluster.local
 resolvConf: /etc/resolv.conf
 rotateCertificates: false
@@ -601,6 +645,12 @@ kubeAPIBurst: 100
 nodeStatusUpdateFrequency: 2s
 nodeStatusReportFrequency: 1m
 EOF
+  [ -z "$cgroup_root" ] || echo "cgroupRoot: /$cgroup_root"
+}
+
+kubelet1_config() { kubelet_config "$1" "$kubelet_port" "$kubelet_healthz_port" "$run/volume-plugins"; }
+kubelet2_config() {
+  kubelet_config "$1" "$kubelet2_port" "$kubelet2_healthz_port" "$node2/volume-plugins" "$node2_cgroup"
 }
 
 # The controllers kube-controller-manager runs (see start).
@@ -612,9 +662,152 @@ storage_class='{"apiVersion":"storage.k8s.io/v1","kind":"StorageClass","metadata
 # Everything a running cluster was started with that start may change: a
 # cluster started otherwise is started again.
 settings() {
-  kubelet_config "$1"
+  kubelet1_config "$1"
+  [ "$nodes" = 1 ] || kubelet2_config "$1"
   echo "controllers: $kcm_controllers"
   echo "storage class: $storage_class"
+}
+
+# ------------------------------------------------------------------ second node
+
+node2_docker() { timeout 30 "$docker_bin" -H "unix://$node2_sock" "$@"; }
+
+# The second node's name: another name for 127.0.0.1 than the first node's
+# (the apiserver reaches a kubelet at its node's name, and each kubelet at
+# its own port).
+node2_name() {
+  local first="$1" h
+  for h in localhost $(awk '$1 ~ /^127\./ { for (i = 2; i <= NF; i++) print tolower($i) }' /etc/hosts); do
+    [ "$h" = "$first" ] && continue
+    [[ $h =~ ^[a-z0-9]([-a-z0-9]*[a-z0-9])?$ ]] || continue
+    getent ahostsv4 "$h" 2>/dev/null | awk 'NR == 1 && $1 ~ /^127\./ { ok = 1 } END { exit !ok }' && {
+      echo "$h"
+      return 0
+    }
+  done
+  return 1
+}
+
+mounted() { grep -q " $1 " /proc/self/mountinfo; }
+
+# The second node's namespaces: a network namespace for its engine, and a
+# mount namespace (a slave of the host's, so host mounts still show) where
+# its kubelet's host folders are its own. A reference to the host's network
+# namespace lets the registry bridge reach the host's loopback.
+node2_namespaces() {
+  mkdir -p "$node2_rt" "$node2"/{kubelet,dockershim,volume-plugins,docker,log/pods,log/containers,lib-kubelet}
+  [ -e "/run/netns/$node2_netns" ] || ip netns add "$node2_netns"
+  ip -n "$node2_netns" link set lo up
+  if ! mounted "$node2_rt"; then
+    mount --bind "$node2_rt" "$node2_rt"
+    mount --make-private "$node2_rt"
+  fi
+  if ! mounted "$node2_rt/hostnet"; then
+    touch "$node2_rt/hostnet"
+    mount --bind /proc/self/ns/net "$node2_rt/hostnet"
+  fi
+  if ! mounted "$node2_rt/mnt"; then
+    touch "$node2_rt/mnt"
+    unshare --mount="$node2_rt/mnt" --propagation slave sh -euc '
+      for p in /var/log/pods:log/pods /var/log/containers:log/containers /var/lib/kubelet:lib-kubelet; do
+        mkdir -p "${p%%:*}"
+        mount --bind "$1/${p#*:}" "${p%%:*}"
+      done' sh "$node2"
+  fi
+  local c
+  for c in /sys/fs/cgroup/*/; do
+    [ -L "${c%/}" ] || mkdir -p "$c$node2_cgroup"
+  done
+}
+
+# The images Pods use, copied from the first engine (nothing can be pulled
+# here): the pause image, local/busybox and the tests' local/slipway-*
+# images, plus any named. Copies only what the second engine lacks or has
+# in another version.
+node2_load() {
+  local images=() i
+  for i in "$pause_image" local/busybox:latest \
+    $("$docker_bin" images --format '{{.Repository}}:{{.Tag}}' 'local/slipway-*') "$@"; do
+    [ "$("$docker_bin" image inspect -f '{{.Id}}' "$i" 2>/dev/null || echo none)" = \
+      "$(node2_docker image inspect -f '{{.Id}}' "$i" 2>/dev/null || echo other)" ] || images+=("$i")
+  done
+  [ ${#images[@]} -eq 0 ] && return 0
+  log "copying ${#images[@]} images to the second node's engine"
+  "$docker_bin" save "${images[@]}" | node2_docker load -q >/dev/null
+}
+
+# Starts the second node's engine and its bridge to the registry.
+start_node2_engine() {
+  local cgroup_driver="$1"
+  node2_namespaces
+  echo '{}' >"$node2/daemon.json"
+  log "starting the second node's Docker engine (netns $node2_netns, socket $node2_sock)"
+  within=(nsenter --mount="$node2_rt/mnt" --net="/run/netns/$node2_netns")
+  launch node2-dockerd "$(command -v dockerd)" --config-file="$node2/daemon.json" \
+    --host="unix://$node2_sock" --data-root="$node2/docker" --exec-root="$node2_rt/exec" \
+    --pidfile="$node2_rt/dockerd.pid" --exec-opt "native.cgroupdriver=$cgroup_driver"
+  # Images pushed to the registry on the host's 127.0.0.1:5000 are pulled by
+  # the second engine from its own loopback: each connection is carried to
+  # the host's.
+  within=(ip netns exec "$node2_netns")
+  launch node2-registry "$(command -v socat)" "TCP-LISTEN:$registry_port,bind=127.0.0.1,fork,reuseaddr" \
+    "EXEC:nsenter --net=$node2_rt/hostnet socat STDIO TCP\\:127.0.0.1\\:$registry_port"
+  within=()
+  wait_for node2-dockerd "second Docker engine" node2_docker info
+  node2_load
+}
+
+start_node2_kubelet() {
+  local cgroup_driver="$1" node="$2"
+  kubelet2_config "$cgroup_driver" >"$node2/kubelet-config.yaml"
+  log "starting the second kubelet (node $node, pods on the second engine)"
+  within=(nsenter --mount="$node2_rt/mnt")
+  launch node2-kubelet "$bin/kubelet" \
+    --config="$node2/kubelet-config.yaml" \
+    --kubeconfig="$pki/kubelet2.kubeconfig" \
+    --hostname-override="$node" \
+    --container-runtime=docker --docker-endpoint="unix://$node2_sock" \
+    --pod-infra-container-image="$pause_image" \
+    --root-dir="$node2/kubelet" \
+    --cert-dir="$node2/kubelet-pki" \
+    --experimental-dockershim-root-directory="$node2/dockershim" \
+    --container-runtime-endpoint="unix://$node2_rt/dockershim.sock" \
+    --image-service-endpoint="unix://$node2_rt/dockershim.sock" \
+    --v=1
+  within=()
+}
+
+# Stops the second node (whether or not this start wants one): its kubelet
+# is already stopped. Its pod containers, engine and bridge go, then the
+# namespaces; every mount made in the mount namespace (volumes, image
+# layers) goes with it.
+stop_node2() {
+  local ids
+  if running_pid node2-dockerd >/dev/null && node2_docker info >/dev/null 2>&1; then
+    ids="$(node2_docker ps -aq --filter label=io.kubernetes.docker.type)"
+    if [ -n "$ids" ]; then
+      log "removing $(echo "$ids" | wc -w) pod containers of the second node"
+      # shellcheck disable=SC2086 # a list of IDs
+      node2_docker rm -f -v $ids >/dev/null
+    fi
+  fi
+  stop_daemons node2-registry node2-dockerd
+  local m
+  for m in "$node2_rt/mnt" "$node2_rt/hostnet" "$node2_rt"; do
+    mounted "$m" && { umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || log "warning: cannot unmount $m"; }
+  done
+  [ -e "/run/netns/$node2_netns" ] && { ip netns del "$node2_netns" 2>/dev/null || log "warning: cannot delete netns $node2_netns"; }
+  rm -rf "$node2/kubelet/pods" "$node2/dockershim/sandbox" "$node2"/log/pods/* "$node2"/log/containers/*
+  local d
+  for d in /sys/fs/cgroup/*/"$node2_cgroup"; do
+    [ -d "$d" ] && { find "$d" -depth -type d -exec rmdir {} + 2>/dev/null || true; }
+  done
+  return 0
+}
+
+load() {
+  running_pid node2-dockerd >/dev/null || return 0
+  node2_load "$@"
 }
 
 # ------------------------------------------------------------------ start
@@ -642,15 +835,16 @@ start() {
   fi
 
   local other ours
-  ours="$(running_pid kubelet || true)"
-  other="$(live_kubelets | grep -vx "${ours:-none}" || true)"
+  ours="$( (running_pid kubelet; running_pid node2-kubelet) || true)"
+  other="$(live_kubelets | grep -vxF "${ours:-none}" || true)"
   [ -z "$other" ] || die "a kubelet not started by this script is running (pid ${other//$'\n'/, }); only one kubelet can use a Docker engine"
 
   # Whatever is left of an earlier start (a crash, a reboot, a half start).
   stop_all quiet
 
   local p
-  for p in $etcd_port $etcd_peer_port $api_port $kcm_port $sched_port $kubelet_port $kubelet_healthz_port; do
+  for p in $etcd_port $etcd_peer_port $api_port $kcm_port $sched_port $kubelet_port $kubelet_healthz_port \
+    $([ "$nodes" = 1 ] || echo "$kubelet2_port $kubelet2_healthz_port"); do
     port_busy "$p" && die "port $p on 127.0.0.1 is already in use"
   done
 
@@ -658,9 +852,10 @@ start() {
   build
   build_pause_image
 
-  local t0=$SECONDS node cgroup_driver
+  local t0=$SECONDS node cgroup_driver node2_node=""
   node="$(node_name)"
   make_certs "$node"
+  [ "$nodes" = 1 ] || node2_node="$(cat "$pki/kubelet2.node")"
   cgroup_driver="$("$docker_bin" info --format '{{.CgroupDriver}}')"
 
   # From here on, a failure stops what was started (logs stay in $run).
@@ -703,16 +898,18 @@ start() {
   log "kube-apiserver ready after $((SECONDS - t0)) s"
 
   # The bootstrap system:node ClusterRoleBinding has no subjects: bind the
-  # role to this node's user (the apiserver has RBAC only, no Node authorizer).
-  local crb code
-  crb="$(jq -n --arg n "$node" '{apiVersion: "rbac.authorization.k8s.io/v1", kind: "ClusterRoleBinding",
-    metadata: {name: ("slipway:node:" + $n)},
-    roleRef: {apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: "system:node"},
-    subjects: [{apiGroup: "rbac.authorization.k8s.io", kind: "User", name: ("system:node:" + $n)}]}')"
-  code="$(curl -sS -m 10 -o /dev/null -w '%{http_code}' --cacert "$pki/ca.crt" --cert "$pki/admin.crt" \
-    --key "$pki/admin.key" -X POST -H 'Content-Type: application/json' -d "$crb" \
-    "$api/apis/rbac.authorization.k8s.io/v1/clusterrolebindings")"
-  case "$code" in 201 | 409) ;; *) die "creating the node's ClusterRoleBinding: HTTP $code" ;; esac
+  # role to each node's user (the apiserver has RBAC only, no Node authorizer).
+  local crb code n
+  for n in "$node" ${node2_node:+"$node2_node"}; do
+    crb="$(jq -n --arg n "$n" '{apiVersion: "rbac.authorization.k8s.io/v1", kind: "ClusterRoleBinding",
+      metadata: {name: ("slipway:node:" + $n)},
+      roleRef: {apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: "system:node"},
+      subjects: [{apiGroup: "rbac.authorization.k8s.io", kind: "User", name: ("system:node:" + $n)}]}')"
+    code="$(curl -sS -m 10 -o /dev/null -w '%{http_code}' --cacert "$pki/ca.crt" --cert "$pki/admin.crt" \
+      --key "$pki/admin.key" -X POST -H 'Content-Type: application/json' -d "$crb" \
+      "$api/apis/rbac.authorization.k8s.io/v1/clusterrolebindings")"
+    case "$code" in 201 | 409) ;; *) die "creating node $n's ClusterRoleBinding: HTTP $code" ;; esac
+  done
 
   # All controllers that make sense without a cloud or a pod network, node
   # lifecycle included (it lifts the kubelet's not-ready taint), and the
@@ -749,8 +946,10 @@ start() {
     [ -e "$p" ] || grep -qx "$p" "$run/created-paths" 2>/dev/null || echo "$p" >>"$run/created-paths"
   done
 
+  [ -z "$node2_node" ] || start_node2_engine "$cgroup_driver"
+
   mkdir -p "$run/kubelet" "$run/dockershim" "$run/volume-plugins"
-  kubelet_config "$cgroup_driver" >"$run/kubelet-config.yaml"
+  kubelet1_config "$cgroup_driver" >"$run/kubelet-config.yaml"
   settings "$cgroup_driver" >"$run/settings"
   log "starting kubelet (node $node, pods on the Docker engine)"
   launch kubelet "$bin/kubelet" \
@@ -765,9 +964,14 @@ start() {
     --container-runtime-endpoint="unix://$run/dockershim.sock" \
     --image-service-endpoint="unix://$run/dockershim.sock" \
     --v=1
+  [ -z "$node2_node" ] || start_node2_kubelet "$cgroup_driver" "$node2_node"
 
   wait_for kubelet "Ready and schedulable node $node" node_schedulable "$node"
   log "node $node Ready and schedulable after $((SECONDS - t0)) s"
+  if [ -n "$node2_node" ]; then
+    wait_for node2-kubelet "Ready and schedulable node $node2_node" node_schedulable "$node2_node"
+    log "node $node2_node Ready and schedulable after $((SECONDS - t0)) s"
+  fi
   wait_for kube-controller-manager "default ServiceAccount" default_sa
   code="$(curl -s -o /dev/null -w '%{http_code}' -m 5 --cacert "$pki/ca.crt" --cert "$pki/admin.crt" \
     --key "$pki/admin.key" -X POST -H 'Content-Type: application/json' -d "$storage_class" \
@@ -786,8 +990,9 @@ stop_all() {
   local quiet="${1:-}"
   mkdir -p "$run"
 
-  # The kubelet first: it would restart the containers removed below.
-  stop_daemons kubelet
+  # The kubelets first: they would restart the containers removed below.
+  stop_daemons kubelet node2-kubelet
+  stop_node2
 
   # The pod containers dockershim made (sandboxes and app containers, named
   # k8s_*). Only one kubelet can use an engine, so with none running they are
@@ -879,13 +1084,16 @@ status() {
   done
   if [ -s "$pki/admin.crt" ] && api_ready; then
     echo "apiserver                ready at $api"
-    local node
-    node="$(cat "$pki/kubelet.node" 2>/dev/null || true)"
-    if [ -n "$node" ] && node_schedulable "$node"; then
-      echo "node                     $node Ready and schedulable"
-    else
-      echo "node                     ${node:-?} not ready"
-    fi
+    local node stem
+    for stem in kubelet kubelet2; do
+      [ "$stem" = kubelet2 ] && [ "$nodes" = 1 ] && continue
+      node="$(cat "$pki/$stem.node" 2>/dev/null || true)"
+      if [ -n "$node" ] && node_schedulable "$node"; then
+        echo "node                     $node Ready and schedulable"
+      else
+        echo "node                     ${node:-?} not ready"
+      fi
+    done
     echo "kubeconfig               $kubeconfig"
   else
     echo "apiserver                down"
@@ -903,6 +1111,16 @@ case "${1:-}" in
     flock -w 1800 9 || die "another test-cluster.sh held $dir/lock for 30 minutes"
     "$1"
     ;;
+  load)
+    # Images built after start (the tests build some): with no second node
+    # running there is nothing to do, and a start that launches one later
+    # copies the local/slipway-* images itself.
+    shift
+    [ "$nodes" = 2 ] && running_pid node2-dockerd >/dev/null || exit 0
+    exec 9>"$dir/lock"
+    flock -w 1800 9 || die "another test-cluster.sh held $dir/lock for 30 minutes"
+    load "$@"
+    ;;
   status) status ;;
-  *) die "usage: scripts/test-cluster.sh start|stop|status" ;;
+  *) die "usage: scripts/test-cluster.sh start|stop|status|load IMAGE..." ;;
 esac

@@ -320,6 +320,20 @@ fn the_role_in_the_docs_is_enough_to_run() {
         ])
         .output()
         .expect("runs");
+    // Without leave to list nodes, a Pod the scheduler cannot place fails
+    // at once (slipway cannot tell whether room may come), and says why.
+    std::fs::write(
+        dir.path().join("p.pipeline"),
+        "pipeline \"k8s-rbac\"\n\nstage big {\n  image \"local/busybox\"\n  timeout 10m\n  resources {\n    cpu \"500\"\n  }\n  run \"true\"\n}\n",
+    )
+    .expect("write");
+    let big = std::process::Command::new(assert_cmd::cargo::cargo_bin("slipway"))
+        .current_dir(dir.path())
+        .env("KUBECONFIG", &kubeconfig)
+        .args(["run", "p.pipeline", "--backend", "kubernetes"])
+        .args(["--pull", "never", "--output", "json"])
+        .output()
+        .expect("runs");
     let left = objects_left(&admin, &ns);
     drop_namespace(&admin, &ns);
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -330,6 +344,13 @@ fn the_role_in_the_docs_is_enough_to_run() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("ran as the runner"), "{stdout}");
+    let big = String::from_utf8_lossy(&big.stdout);
+    assert!(
+        big.contains("no node can take the stage's Pod now")
+            && big.contains("with leave to list nodes slipway would wait")
+            && big.contains("nodes is forbidden"),
+        "{big}"
+    );
     assert_eq!(left, 0);
 }
 
@@ -423,6 +444,146 @@ fn a_stage_no_node_can_take_fails_at_once_with_the_reason() {
             && message.contains("Insufficient cpu"),
         "{message}"
     );
+    assert_eq!(left, 0);
+}
+
+/// The nodes open for Pods: name and allocatable CPU in millicores.
+fn open_nodes(kubeconfig: &Path) -> Vec<(String, i64)> {
+    kube(kubeconfig, async move |client| {
+        let api: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(client);
+        let nodes = api.list(&Default::default()).await.expect("nodes");
+        nodes
+            .items
+            .into_iter()
+            .filter(|n| {
+                let spec = n.spec.clone().unwrap_or_default();
+                !spec.unschedulable.unwrap_or(false)
+                    && spec
+                        .taints
+                        .unwrap_or_default()
+                        .iter()
+                        .all(|t| t.effect == "PreferNoSchedule")
+            })
+            .map(|n| {
+                let cpu = n
+                    .status
+                    .and_then(|s| s.allocatable)
+                    .and_then(|a| a.get("cpu").cloned())
+                    .map(|q| slipway::plan::resources::cpu_nanos(&q.0).expect("cpu") / 1_000_000)
+                    .expect("allocatable cpu");
+                (n.metadata.name.unwrap_or_default(), cpu)
+            })
+            .collect()
+    })
+}
+
+#[test]
+fn a_wide_fan_out_spreads_over_both_nodes_and_waits_for_room() {
+    let Some(kubeconfig) = cluster() else { return };
+    let nodes = open_nodes(&kubeconfig);
+    assert!(
+        nodes.len() >= 2,
+        "this test needs two nodes (scripts/test-cluster.sh starts two unless SLIPWAY_K8S_NODES=1): {nodes:?}"
+    );
+    // Each stage asks for a third of the largest node's CPU: no node takes
+    // more than three at once, so eight spread over at least two nodes, and
+    // on two nodes two of them wait for room.
+    let fan = 8;
+    let per_node = 3;
+    let cpu = nodes.iter().map(|(_, c)| *c).max().unwrap_or(0) / per_node;
+    let ns = unique("slipway-k8s-wide");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut text = String::from(
+        "pipeline \"k8s-wide\"\n\nstage split {\n  image \"local/busybox\"\n  run \"echo split\"\n}\n",
+    );
+    for i in 0..fan {
+        text.push_str(&format!(
+            "\nstage shard-{i} after split {{\n  image \"local/busybox\"\n  timeout 5m\n  resources {{\n    cpu \"{cpu}m\"\n  }}\n  run \"echo shard {i}; sleep 4\"\n}}\n"
+        ));
+    }
+    std::fs::write(dir.path().join("p.pipeline"), text).expect("write");
+    let mut child = start_run(dir.path(), &kubeconfig, &ns, "unused", &["-j", "16"]);
+    // Where each stage's Pod was placed, read while the run goes on (its
+    // Pods are deleted as they end).
+    let placed = std::sync::Arc::new(std::sync::Mutex::new(std::collections::BTreeMap::<
+        String,
+        String,
+    >::new()));
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let (placed, done, kubeconfig, ns) =
+            (placed.clone(), done.clone(), kubeconfig.clone(), ns.clone());
+        std::thread::spawn(move || {
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let ns = ns.clone();
+                let seen = kube(&kubeconfig, async move |client| {
+                    let pods: kube::Api<Pod> = kube::Api::namespaced(client, &ns);
+                    pods.list(&kube::api::ListParams::default().labels("dev.slipway.stage"))
+                        .await
+                        .map(|l| l.items)
+                        .unwrap_or_default()
+                });
+                for p in seen {
+                    let stage = p
+                        .metadata
+                        .labels
+                        .unwrap_or_default()
+                        .get("dev.slipway.stage")
+                        .cloned();
+                    let node = p.spec.and_then(|s| s.node_name);
+                    if let (Some(stage), Some(node)) = (stage, node) {
+                        placed.lock().expect("lock").insert(stage, node);
+                    }
+                }
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+        })
+    };
+    let out = {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut child.stdout.take().expect("stdout"), &mut text)
+            .expect("read");
+        text
+    };
+    let status = child.wait().expect("waits");
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    watcher.join().expect("watcher");
+    let left = objects_left(&kubeconfig, &ns);
+    drop_namespace(&kubeconfig, &ns);
+    let events: Vec<Value> = out
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert_eq!(status.code(), Some(0), "{out}");
+    let succeeded = events
+        .iter()
+        .filter(|e| e["event"] == "stage_finished" && e["status"] == "succeeded")
+        .count();
+    assert_eq!(succeeded, fan + 1, "{out}");
+    let placed = placed.lock().expect("lock").clone();
+    let used: std::collections::BTreeSet<&String> = placed
+        .iter()
+        .filter(|(stage, _)| stage.starts_with("shard-"))
+        .map(|(_, node)| node)
+        .collect();
+    assert!(
+        used.len() >= 2,
+        "the shards ran on {used:?} only: {placed:?}"
+    );
+    if nodes.len() * usize::try_from(per_node).expect("small") < fan {
+        assert!(
+            events.iter().any(|e| e["event"] == "log"
+                && e["line"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .starts_with("slipway: waiting for room on the cluster (")
+                && e["line"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("Insufficient cpu")),
+            "no shard waited for room: {out}"
+        );
+    }
     assert_eq!(left, 0);
 }
 

@@ -52,7 +52,9 @@ pub fn files(dir: &Path, ext: &str) -> Vec<PathBuf> {
     out
 }
 
-/// Builds `dockerfile` (FROM local images only) as `tag`.
+/// Builds `dockerfile` (FROM local images only) as `tag`, and copies it to
+/// the test cluster's second node, whose engine pulls nothing from here
+/// (`scripts/test-cluster.sh load` does nothing when that node is not up).
 pub fn build_image(tag: &'static str, dockerfile: &str) -> &'static str {
     let ctx = tempfile::tempdir().expect("tempdir");
     std::fs::write(ctx.path().join("Dockerfile"), dockerfile).expect("write");
@@ -66,6 +68,15 @@ pub fn build_image(tag: &'static str, dockerfile: &str) -> &'static str {
         built.status.success(),
         "{}",
         String::from_utf8_lossy(&built.stderr)
+    );
+    let loaded = std::process::Command::new(root().join("scripts/test-cluster.sh"))
+        .args(["load", tag])
+        .output()
+        .expect("scripts/test-cluster.sh load");
+    assert!(
+        loaded.status.success(),
+        "{}",
+        String::from_utf8_lossy(&loaded.stderr)
     );
     tag
 }

@@ -47,7 +47,7 @@ pub(super) fn begin(inner: &Arc<Inner>, job: Job) -> Pending {
             () = inner.starting.none() => {}
         }
         let pods: Api<Pod> = Api::namespaced(inner.client.clone(), &inner.namespace);
-        match pod::make(&inner, &pods, &job, &mut ready).await {
+        match pod::make(&inner, &pods, &job, &mut ready, None).await {
             Ok(()) => Some(ready),
             Err(_) => {
                 pod::delete(&pods, &ready.name).await;

@@ -36,6 +36,7 @@ mod caches;
 pub mod gc;
 mod lease;
 mod pod;
+mod room;
 mod workspace;
 
 use std::collections::BTreeMap;

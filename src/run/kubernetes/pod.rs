@@ -90,7 +90,7 @@ pub(super) async fn attempt(
     let outcome = tokio::select! {
         o = async {
             if pod.gate.is_none() {
-                make(inner, &pods, &job, &mut pod).await?;
+                make(inner, &pods, &job, &mut pod, Some(output)).await?;
             }
             drop(starting);
             put_artifacts(&pods, &pod.name, &job).await?;
@@ -136,6 +136,7 @@ pub(super) async fn make(
     pods: &Api<Pod>,
     job: &Job,
     pod: &mut Ready,
+    output: Option<&Output>,
 ) -> Result<(), Outcome> {
     let keys = inner.secret_keys(job).await?;
     let claims = super::caches::claims(inner, job).await;
@@ -168,24 +169,32 @@ pub(super) async fn make(
         Err(e) => return Err(Outcome::Internal(e.to_string())),
     };
     let name = &pod.name;
-    // The kubelet reports a container running only when it next looks
-    // (every second), and its status reaches the API server later still
-    // when it has many to post; but it can exec in one as soon as the
-    // engine runs it.
-    let unpacking = eagerly(
-        pods,
-        name,
-        |p| running(p, "stage"),
-        || start_unpack(pods, name, tar.len()),
-    )
-    .await?
-    .map_err(|e| failed("cannot send the workspace into the stage's Pod", &e))?;
-    mark(name, "running");
-    let (unpacked, attached) = tokio::join!(unpack(unpacking, &tar), attach(pods, name));
-    unpacked?;
-    let (stdin, streams) = attached?;
-    services_ready(pods, name, job).await?;
-    pod.gate = Some(Gate { stdin, streams });
+    // Beside the rest: whether the scheduler places the Pod, or it waits
+    // for room, or no node could ever take it.
+    let nodes = Api::all(inner.client.clone());
+    let placing = super::room::placed(pods, &nodes, name, output);
+    let going = async {
+        // The kubelet reports a container running only when it next looks
+        // (every second), and its status reaches the API server later still
+        // when it has many to post; but it can exec in one as soon as the
+        // engine runs it.
+        let unpacking = eagerly(
+            pods,
+            name,
+            |p| running(p, "stage"),
+            || start_unpack(pods, name, tar.len()),
+        )
+        .await?
+        .map_err(|e| failed("cannot send the workspace into the stage's Pod", &e))?;
+        mark(name, "running");
+        let (unpacked, attached) = tokio::join!(unpack(unpacking, &tar), attach(pods, name));
+        unpacked?;
+        let (stdin, streams) = attached?;
+        services_ready(pods, name, job).await?;
+        Ok(Gate { stdin, streams })
+    };
+    let ((), gate) = tokio::try_join!(placing, going)?;
+    pod.gate = Some(gate);
     mark(name, "ready");
     Ok(())
 }
@@ -918,8 +927,9 @@ fn running(pod: &Pod, container: &str) -> Option<Result<(), Outcome>> {
     None
 }
 
-/// A Pod that will not get going: unschedulable, its image not pulled, its
-/// container not creatable, or evicted.
+/// A Pod that will not get going: its image not pulled, its container not
+/// creatable, or evicted. (One the scheduler cannot place yet is for
+/// [`super::room::placed`] to judge.)
 fn stuck(pod: &Pod) -> Option<Outcome> {
     let status = pod.status.as_ref()?;
     if status.reason.as_deref() == Some("Evicted") {
@@ -930,20 +940,6 @@ fn stuck(pod: &Pod) -> Option<Outcome> {
                 status.message.clone().unwrap_or_default()
             ),
         ));
-    }
-    for c in status.conditions.iter().flatten() {
-        if c.type_ == "PodScheduled"
-            && c.status == "False"
-            && c.reason.as_deref() == Some("Unschedulable")
-        {
-            return Some(Outcome::failed(
-                FailureKind::Unschedulable,
-                format!(
-                    "no node can take the stage's Pod: {}",
-                    c.message.clone().unwrap_or_default()
-                ),
-            ));
-        }
     }
     let all = status
         .init_container_statuses
