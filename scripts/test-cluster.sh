@@ -97,7 +97,7 @@ node2_rt=/run/slipway-node2
 node2_netns=slipway-node2
 node2_sock="$node2_rt/docker.sock"
 node2_cgroup=slipway-node2
-node2_daemons=(node2-dockerd node2-registry node2-kubelet)
+node2_daemons=(node2-dockerd node2-registry node2-api node2-kubelet)
 [ "$nodes" = 2 ] && daemons+=("${node2_daemons[@]}")
 
 log() { printf 'test-cluster: %s\n' "$*" >&2; }
@@ -734,9 +734,21 @@ node2_load() {
   [ ${#images[@]} -eq 0 ] && return 0
   log "copying ${#images[@]} images to the second node's engine"
   "$docker_bin" save "${images[@]}" | node2_docker load -q >/dev/null
+  # The versions they replace.
+  node2_docker image prune -f >/dev/null
 }
 
-# Starts the second node's engine and its bridge to the registry.
+# Listens on port $2 of the second node's loopback and carries each
+# connection to the same port on the host's.
+bridge() {
+  within=(ip netns exec "$node2_netns")
+  launch "$1" "$(command -v socat)" "TCP-LISTEN:$2,bind=127.0.0.1,fork,reuseaddr" \
+    "EXEC:nsenter --net=$node2_rt/hostnet socat STDIO TCP\\:127.0.0.1\\:$2"
+  within=()
+}
+
+# Starts the second node's engine and its bridges to the registry and the
+# API server.
 start_node2_engine() {
   local cgroup_driver="$1"
   node2_namespaces
@@ -747,12 +759,11 @@ start_node2_engine() {
     --host="unix://$node2_sock" --data-root="$node2/docker" --exec-root="$node2_rt/exec" \
     --pidfile="$node2_rt/dockerd.pid" --exec-opt "native.cgroupdriver=$cgroup_driver"
   # Images pushed to the registry on the host's 127.0.0.1:5000 are pulled by
-  # the second engine from its own loopback: each connection is carried to
-  # the host's.
-  within=(ip netns exec "$node2_netns")
-  launch node2-registry "$(command -v socat)" "TCP-LISTEN:$registry_port,bind=127.0.0.1,fork,reuseaddr" \
-    "EXEC:nsenter --net=$node2_rt/hostnet socat STDIO TCP\\:127.0.0.1\\:$registry_port"
-  within=()
+  # the second engine from its own loopback, and host-network Pods reach the
+  # API server on it as on the first node: each connection is carried to
+  # the host's loopback.
+  bridge node2-registry "$registry_port"
+  bridge node2-api "$api_port"
   wait_for node2-dockerd "second Docker engine" node2_docker info
   node2_load
 }
@@ -791,7 +802,7 @@ stop_node2() {
       node2_docker rm -f -v $ids >/dev/null
     fi
   fi
-  stop_daemons node2-registry node2-dockerd
+  stop_daemons node2-registry node2-api node2-dockerd
   local m
   for m in "$node2_rt/mnt" "$node2_rt/hostnet" "$node2_rt"; do
     mounted "$m" && { umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || log "warning: cannot unmount $m"; }

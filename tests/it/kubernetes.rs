@@ -1289,3 +1289,206 @@ fn the_api_server_going_away_mid_stage_exits_3() {
         "{rest:?}"
     );
 }
+
+/// The documents of the docs' "Running slipway itself as a Job" block.
+fn documented_job() -> Vec<Value> {
+    let doc =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/kubernetes.md"))
+            .expect("docs/kubernetes.md");
+    let section = &doc[doc
+        .find("## Running slipway itself as a Job")
+        .expect("the Job section")..];
+    let start = section.find("```yaml\n").expect("a yaml block") + "```yaml\n".len();
+    let end = start + section[start..].find("```").expect("its end");
+    serde_yaml_ng::Deserializer::from_str(&section[start..end])
+        .map(|d| serde::Deserialize::deserialize(d).expect("a document"))
+        .collect()
+}
+
+#[test]
+fn slipway_runs_as_the_documented_job_inside_the_cluster() {
+    let Some(admin) = cluster() else { return };
+    let ns = unique("slipway-k8s-job");
+    // An image with slipway (stripped: the test build carries its debug
+    // information) and a project, in place of the docs' clone.
+    let ctx = tempfile::tempdir().expect("tempdir");
+    let bin = ctx.path().join("slipway");
+    std::fs::copy(assert_cmd::cargo::cargo_bin("slipway"), &bin).expect("copy");
+    let stripped = std::process::Command::new("strip")
+        .arg(&bin)
+        .status()
+        .expect("strip");
+    assert!(stripped.success());
+    std::fs::create_dir(ctx.path().join("src")).expect("mkdir");
+    std::fs::write(
+        ctx.path().join("src/p.pipeline"),
+        "pipeline \"in-cluster\"\n\nstage hello {\n  image \"local/busybox\"\n  run \"echo hello from a stage the Job ran\"\n}\n\n\
+         stage after after hello {\n  image \"local/busybox\"\n  run \"echo after\"\n}\n",
+    )
+    .expect("write");
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        "FROM local/debian\nCOPY slipway /usr/local/bin/slipway\nCOPY src /src\n",
+    )
+    .expect("write");
+    let tag = "local/slipway-in-cluster:test";
+    crate::support::build_image_in(tag, ctx.path());
+
+    let mut docs = documented_job();
+    assert_eq!(docs.len(), 3, "{docs:?}");
+    let mut job = docs.pop().expect("the Job");
+    let binding = docs.pop().expect("the RoleBinding");
+    let account = docs.pop().expect("the ServiceAccount");
+    let container = &mut job["spec"]["template"]["spec"]["containers"][0];
+    let script = container["args"][0]
+        .as_str()
+        .expect("the script")
+        .to_string();
+    // The docs clone the project first; here it is in the image.
+    let (clone, rest) = script.split_once(" && ").expect("clone, then run");
+    assert!(clone.starts_with("git clone"), "{script}");
+    assert!(
+        rest.starts_with("cd /src && slipway run --backend kubernetes --namespace ci"),
+        "{script}"
+    );
+    container["args"][0] = rest
+        .replace("--namespace ci", &format!("--namespace {ns}"))
+        .into();
+    container["image"] = tag.into();
+    container["imagePullPolicy"] = "Never".into();
+    // The test cluster routes no Service addresses (no kube-proxy): its
+    // Pods reach the API server on the node's loopback.
+    let server: Value =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(&admin).expect("kubeconfig"))
+            .expect("yaml");
+    let server = server["clusters"][0]["cluster"]["server"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    if let Some(port) = server.strip_prefix("https://127.0.0.1:") {
+        container["env"] = serde_json::json!([
+            { "name": "KUBERNETES_SERVICE_HOST", "value": "127.0.0.1" },
+            { "name": "KUBERNETES_SERVICE_PORT", "value": port },
+        ]);
+        job["spec"]["template"]["spec"]["hostNetwork"] = true.into();
+    }
+    let role = documented_role();
+    let job_name = job["metadata"]["name"]
+        .as_str()
+        .expect("a name")
+        .to_string();
+    let logs = {
+        let ns = ns.clone();
+        kube(&admin, async move |client| {
+            use k8s_openapi::api::batch::v1::Job;
+            use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+            use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+            let pp = kube::api::PostParams::default();
+            let in_ns = |mut v: Value| {
+                if v["metadata"]["namespace"].is_string() {
+                    v["metadata"]["namespace"] = ns.clone().into();
+                }
+                for s in v["subjects"].as_array_mut().into_iter().flatten() {
+                    s["namespace"] = ns.clone().into();
+                }
+                v
+            };
+            let namespace: Namespace =
+                serde_json::from_value(serde_json::json!({ "metadata": { "name": ns } }))
+                    .expect("ns");
+            kube::Api::<Namespace>::all(client.clone())
+                .create(&pp, &namespace)
+                .await
+                .expect("namespace");
+            kube::Api::<Role>::namespaced(client.clone(), &ns)
+                .create(&pp, &serde_json::from_value(role).expect("role"))
+                .await
+                .expect("role");
+            kube::Api::<ServiceAccount>::namespaced(client.clone(), &ns)
+                .create(
+                    &pp,
+                    &serde_json::from_value(in_ns(account)).expect("account"),
+                )
+                .await
+                .expect("account");
+            kube::Api::<RoleBinding>::namespaced(client.clone(), &ns)
+                .create(
+                    &pp,
+                    &serde_json::from_value(in_ns(binding)).expect("binding"),
+                )
+                .await
+                .expect("binding");
+            // The token controller gives the account its token before a
+            // Pod may use it.
+            let secrets: kube::Api<Secret> = kube::Api::namespaced(client.clone(), &ns);
+            for _ in 0..300 {
+                let list = secrets.list(&Default::default()).await.expect("secrets");
+                if list.items.iter().any(|s| {
+                    s.type_.as_deref() == Some("kubernetes.io/service-account-token")
+                        && s.metadata.annotations.as_ref().is_some_and(|a| {
+                            a.get("kubernetes.io/service-account.name")
+                                .is_some_and(|n| n == "slipway")
+                        })
+                }) {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            let jobs = kube::Api::<Job>::namespaced(client.clone(), &ns);
+            jobs.create(&pp, &serde_json::from_value(in_ns(job)).expect("job"))
+                .await
+                .expect("job");
+            let mut ended = false;
+            for _ in 0..1200 {
+                let j = jobs.get(&job_name).await.expect("job");
+                let status = j.status.unwrap_or_default();
+                if status.succeeded.unwrap_or(0) + status.failed.unwrap_or(0) > 0 {
+                    ended = true;
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            let pods: kube::Api<Pod> = kube::Api::namespaced(client, &ns);
+            let mut logs = String::new();
+            let list = pods
+                .list(&kube::api::ListParams::default().labels(&format!("job-name={job_name}")))
+                .await
+                .expect("pods");
+            for p in list.items {
+                let name = p.metadata.name.unwrap_or_default();
+                logs.push_str(
+                    &pods
+                        .logs(&name, &Default::default())
+                        .await
+                        .unwrap_or_default(),
+                );
+            }
+            if !ended {
+                logs.push_str("\n(the Job did not end within 2 minutes)");
+            }
+            logs
+        })
+    };
+    let left = objects_left(&admin, &ns);
+    drop_namespace(&admin, &ns);
+    let _ = std::process::Command::new("/usr/bin/docker")
+        .args(["rmi", tag])
+        .output();
+    let events: Vec<Value> = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let finished = events
+        .iter()
+        .find(|e| e["event"] == "run_finished")
+        .cloned()
+        .unwrap_or(Value::Null);
+    assert_eq!(finished["status"], "succeeded", "{logs}");
+    assert!(
+        events
+            .iter()
+            .any(|e| e["stage"] == "hello" && e["line"] == "hello from a stage the Job ran"),
+        "{logs}"
+    );
+    assert_eq!(left, 0, "{logs}");
+}

@@ -52,16 +52,24 @@ pub fn files(dir: &Path, ext: &str) -> Vec<PathBuf> {
     out
 }
 
-/// Builds `dockerfile` (FROM local images only) as `tag`, and copies it to
-/// the test cluster's second node, whose engine pulls nothing from here
-/// (`scripts/test-cluster.sh load` does nothing when that node is not up).
+/// Builds `dockerfile` (FROM local images only) as `tag` (see
+/// [`build_image_in`]).
 pub fn build_image(tag: &'static str, dockerfile: &str) -> &'static str {
     let ctx = tempfile::tempdir().expect("tempdir");
     std::fs::write(ctx.path().join("Dockerfile"), dockerfile).expect("write");
+    build_image_in(tag, ctx.path());
+    tag
+}
+
+/// Builds the context `dir` (its `Dockerfile` FROM local images only) as
+/// `tag`, and copies the image to the test cluster's second node, whose
+/// engine pulls nothing from here (`scripts/test-cluster.sh load` does
+/// nothing when that node is not up).
+pub fn build_image_in(tag: &str, dir: &Path) {
     let built = std::process::Command::new("/usr/bin/docker")
         .env("DOCKER_BUILDKIT", "0")
         .args(["build", "-q", "-t", tag, "."])
-        .current_dir(ctx.path())
+        .current_dir(dir)
         .output()
         .expect("docker build");
     assert!(
@@ -78,5 +86,4 @@ pub fn build_image(tag: &'static str, dockerfile: &str) -> &'static str {
         "{}",
         String::from_utf8_lossy(&loaded.stderr)
     );
-    tag
 }

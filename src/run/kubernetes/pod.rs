@@ -373,7 +373,9 @@ async fn services_ready(pods: &Api<Pod>, name: &str, job: &Job) -> Result<(), Ou
         };
         let mut last = String::new();
         loop {
-            if let Ok((ok, out, err)) = run_in(pods, name, &container, &command).await {
+            // A check that hangs is cut at the deadline.
+            let tried = tokio::time::timeout_at(deadline, run_in(pods, name, &container, &command));
+            if let Ok(Ok((ok, out, err))) = tried.await {
                 if ok {
                     break;
                 }
