@@ -1492,3 +1492,61 @@ fn slipway_runs_as_the_documented_job_inside_the_cluster() {
     );
     assert_eq!(left, 0, "{logs}");
 }
+
+#[test]
+fn an_image_whose_user_is_not_root_still_gets_a_writable_workspace() {
+    let Some(kubeconfig) = cluster() else { return };
+    // USER 1000: the container's own /workspace is root's, so its Pod is
+    // made again with a volume that user can write.
+    let image = crate::release::good_image();
+    let ns = unique("slipway-k8s-user");
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("data.txt"), "from the workspace\n").expect("write");
+    std::fs::write(
+        dir.path().join("p.pipeline"),
+        format!(
+            "pipeline \"k8s-user\"\n\nstage as-user {{\n  image \"{image}\"\n  artifact \"out.txt\"\n  run \"id -u; cat data.txt; echo written > out.txt\"\n}}\n\n\
+             stage as-root after as-user {{\n  image \"local/busybox\"\n  run \"id -u; cat data.txt out.txt\"\n}}\n"
+        ),
+    )
+    .expect("write");
+    let run = slipway(
+        dir.path(),
+        &kubeconfig,
+        &[
+            "run",
+            "p.pipeline",
+            "--backend",
+            "kubernetes",
+            "--namespace",
+            &ns,
+            "--pull",
+            "never",
+            "--output",
+            "json",
+        ],
+    );
+    let left = objects_left(&kubeconfig, &ns);
+    drop_namespace(&kubeconfig, &ns);
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    let lines = |stage: &str| -> Vec<String> {
+        run.events
+            .iter()
+            .filter(|e| e["event"] == "log" && e["stage"] == stage)
+            .map(|e| e["line"].as_str().unwrap_or_default().to_string())
+            .collect()
+    };
+    assert_eq!(
+        lines("as-user"),
+        ["1000", "from the workspace"],
+        "{}",
+        run.stdout
+    );
+    assert_eq!(
+        lines("as-root"),
+        ["0", "from the workspace", "written"],
+        "{}",
+        run.stdout
+    );
+    assert_eq!(left, 0);
+}

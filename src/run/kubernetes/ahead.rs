@@ -49,7 +49,8 @@ pub(super) fn begin(inner: &Arc<Inner>, job: Job) -> Pending {
         let pods: Api<Pod> = Api::namespaced(inner.client.clone(), &inner.namespace);
         match pod::make(&inner, &pods, &job, &mut ready, None).await {
             Ok(()) => Some(ready),
-            Err(_) => {
+            Err(e) => {
+                pod::mark(&ready.name, &format!("not made ahead: {e:?}"));
                 pod::delete(&pods, &ready.name).await;
                 None
             }

@@ -39,6 +39,8 @@ pub(super) struct Ready {
     warnings: Vec<String>,
     /// Set once it is made.
     gate: Option<Gate>,
+    /// Whether `/workspace` is a volume of its own (see [`make`]).
+    volume: bool,
 }
 
 /// What opens a made Pod's gate and reads its script's output, opened
@@ -70,6 +72,20 @@ pub(super) fn named(job: &Job) -> Ready {
         nonce,
         warnings: Vec::new(),
         gate: None,
+        volume: false,
+    }
+}
+
+/// Why making a Pod failed: unpacking the workspace, which is tried again
+/// on a volume, or anything else.
+enum Made {
+    Unpacking(Outcome),
+    Other(Outcome),
+}
+
+impl From<Outcome> for Made {
+    fn from(o: Outcome) -> Self {
+        Self::Other(o)
     }
 }
 
@@ -131,6 +147,12 @@ pub(super) async fn delete(pods: &Api<Pod>, name: &str) {
 /// Makes the Pod `pod` names for `job`, unpacks the workspace in it, and
 /// opens its gate's attach and log; done when its script waits at its
 /// gate.
+///
+/// `/workspace` is first the container's own folder, made by the engine:
+/// a volume costs the kubelet a few hundred milliseconds more before the
+/// Pod starts. That folder is root's, so in an image whose user is not
+/// root the unpacking fails: the Pod is then made again, named anew, with
+/// an `emptyDir` volume any user can write.
 pub(super) async fn make(
     inner: &Inner,
     pods: &Api<Pod>,
@@ -138,9 +160,33 @@ pub(super) async fn make(
     pod: &mut Ready,
     output: Option<&Output>,
 ) -> Result<(), Outcome> {
+    match make_once(inner, pods, job, pod, output).await {
+        Ok(()) => Ok(()),
+        Err(Made::Unpacking(_)) if !pod.volume => {
+            mark(&pod.name, "again, with a volume");
+            delete(pods, &pod.name).await;
+            *pod = Ready {
+                volume: true,
+                ..named(job)
+            };
+            make_once(inner, pods, job, pod, output)
+                .await
+                .map_err(|(Made::Unpacking(o) | Made::Other(o))| o)
+        }
+        Err(Made::Unpacking(o) | Made::Other(o)) => Err(o),
+    }
+}
+
+async fn make_once(
+    inner: &Inner,
+    pods: &Api<Pod>,
+    job: &Job,
+    pod: &mut Ready,
+    output: Option<&Output>,
+) -> Result<(), Made> {
     let keys = inner.secret_keys(job).await?;
     let claims = super::caches::claims(inner, job).await;
-    let spec = spec(inner, job, &pod.name, &keys, &pod.nonce, &claims)
+    let spec = spec(inner, job, pod, &keys, &claims)
         .map_err(|e| Outcome::Internal(format!("cannot write the Pod spec: {e}")))?;
     pod.warnings = claims.iter().filter_map(|c| c.warning.clone()).collect();
     let workspace = job.context.workspace.clone();
@@ -165,8 +211,8 @@ pub(super) async fn make(
     mark(&pod.name, "created");
     let tar = match tar.await {
         Ok(Ok(t)) => t,
-        Ok(Err(e)) => return Err(Outcome::stage(format!("cannot read the workspace: {e}"))),
-        Err(e) => return Err(Outcome::Internal(e.to_string())),
+        Ok(Err(e)) => return Err(Outcome::stage(format!("cannot read the workspace: {e}")).into()),
+        Err(e) => return Err(Outcome::Internal(e.to_string()).into()),
     };
     let name = &pod.name;
     // Beside the rest: whether the scheduler places the Pod, or it waits
@@ -188,12 +234,12 @@ pub(super) async fn make(
         .map_err(|e| failed("cannot send the workspace into the stage's Pod", &e))?;
         mark(name, "running");
         let (unpacked, attached) = tokio::join!(unpack(unpacking, &tar), attach(pods, name));
-        unpacked?;
+        unpacked.map_err(Made::Unpacking)?;
         let (stdin, streams) = attached?;
         services_ready(pods, name, job).await?;
-        Ok(Gate { stdin, streams })
+        Ok::<_, Made>(Gate { stdin, streams })
     };
-    let ((), gate) = tokio::try_join!(placing, going)?;
+    let ((), gate) = tokio::try_join!(async { placing.await.map_err(Made::Other) }, going)?;
     pod.gate = Some(gate);
     mark(name, "ready");
     Ok(())
@@ -543,11 +589,11 @@ fn label_value(name: &str) -> String {
 fn spec(
     inner: &Inner,
     job: &Job,
-    name: &str,
+    pod: &Ready,
     keys: &BTreeMap<String, String>,
-    nonce: &str,
     claims: &[super::caches::Claim],
 ) -> Result<Pod, serde_json::Error> {
+    let (name, nonce) = (pod.name.as_str(), pod.nonce.as_str());
     let image = job.stage.image.clone().unwrap_or_default();
     let script = job.stage.script().unwrap_or_default();
     let pull = match inner.pull {
@@ -557,8 +603,14 @@ fn spec(
     };
     let mount = serde_json::json!([{ "name": "workspace", "mountPath": WORKSPACE }]);
     // Each cache: its claim when it is bound, else an empty folder.
-    let mut volumes = vec![serde_json::json!({ "name": "workspace", "emptyDir": {} })];
-    let mut stage_mounts = mount.as_array().cloned().unwrap_or_default();
+    let (mut volumes, mut stage_mounts) = if pod.volume {
+        (
+            vec![serde_json::json!({ "name": "workspace", "emptyDir": {} })],
+            mount.as_array().cloned().unwrap_or_default(),
+        )
+    } else {
+        (Vec::new(), Vec::new())
+    };
     for (i, c) in claims.iter().enumerate() {
         let volume = format!("cache-{i}");
         volumes.push(match &c.claim {
