@@ -97,7 +97,7 @@ node2_rt=/run/slipway-node2
 node2_netns=slipway-node2
 node2_sock="$node2_rt/docker.sock"
 node2_cgroup=slipway-node2
-node2_daemons=(node2-dockerd node2-registry node2-api node2-kubelet)
+node2_daemons=(node2-dockerd node2-registry node2-api node2-kubelet-port node2-kubelet)
 [ "$nodes" = 2 ] && daemons+=("${node2_daemons[@]}")
 
 log() { printf 'test-cluster: %s\n' "$*" >&2; }
@@ -721,12 +721,13 @@ node2_namespaces() {
 }
 
 # The images Pods use, copied from the first engine (nothing can be pulled
-# here): the pause image, local/busybox and the tests' local/slipway-*
-# images, plus any named. Copies only what the second engine lacks or has
-# in another version.
+# here): the pause image, local/busybox and local/debian (the examples'),
+# the tests' local/slipway-* images, plus any named. Copies only what the
+# second engine lacks or has in another version (its data root is kept
+# across starts, so each is copied once).
 node2_load() {
   local images=() i
-  for i in "$pause_image" local/busybox:latest \
+  for i in "$pause_image" local/busybox:latest local/debian:latest \
     $("$docker_bin" images --format '{{.Repository}}:{{.Tag}}' 'local/slipway-*') "$@"; do
     [ "$("$docker_bin" image inspect -f '{{.Id}}' "$i" 2>/dev/null || echo none)" = \
       "$(node2_docker image inspect -f '{{.Id}}' "$i" 2>/dev/null || echo other)" ] || images+=("$i")
@@ -745,6 +746,12 @@ bridge() {
   launch "$1" "$(command -v socat)" "TCP-LISTEN:$2,bind=127.0.0.1,fork,reuseaddr" \
     "EXEC:nsenter --net=$node2_rt/hostnet socat STDIO TCP\\:127.0.0.1\\:$2"
   within=()
+}
+
+# The other way: port $2 of the host's loopback, carried into the node's.
+bridge_in() {
+  launch "$1" "$(command -v socat)" "TCP-LISTEN:$2,bind=127.0.0.1,fork,reuseaddr" \
+    "EXEC:nsenter --net=/run/netns/$node2_netns socat STDIO TCP\\:127.0.0.1\\:$2"
 }
 
 # Starts the second node's engine and its bridges to the registry and the
@@ -768,12 +775,24 @@ start_node2_engine() {
   node2_load
 }
 
+# The second kubelet runs in the node's network namespace too: it probes
+# its Pods (HTTP and TCP readiness checks) at their addresses on the
+# second engine's bridge, which the host's namespace does not reach (and
+# where the same addresses are the first engine's). It reaches the API
+# server through the bridge on its loopback; the API server reaches it at
+# the node's name (127.0.0.1 on the host) through the bridge the other way.
+# Its node address is the engine's bridge gateway: a kubelet refuses a
+# loopback one, and the namespace has no other.
 start_node2_kubelet() {
-  local cgroup_driver="$1" node="$2"
+  local cgroup_driver="$1" node="$2" node_ip
+  node_ip="$(node2_docker network inspect bridge --format '{{(index .IPAM.Config 0).Gateway}}')"
+  [ -n "$node_ip" ] || die "the second engine has no bridge gateway for the node's address"
   kubelet2_config "$cgroup_driver" >"$node2/kubelet-config.yaml"
+  bridge_in node2-kubelet-port "$kubelet2_port"
   log "starting the second kubelet (node $node, pods on the second engine)"
-  within=(nsenter --mount="$node2_rt/mnt")
+  within=(nsenter --mount="$node2_rt/mnt" --net="/run/netns/$node2_netns")
   launch node2-kubelet "$bin/kubelet" \
+    --node-ip="$node_ip" \
     --config="$node2/kubelet-config.yaml" \
     --kubeconfig="$pki/kubelet2.kubeconfig" \
     --hostname-override="$node" \
@@ -802,7 +821,7 @@ stop_node2() {
       node2_docker rm -f -v $ids >/dev/null
     fi
   fi
-  stop_daemons node2-registry node2-api node2-dockerd
+  stop_daemons node2-kubelet-port node2-registry node2-api node2-dockerd
   local m
   for m in "$node2_rt/mnt" "$node2_rt/hostnet" "$node2_rt"; do
     mounted "$m" && { umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || log "warning: cannot unmount $m"; }

@@ -763,6 +763,11 @@ impl Cuttable {
             std::thread::spawn(move || {
                 for client in listener.incoming() {
                     let Ok(client) = client else { continue };
+                    // Checked and registered under the lock `cut` takes: a
+                    // connection accepted as the cut comes is cut too.
+                    let Ok(mut registered) = streams.lock() else {
+                        break;
+                    };
                     if cut.load(Ordering::SeqCst) {
                         let _ = client.shutdown(std::net::Shutdown::Both);
                         break;
@@ -774,9 +779,8 @@ impl Cuttable {
                         (client.try_clone(), engine.try_clone()),
                         (engine.try_clone(), client.try_clone()),
                     ];
-                    if let Ok(mut s) = streams.lock() {
-                        s.extend([client, engine]);
-                    }
+                    registered.extend([client, engine]);
+                    drop(registered);
                     for (from, to) in pipes {
                         if let (Ok(mut from), Ok(mut to)) = (from, to) {
                             std::thread::spawn(move || {
@@ -793,8 +797,8 @@ impl Cuttable {
 
     /// The engine "dies": every connection through this socket ends.
     fn cut(&self) {
-        self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
         if let Ok(streams) = self.streams.lock() {
+            self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
             for s in streams.iter() {
                 let _ = s.shutdown(std::net::Shutdown::Both);
             }

@@ -1190,6 +1190,11 @@ impl CuttableApi {
             std::thread::spawn(move || {
                 for client in listener.incoming() {
                     let Ok(client) = client else { continue };
+                    // Checked and registered under the lock `cut` takes: a
+                    // connection accepted as the cut comes is cut too.
+                    let Ok(mut registered) = streams.lock() else {
+                        break;
+                    };
                     if cut.load(Ordering::SeqCst) {
                         let _ = client.shutdown(std::net::Shutdown::Both);
                         break;
@@ -1201,9 +1206,8 @@ impl CuttableApi {
                         (client.try_clone(), server.try_clone()),
                         (server.try_clone(), client.try_clone()),
                     ];
-                    if let Ok(mut s) = streams.lock() {
-                        s.extend([client, server]);
-                    }
+                    registered.extend([client, server]);
+                    drop(registered);
                     for (from, to) in pipes {
                         if let (Ok(mut from), Ok(mut to)) = (from, to) {
                             std::thread::spawn(move || {
@@ -1220,8 +1224,8 @@ impl CuttableApi {
 
     /// The API server "goes away".
     fn cut(&self) {
-        self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
         if let Ok(streams) = self.streams.lock() {
+            self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
             for s in streams.iter() {
                 let _ = s.shutdown(std::net::Shutdown::Both);
             }
