@@ -38,6 +38,8 @@ pub enum Code {
     BadGlob,
     EnvCycle,
     UnusedTemplate,
+    /// A stage the backend named with `check --backend` would refuse.
+    BackendRefuses,
     /// An error with no place in a file: the command line asks for what the
     /// pipeline does not have, a file cannot be read, the cluster does not
     /// answer.
@@ -74,6 +76,7 @@ impl Code {
             Code::BadGlob => "slipway::bad-glob",
             Code::EnvCycle => "slipway::env-cycle",
             Code::UnusedTemplate => "slipway::unused-template",
+            Code::BackendRefuses => "slipway::backend-refuses",
             Code::Usage => "slipway::usage",
         }
     }

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::Global;
+use crate::diagnostic::{Code, Diag};
 use crate::error::Error;
 use crate::report::diagnostics::DiagFormat;
 
@@ -16,6 +17,12 @@ pub(crate) struct CheckArgs {
     /// Fail (exit 2) on warnings too.
     #[arg(long)]
     deny_warnings: bool,
+
+    /// Also check that this backend can run every stage (as `slipway run
+    /// --backend` does before it starts): a `build` without `push` under
+    /// `kubernetes`, say.
+    #[arg(long, value_enum, env = "SLIPWAY_BACKEND")]
+    backend: Option<super::run::BackendKind>,
 }
 
 pub(crate) fn run(args: &CheckArgs, global: &Global) -> Result<(), Error> {
@@ -27,12 +34,37 @@ pub(crate) fn run(args: &CheckArgs, global: &Global) -> Result<(), Error> {
     // What only planning finds, for every environment: env cycles, values
     // that grow too large, secrets that would leak.
     crate::plan::validate_checked(&mut checked);
+    if let (Some(backend), Some(pipeline)) = (args.backend, &checked.pipeline) {
+        let refused: Vec<Diag> = pipeline
+            .stages
+            .values()
+            .chain(pipeline.finally.values())
+            .filter_map(|stage| {
+                let (span, why, help) = backend.refuses(stage)?;
+                let diag = Diag::error(
+                    Code::BackendRefuses,
+                    span,
+                    format!(
+                        "the {} backend refuses stage `{}`: {why}",
+                        backend.name(),
+                        stage.name
+                    ),
+                );
+                Some(match help {
+                    Some(h) => diag.help(h),
+                    None => diag,
+                })
+            })
+            .collect();
+        checked.diagnostics.extend(refused);
+        crate::diagnostic::sort(&mut checked.diagnostics);
+    }
     super::print_diagnostics(&checked, global);
     let errors = checked.diagnostics.iter().filter(|d| d.is_error()).count();
     let warnings = checked.diagnostics.len() - errors;
     if global.diagnostics == DiagFormat::Human {
         let summary = match &checked.pipeline {
-            Some(p) => format!(
+            Some(p) if errors == 0 => format!(
                 "{}: pipeline `{}` is valid: {} stage{}, {} finally, {} template{}",
                 path.display(),
                 p.name,
@@ -42,7 +74,7 @@ pub(crate) fn run(args: &CheckArgs, global: &Global) -> Result<(), Error> {
                 p.templates.len(),
                 if p.templates.len() == 1 { "" } else { "s" },
             ),
-            None => format!(
+            _ => format!(
                 "{}: {errors} error{}",
                 path.display(),
                 if errors == 1 { "" } else { "s" }

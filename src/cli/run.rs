@@ -36,6 +36,29 @@ impl BackendKind {
         }
     }
 
+    /// What this backend would refuse in `stage` of the model, for
+    /// `slipway check --backend`: where, why, and the way out. (A run
+    /// refuses the planned stage: see [`Self::refusal`].)
+    pub(crate) fn refuses(
+        self,
+        stage: &crate::model::Stage,
+    ) -> Option<(crate::source::Span, String, Option<&'static str>)> {
+        let crate::model::Action::Build(build) = &stage.action else {
+            return None;
+        };
+        match self {
+            BackendKind::Docker => None,
+            BackendKind::Local => Some((build.span, crate::run::local::refusal("build"), None)),
+            BackendKind::Kubernetes => (!build.push).then(|| {
+                (
+                    build.span,
+                    crate::run::kubernetes::BUILD_WITHOUT_PUSH.to_string(),
+                    Some(crate::run::kubernetes::BUILD_WITHOUT_PUSH_HELP),
+                )
+            }),
+        }
+    }
+
     /// Why this backend would refuse `stage` before a run starts (a
     /// `release` stage runs from slipway on any backend).
     pub(crate) fn refusal(self, stage: &crate::plan::PlannedStage) -> Option<String> {

@@ -41,11 +41,13 @@ impl Backend for LocalBackend {
 pub fn supports(action: &PlannedAction) -> Result<(), String> {
     match action {
         PlannedAction::Run { .. } => Ok(()),
-        other => Err(format!(
-            "the local backend runs only `run` stages, not `{}` stages",
-            other.kind()
-        )),
+        other => Err(refusal(other.kind())),
     }
+}
+
+/// Why a stage of `kind` is refused here.
+pub fn refusal(kind: &str) -> String {
+    format!("the local backend runs only `run` stages, not `{kind}` stages")
 }
 
 async fn run(job: Job, output: Output, cancel: CancellationToken) -> Outcome {

@@ -548,3 +548,49 @@ fn check_finds_a_secret_that_only_one_environment_leaks() {
             "error[slipway::secret-outside-env]",
         ));
 }
+
+#[test]
+fn check_backend_reports_what_that_backend_would_refuse_with_its_place_and_help() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("p.pipeline");
+    std::fs::write(
+        &file,
+        "stage image {\n  build \".\" {\n    tag \"localhost:5000/app:1\"\n  }\n}\n\n\
+         stage pushed after image {\n  build \".\" {\n    tag \"localhost:5000/app:2\"\n    push true\n  }\n}\n",
+    )
+    .expect("write");
+    let file = file.to_str().expect("utf-8");
+    // Without a backend, and on Docker, both builds are fine.
+    slipway()
+        .env_remove("SLIPWAY_BACKEND")
+        .args(["check", file])
+        .assert()
+        .success();
+    slipway()
+        .args(["check", "--backend", "docker", file])
+        .assert()
+        .success();
+    // Under kubernetes only the build without `push` is refused, where it is.
+    slipway()
+        .args(["check", "--backend", "kubernetes", "--diagnostics", "concise", file])
+        .assert()
+        .code(2)
+        .stderr(
+            predicate::str::contains(
+                "p.pipeline:2:3: error[slipway::backend-refuses]: the kubernetes backend refuses stage `image`",
+            )
+            .and(predicate::str::contains("(add `push true`, with a tag in a registry the cluster pulls from)"))
+            .and(predicate::str::contains("stage `pushed`").not()),
+        );
+    // The environment names it as for `run`; `local` refuses every build.
+    slipway()
+        .env("SLIPWAY_BACKEND", "local")
+        .args(["check", "--diagnostics", "concise", file])
+        .assert()
+        .code(2)
+        .stderr(
+            predicate::str::contains("the local backend refuses stage `image`").and(
+                predicate::str::contains("the local backend refuses stage `pushed`"),
+            ),
+        );
+}

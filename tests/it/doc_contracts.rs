@@ -146,12 +146,20 @@ fn every_code_mentioned_in_the_docs_exists() {
 /// The codes of the diagnostics slipway prints for `text`, as a file named
 /// `example.pipeline` in an empty folder outside any git repository. `plan`
 /// loads and checks like `check`, and also reports what only planning finds.
-fn reported_codes(text: &str) -> BTreeSet<String> {
+///
+/// With `backend`, `check --backend` instead: what a backend refuses is
+/// only reported then.
+fn reported_codes(text: &str, backend: Option<&str>) -> BTreeSet<String> {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("example.pipeline"), text).expect("write example");
-    let out = slipway()
-        .current_dir(dir.path())
-        .args(["plan", "--diagnostics", "json", "example.pipeline"])
+    let mut cmd = slipway();
+    cmd.current_dir(dir.path()).env_remove("SLIPWAY_BACKEND");
+    match backend {
+        Some(b) => cmd.args(["check", "--backend", b]),
+        None => cmd.arg("plan"),
+    };
+    let out = cmd
+        .args(["--diagnostics", "json", "example.pipeline"])
         .output()
         .expect("runs");
     String::from_utf8_lossy(&out.stderr)
@@ -183,7 +191,13 @@ fn each_example_in_diagnostics_md_triggers_its_code() {
             .find(|(info, _)| info == "text")
             .map(|(_, b)| b)
             .unwrap_or_else(|| panic!("the section `{code}` has no ```text example"));
-        let reported = reported_codes(&example);
+        // The section's command names the backend, when it needs one.
+        let backend = body
+            .lines()
+            .filter(|l| l.starts_with("$ slipway "))
+            .find_map(|l| l.split_once(" --backend "))
+            .and_then(|(_, rest)| rest.split_whitespace().next());
+        let reported = reported_codes(&example, backend);
         assert!(
             reported.contains(&code),
             "the example of `{code}` in docs/diagnostics.md reports {reported:?}:\n{example}"

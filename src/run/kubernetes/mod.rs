@@ -221,18 +221,23 @@ impl Inner {
     }
 }
 
+/// Why a `build` without `push` cannot feed this backend's Pods, and the
+/// way out: a run's refusal and `slipway check --backend kubernetes` say
+/// both.
+pub const BUILD_WITHOUT_PUSH: &str = "a `build` stage must `push` under the kubernetes backend: \
+     its image is built on this machine's Docker engine, where no Pod can use it";
+pub const BUILD_WITHOUT_PUSH_HELP: &str =
+    "add `push true`, with a tag in a registry the cluster pulls from";
+
 /// Whether the kubernetes backend can run `action` (see
 /// [`Backend::supports`]).
 pub fn supports(action: &PlannedAction) -> Result<(), String> {
     match action {
         PlannedAction::Run { .. } => Ok(()),
         PlannedAction::Build(b) if b.push => Ok(()),
-        PlannedAction::Build(_) => Err(
-            "a `build` stage must `push` under the kubernetes backend: its image is built on \
-             this machine's Docker engine, where no Pod can use it (help: add `push true`, with \
-             a tag in a registry the cluster pulls from)"
-                .into(),
-        ),
+        PlannedAction::Build(_) => Err(format!(
+            "{BUILD_WITHOUT_PUSH} (help: {BUILD_WITHOUT_PUSH_HELP})"
+        )),
         other => Err(format!(
             "the kubernetes backend does not run `{}` stages",
             other.kind()
