@@ -97,6 +97,14 @@ node2_rt=/run/slipway-node2
 node2_netns=slipway-node2
 node2_sock="$node2_rt/docker.sock"
 node2_cgroup=slipway-node2
+# Its pods' network (the second engine's bridge, apart from the first's
+# 172.17.0.0/16) and the veth pair that routes it from the host.
+node2_pods=172.31.0.0/16
+node2_bip=172.31.0.1/16
+node2_veth_host=slipway-n2h
+node2_veth=slipway-n2
+node2_link_host=10.231.0.1
+node2_link=10.231.0.2
 node2_daemons=(node2-dockerd node2-registry node2-api node2-kubelet-port node2-kubelet)
 [ "$nodes" = 2 ] && daemons+=("${node2_daemons[@]}")
 
@@ -663,7 +671,7 @@ storage_class='{"apiVersion":"storage.k8s.io/v1","kind":"StorageClass","metadata
 # cluster started otherwise is started again.
 settings() {
   kubelet1_config "$1"
-  [ "$nodes" = 1 ] || kubelet2_config "$1"
+  [ "$nodes" = 1 ] || { kubelet2_config "$1"; echo "second node: pods on $node2_pods via $node2_link, bridges to $registry_port and $api_port"; }
   echo "controllers: $kcm_controllers"
   echo "storage class: $storage_class"
 }
@@ -698,6 +706,17 @@ node2_namespaces() {
   mkdir -p "$node2_rt" "$node2"/{kubelet,dockershim,volume-plugins,docker,log/pods,log/containers,lib-kubelet}
   [ -e "/run/netns/$node2_netns" ] || ip netns add "$node2_netns"
   ip -n "$node2_netns" link set lo up
+  # Pod addresses on the second node are reachable from the host, as on the
+  # first: a link into the namespace, and a route to the pods through it.
+  if ! ip link show "$node2_veth_host" >/dev/null 2>&1; then
+    ip link add "$node2_veth_host" type veth peer name "$node2_veth"
+    ip link set "$node2_veth" netns "$node2_netns"
+    ip addr add "$node2_link_host/30" dev "$node2_veth_host"
+    ip -n "$node2_netns" addr add "$node2_link/30" dev "$node2_veth"
+  fi
+  ip link set "$node2_veth_host" up
+  ip -n "$node2_netns" link set "$node2_veth" up
+  ip route replace "$node2_pods" via "$node2_link"
   if ! mounted "$node2_rt"; then
     mount --bind "$node2_rt" "$node2_rt"
     mount --make-private "$node2_rt"
@@ -764,7 +783,8 @@ start_node2_engine() {
   within=(nsenter --mount="$node2_rt/mnt" --net="/run/netns/$node2_netns")
   launch node2-dockerd "$(command -v dockerd)" --config-file="$node2/daemon.json" \
     --host="unix://$node2_sock" --data-root="$node2/docker" --exec-root="$node2_rt/exec" \
-    --pidfile="$node2_rt/dockerd.pid" --exec-opt "native.cgroupdriver=$cgroup_driver"
+    --pidfile="$node2_rt/dockerd.pid" --exec-opt "native.cgroupdriver=$cgroup_driver" \
+    --bip="$node2_bip"
   # Images pushed to the registry on the host's 127.0.0.1:5000 are pulled by
   # the second engine from its own loopback, and host-network Pods reach the
   # API server on it as on the first node: each connection is carried to
@@ -772,6 +792,10 @@ start_node2_engine() {
   bridge node2-registry "$registry_port"
   bridge node2-api "$api_port"
   wait_for node2-dockerd "second Docker engine" node2_docker info
+  # The engine drops forwarded traffic to its bridge that its own rules do
+  # not expect: let the host's connections to the pods through.
+  ip netns exec "$node2_netns" iptables -C DOCKER-USER -i "$node2_veth" -o docker0 -j ACCEPT 2>/dev/null ||
+    ip netns exec "$node2_netns" iptables -I DOCKER-USER -i "$node2_veth" -o docker0 -j ACCEPT
   node2_load
 }
 
@@ -826,6 +850,8 @@ stop_node2() {
   for m in "$node2_rt/mnt" "$node2_rt/hostnet" "$node2_rt"; do
     mounted "$m" && { umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || log "warning: cannot unmount $m"; }
   done
+  ip route del "$node2_pods" via "$node2_link" 2>/dev/null || true
+  ip link del "$node2_veth_host" 2>/dev/null || true
   [ -e "/run/netns/$node2_netns" ] && { ip netns del "$node2_netns" 2>/dev/null || log "warning: cannot delete netns $node2_netns"; }
   rm -rf "$node2/kubelet/pods" "$node2/dockershim/sandbox" "$node2"/log/pods/* "$node2"/log/containers/*
   local d
