@@ -153,7 +153,7 @@ async fn state(client: &kube::Client, kinds: &mut Kinds, item: &Item) -> Result<
         return Ok(State::Waiting("not found yet".into()));
     };
     let object = serde_json::to_value(&live).unwrap_or_default();
-    let own = compute(&item.kind, &object);
+    let mut own = compute(&item.kind, &object);
     if own == State::Ready {
         return Ok(own);
     }
@@ -180,7 +180,16 @@ async fn state(client: &kube::Client, kinds: &mut Kinds, item: &Item) -> Result<
             match revision {
                 Some(revision) if observed >= generation => {
                     match current_hash(client, item, revision, &sel).await? {
-                        Some(hash) => Some(format!("{sel},pod-template-hash={hash}")),
+                        Some(hash) => {
+                            if stale_deadline(&deployment, &format!("{}-{hash}", item.name)) {
+                                own = State::Waiting(
+                                    "waiting for the controller (the progress deadline it \
+                                     reports is an earlier ReplicaSet's)"
+                                        .into(),
+                                );
+                            }
+                            Some(format!("{sel},pod-template-hash={hash}"))
+                        }
                         None => return Ok(own),
                     }
                 }
@@ -229,6 +238,23 @@ fn match_labels(object: &Value) -> Option<String> {
 
 /// The `pod-template-hash` of the Deployment's current ReplicaSet: the one
 /// whose revision annotation matches the Deployment's.
+/// Whether the Deployment's "progress deadline exceeded" names another
+/// ReplicaSet than `current`: after a rollback the controller has seen the
+/// new generation, and says so, some time before it updates the progress
+/// condition, which still names the failed revision's ReplicaSet.
+fn stale_deadline(deployment: &Deployment, current: &str) -> bool {
+    deployment
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .into_iter()
+        .flatten()
+        .find(|c| c.type_ == "Progressing")
+        .filter(|c| c.reason.as_deref() == Some("ProgressDeadlineExceeded"))
+        .and_then(|c| c.message.as_deref())
+        .is_some_and(|m| m.contains("ReplicaSet \"") && !m.contains(&format!("\"{current}\"")))
+}
+
 async fn current_hash(
     client: &kube::Client,
     item: &Item,
@@ -708,10 +734,31 @@ fn stuck(pod: &Pod) -> Option<(String, String)> {
 mod tests {
     use serde_json::json;
 
-    use super::{State, compute, match_labels};
+    use super::{Deployment, State, compute, match_labels, stale_deadline};
 
     fn waiting(s: &State) -> bool {
         matches!(s, State::Waiting(_))
+    }
+
+    #[test]
+    fn a_progress_deadline_naming_an_earlier_replica_set_is_stale() {
+        let deployment = |message: &str| -> Deployment {
+            serde_json::from_value(json!({
+                "metadata": {"name": "chat", "generation": 3},
+                "status": {"observedGeneration": 3, "conditions": [{
+                    "type": "Progressing", "status": "False",
+                    "reason": "ProgressDeadlineExceeded", "message": message,
+                }]},
+            }))
+            .expect("a deployment")
+        };
+        let failed = deployment("ReplicaSet \"chat-7ddf8c7bbc\" has timed out progressing.");
+        // Rolled back to chat-5d4f: the condition is the failed revision's.
+        assert!(stale_deadline(&failed, "chat-5d4f"));
+        // Still the current one's: the revision really failed.
+        assert!(!stale_deadline(&failed, "chat-7ddf8c7bbc"));
+        // A message naming no ReplicaSet is taken as said.
+        assert!(!stale_deadline(&deployment("timed out"), "chat-5d4f"));
     }
 
     #[test]
