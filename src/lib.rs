@@ -25,6 +25,7 @@
 //! `syntax`, `model` and `plan` are synchronous and pure: they read files but
 //! start nothing.
 
+pub mod cache;
 pub mod cli;
 pub mod diagnostic;
 mod error;
