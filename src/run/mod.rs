@@ -13,6 +13,7 @@ pub mod mask;
 pub mod releasing;
 pub mod scheduler;
 mod state;
+mod tarball;
 
 pub use events::{Event, RunStatus, StageStatus};
 pub use scheduler::{Question, RunError, RunOptions, RunSummary, StageResult, run};

@@ -188,7 +188,7 @@ fn context_tar(dir: &Path) -> std::io::Result<Vec<u8>> {
                     stack.push(path);
                 }
             } else if !ignore.excludes(rel) {
-                tar.append_path_with_name(&path, rel)?;
+                crate::run::tarball::append(&mut tar, &path, rel)?;
             }
         }
     }

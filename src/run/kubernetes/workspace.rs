@@ -26,20 +26,10 @@ pub(super) fn tar(dir: &Path) -> std::io::Result<Vec<u8>> {
         if rel.as_os_str().is_empty() {
             continue;
         }
-        let kind = entry.file_type();
-        if kind.is_some_and(|t| t.is_dir()) {
+        if entry.file_type().is_some_and(|t| t.is_dir()) {
             tar.append_dir(rel, path)?;
-        } else if kind.is_some_and(|t| t.is_file()) {
-            // Read whole, then written with the length read: a file that
-            // grows or shrinks meanwhile (a log being written) is sent as
-            // it was when read, not refused.
-            let bytes = std::fs::read(path)?;
-            let mut header = tar::Header::new_gnu();
-            header.set_metadata(&std::fs::symlink_metadata(path)?);
-            header.set_size(bytes.len() as u64);
-            tar.append_data(&mut header, rel, bytes.as_slice())?;
         } else {
-            tar.append_path_with_name(path, rel)?;
+            crate::run::tarball::append(&mut tar, path, rel)?;
         }
     }
     tar.into_inner()
