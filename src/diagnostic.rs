@@ -38,6 +38,8 @@ pub enum Code {
     BadGlob,
     EnvCycle,
     UnusedTemplate,
+    /// `inputs` on a stage that is never cached.
+    UncachedInputs,
     /// A stage the backend named with `check --backend` would refuse.
     BackendRefuses,
     /// An error with no place in a file: the command line asks for what the
@@ -76,6 +78,7 @@ impl Code {
             Code::BadGlob => "slipway::bad-glob",
             Code::EnvCycle => "slipway::env-cycle",
             Code::UnusedTemplate => "slipway::unused-template",
+            Code::UncachedInputs => "slipway::uncached-inputs",
             Code::BackendRefuses => "slipway::backend-refuses",
             Code::Usage => "slipway::usage",
         }

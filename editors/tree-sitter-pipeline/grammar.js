@@ -111,11 +111,14 @@ module.exports = grammar({
       '}',
     ),
 
-    // pest: setting = { key ~ value* ~ assign? ~ block? }
+    // pest: setting = { key ~ (value ~ (","? ~ value)*)? ~ assign? ~ block? }
     //       assign  = { "=" ~ nl* ~ value }
     setting: $ => seq(
       field('key', $.identifier),
-      repeat(field('argument', $._value)),
+      optional(seq(
+        field('argument', $._value),
+        repeat(seq(optional(','), field('argument', $._value))),
+      )),
       optional(seq('=', repeat($._newline), field('value', $._value))),
       optional(field('body', $.block)),
     ),

@@ -30,6 +30,7 @@ pub(crate) struct PlanArgs {
 pub(crate) fn run(args: &PlanArgs, global: &Global) -> Result<(), Error> {
     let mut plan = super::make_plan(&args.selection, global)?;
     release_objects(&mut plan, &args.selection);
+    inputs_found(&mut plan, &args.selection);
     plan.backend = Some(crate::plan::PlanBackend {
         name: args.backend.name().to_string(),
         refused: plan
@@ -93,6 +94,29 @@ fn release_objects(plan: &mut crate::plan::Plan, selection: &super::Selection) {
                 Err(e) => r.objects_error = Some(e),
             }
         }
+    }
+}
+
+/// What each stage's `inputs` match now: the count and digest the stage
+/// cache keys on. The index of earlier hashes is read, not written.
+fn inputs_found(plan: &mut crate::plan::Plan, selection: &super::Selection) {
+    use crate::plan::InputsFound;
+    let workspace = selection
+        .workspace()
+        .unwrap_or_else(|_| std::path::PathBuf::from("."));
+    let mut index = crate::cache::index::Index::open(&workspace.join(".slipway/index"));
+    for s in plan.stages.iter_mut().filter(|s| !s.inputs.is_empty()) {
+        s.inputs_found = Some(
+            match crate::cache::index::digest(&workspace, &s.inputs, &mut index) {
+                Ok((digest, count)) => InputsFound::Files {
+                    count,
+                    digest: digest.to_hex().to_string(),
+                },
+                Err(e) => InputsFound::Error {
+                    error: e.to_string(),
+                },
+            },
+        );
     }
 }
 

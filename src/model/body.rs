@@ -107,6 +107,27 @@ impl Reader<'_> {
     }
 
     /// `key "string"`
+    /// One or more file globs: strings, separated by spaces or commas, or
+    /// one list of them (`manifests`, `inputs`).
+    pub fn globs(&mut self, s: &Setting, ctx: Context, what: &str) -> Vec<Text> {
+        let items: &[Value] = match (s.args.as_slice(), &s.assign, &s.block) {
+            ([Value::List { items, .. }], None, None) => items,
+            (args, None, None)
+                if !args.is_empty() && args.iter().all(|a| matches!(a, Value::Str(_))) =>
+            {
+                args
+            }
+            _ => {
+                bad_shape(s, ctx, "one or more file globs", self.diags);
+                return Vec::new();
+            }
+        };
+        items
+            .iter()
+            .filter_map(|item| self.value_text(item, what))
+            .collect()
+    }
+
     pub fn text(&mut self, s: &Setting, ctx: Context) -> Option<Text> {
         match (s.args.as_slice(), &s.assign, &s.block) {
             ([Value::Str(v)], None, None) => Some(Text::from_str(v, self.diags)),
@@ -353,6 +374,7 @@ impl Reader<'_> {
                 "allow-failure" => body.allow_failure = self.flag(s, ctx),
                 "artifact" => body.artifacts.extend(self.text(s, ctx)),
                 "cache" => body.caches.extend(self.text(s, ctx)),
+                "inputs" => body.inputs.extend(self.globs(s, ctx, "an input glob")),
                 "build" => body.build = self.build(s, ctx).map(Box::new),
                 "release" => body.release = self.release(s, ctx).map(Box::new),
                 "manual" => body.manual = self.text(s, ctx),
@@ -639,31 +661,8 @@ impl Reader<'_> {
                 "namespace" => release.namespace = self.text(inner, Context::Release),
                 "manifests" => {
                     manifests_span = Some(inner.key.span);
-                    match (inner.args.as_slice(), &inner.assign, &inner.block) {
-                        ([Value::List { items, .. }], None, None) => {
-                            for item in items {
-                                release
-                                    .manifests
-                                    .extend(self.value_text(item, "a manifest glob"));
-                            }
-                        }
-                        (args, None, None)
-                            if !args.is_empty()
-                                && args.iter().all(|a| matches!(a, Value::Str(_))) =>
-                        {
-                            for item in args {
-                                release
-                                    .manifests
-                                    .extend(self.value_text(item, "a manifest glob"));
-                            }
-                        }
-                        _ => bad_shape(
-                            inner,
-                            Context::Release,
-                            "one or more file globs",
-                            self.diags,
-                        ),
-                    }
+                    let globs = self.globs(inner, Context::Release, "a manifest glob");
+                    release.manifests.extend(globs);
                 }
                 "image" => {
                     if let Some((container, image)) = self.pair(inner, Context::Release) {

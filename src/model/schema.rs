@@ -133,6 +133,7 @@ pub(crate) static SETTINGS: &[SettingSpec] = &[
     SettingSpec::once("allow-failure", BODY, "allow-failure"),
     SettingSpec::many("artifact", BODY, "artifact \"coverage/\""),
     SettingSpec::many("cache", BODY, "cache \"node_modules\""),
+    SettingSpec::many("inputs", BODY, "inputs \"src/**\", \"package.json\""),
     SettingSpec::once("build", BODY, "build \".\" { tag \"${IMAGE}\" }").opens(Context::Build),
     SettingSpec::once(
         "release",

@@ -201,6 +201,28 @@ fn stage(
             }),
         );
     }
+    if let Some(first) = merged.inputs.first() {
+        let never = match &action {
+            _ if decl.kind == StageKind::Finally => Some("a `finally` stage"),
+            Action::Release(_) => Some("a `release` stage"),
+            Action::Manual { .. } => Some("a `manual` stage"),
+            Action::Build(b) if b.push => Some("a `build` that pushes"),
+            _ => None,
+        };
+        if let Some(what) = never {
+            diags.push(
+                Diag::warning(
+                    Code::UncachedInputs,
+                    first.span,
+                    format!(
+                        "stage `{}` is never cached: {what} always runs, so its `inputs` mean nothing",
+                        decl.name.name
+                    ),
+                )
+                .help("remove `inputs` from the stage or its template"),
+            );
+        }
+    }
     Some(Stage {
         name: decl.name.name.clone(),
         span: decl.name.span,
@@ -218,6 +240,7 @@ fn stage(
         allow_failure: merged.allow_failure.unwrap_or(false),
         artifacts: merged.artifacts,
         caches: merged.caches,
+        inputs: merged.inputs,
         resources: merged.resources,
     })
 }
@@ -283,6 +306,7 @@ fn check_texts(top: &Top<'_>, stage: &Stage, scope: &HashSet<String>, diags: &mu
     texts.extend(stage.image.iter());
     texts.extend(stage.artifacts.iter());
     texts.extend(stage.caches.iter());
+    texts.extend(stage.inputs.iter());
     texts.extend(stage.services.iter().map(|s| &s.image));
     texts.extend(stage.services.iter().filter_map(|s| s.ready.as_ref()));
     texts.extend(
@@ -357,6 +381,7 @@ fn merge(base: Body, own: Body) -> Body {
         allow_failure: own.allow_failure.or(base.allow_failure),
         artifacts: base.artifacts.into_iter().chain(own.artifacts).collect(),
         caches: base.caches.into_iter().chain(own.caches).collect(),
+        inputs: base.inputs.into_iter().chain(own.inputs).collect(),
         resources: match (base.resources, own.resources) {
             (Some(b), Some(o)) => Some(Resources {
                 cpu: o.cpu.or(b.cpu),
@@ -372,6 +397,7 @@ pub(super) fn body_texts(b: &Body) -> Vec<&Text> {
     out.extend(b.image.iter());
     out.extend(b.artifacts.iter());
     out.extend(b.caches.iter());
+    out.extend(b.inputs.iter());
     out.extend(b.services.iter().map(|s| &s.image));
     out.extend(b.services.iter().filter_map(|s| s.ready.as_ref()));
     out.extend(

@@ -79,6 +79,8 @@ pub struct Stage {
     pub allow_failure: bool,
     pub artifacts: Vec<Text>,
     pub caches: Vec<Text>,
+    /// `inputs`: globs of the files the stage's result depends on.
+    pub inputs: Vec<Text>,
     pub resources: Option<Resources>,
 }
 
@@ -200,5 +202,7 @@ pub struct Body {
     pub allow_failure: Option<bool>,
     pub artifacts: Vec<Text>,
     pub caches: Vec<Text>,
+    /// `inputs`: globs of the files the stage's result depends on.
+    pub inputs: Vec<Text>,
     pub resources: Option<Resources>,
 }

@@ -354,6 +354,8 @@ fn plan_cell(
         secret_env,
         services,
         artifacts: stage.artifacts.iter().map(&mut text).collect(),
+        inputs: stage.inputs.iter().map(&mut text).collect(),
+        inputs_found: None,
         caches: stage.caches.iter().map(&mut text).collect(),
         retry: stage.retry,
         timeout_secs: stage.timeout.map(|d| d.as_secs()),

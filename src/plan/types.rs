@@ -103,6 +103,11 @@ pub struct PlannedStage {
     pub services: Vec<PlannedService>,
     pub artifacts: Vec<String>,
     pub caches: Vec<String>,
+    /// `inputs`: globs of the files its result depends on, relative to
+    /// the project.
+    pub inputs: Vec<String>,
+    /// What the globs match now, filled in by `slipway plan`.
+    pub inputs_found: Option<InputsFound>,
     pub retry: u32,
     pub timeout_secs: Option<u64>,
     pub allow_failure: bool,
@@ -114,6 +119,15 @@ pub struct PlannedStage {
     pub wave: Option<usize>,
     /// `resources { ... }`, when the stage has it.
     pub resources: Option<PlannedResources>,
+}
+
+/// The files a stage's `inputs` match: how many, and one BLAKE3 digest of
+/// their paths and contents (or why they could not be read).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum InputsFound {
+    Files { count: usize, digest: String },
+    Error { error: String },
 }
 
 /// What a stage's container may use, as Kubernetes quantities.
@@ -217,6 +231,11 @@ struct WireOut<'a> {
     /// Added after version 1's fields; left out when the stage has none.
     #[serde(skip_serializing_if = "Option::is_none")]
     resources: &'a Option<PlannedResources>,
+    /// Added after version 1's fields; left out when the stage has none.
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    inputs: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    inputs_found: &'a Option<InputsFound>,
 }
 
 impl Serialize for PlannedStage {
@@ -254,6 +273,8 @@ impl Serialize for PlannedStage {
             reason: &self.reason,
             wave: self.wave,
             resources: &self.resources,
+            inputs: &self.inputs,
+            inputs_found: &self.inputs_found,
         }
         .serialize(serializer)
     }
@@ -289,6 +310,10 @@ struct WireIn {
     wave: Option<usize>,
     #[serde(default)]
     resources: Option<PlannedResources>,
+    #[serde(default)]
+    inputs: Vec<String>,
+    #[serde(default)]
+    inputs_found: Option<InputsFound>,
 }
 
 impl<'de> Deserialize<'de> for PlannedStage {
@@ -342,6 +367,8 @@ impl<'de> Deserialize<'de> for PlannedStage {
             reason: w.reason,
             wave: w.wave,
             resources: w.resources,
+            inputs: w.inputs,
+            inputs_found: w.inputs_found,
         })
     }
 }

@@ -195,6 +195,20 @@ fn stage(
     if !s.caches.is_empty() {
         row("caches", &s.caches.join("\n"));
     }
+    if !s.inputs.is_empty() {
+        let found = match &s.inputs_found {
+            Some(crate::plan::InputsFound::Files { count, digest }) => format!(
+                "\n{count} file{}, digest {}",
+                if *count == 1 { "" } else { "s" },
+                digest.get(..16).unwrap_or(digest)
+            ),
+            Some(crate::plan::InputsFound::Error { error }) => {
+                format!("\ncannot read them: {error}")
+            }
+            None => String::new(),
+        };
+        row("inputs", &format!("{}{found}", s.inputs.join("\n")));
+    }
     if s.retry > 0 {
         row("retry", &s.retry.to_string());
     }

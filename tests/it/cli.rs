@@ -594,3 +594,78 @@ fn check_backend_reports_what_that_backend_would_refuse_with_its_place_and_help(
             ),
         );
 }
+
+#[test]
+fn plan_shows_what_a_stages_inputs_match_and_its_digest_follows_their_contents() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    for (path, text) in [
+        ("src/a.js", "a"),
+        ("src/lib/b.js", "b"),
+        ("build/out.js", "ignored by git"),
+        ("package.json", "{}"),
+        (".gitignore", "build/\n"),
+    ] {
+        let p = root.join(path);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(p, text).expect("write");
+    }
+    std::fs::write(
+        root.join("slipway.pipeline"),
+        "template node {\n  image \"local/node:20\"\n  inputs \"package.json\"\n}\n\n\
+         stage test uses node {\n  inputs \"src/**\", \"build/**\"\n  run \"npm test\"\n}\n\n\
+         stage bad {\n  image \"local/busybox\"\n  inputs \"src/[\"\n  run \"true\"\n}\n",
+    )
+    .expect("write");
+    let plan = |root: &std::path::Path| -> Value {
+        let out = slipway()
+            .current_dir(root)
+            .args(["plan", "--format", "json"])
+            .output()
+            .expect("runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("json")
+    };
+    let first = plan(root);
+    let test = stage(&first, "test");
+    assert_eq!(
+        test["inputs"],
+        serde_json::json!(["package.json", "src/**", "build/**"])
+    );
+    // package.json and the two sources; build/ is ignored by git, so no
+    // stage's workspace holds it.
+    assert_eq!(test["inputs_found"]["count"], 3, "{test}");
+    let digest = test["inputs_found"]["digest"]
+        .as_str()
+        .expect("digest")
+        .to_string();
+    assert_eq!(digest.len(), 64);
+    assert!(
+        stage(&first, "bad")["inputs_found"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("bad glob")),
+        "{first}"
+    );
+    // The same files: the same digest; one changed: another.
+    assert_eq!(
+        stage(&plan(root), "test")["inputs_found"]["digest"],
+        digest.as_str()
+    );
+    std::fs::write(root.join("src/lib/b.js"), "B").expect("write");
+    assert_ne!(
+        stage(&plan(root), "test")["inputs_found"]["digest"],
+        digest.as_str()
+    );
+    // The text plan says it too.
+    let text = slipway()
+        .current_dir(root)
+        .args(["plan"])
+        .output()
+        .expect("runs");
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("3 files, digest "), "{text}");
+}

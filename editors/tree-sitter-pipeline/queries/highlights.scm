@@ -40,7 +40,7 @@
   (#any-of? @keyword
     "pipeline" "include" "env" "secret" "environment" "template"
     "image" "run" "matrix" "service" "retry" "timeout" "allow-failure"
-    "artifact" "cache" "build" "release" "manual" "ready"
+    "artifact" "cache" "inputs" "build" "release" "manual" "ready"
     "resources" "cpu" "memory"
     "dockerfile" "target" "tag" "label" "arg" "push"
     "namespace" "manifests" "wait" "rollback" "prune" "history"))
@@ -53,7 +53,7 @@
   (#not-any-of? @variable
     "pipeline" "include" "env" "secret" "environment" "template"
     "image" "run" "matrix" "service" "retry" "timeout" "allow-failure"
-    "artifact" "cache" "build" "release" "manual" "ready"
+    "artifact" "cache" "inputs" "build" "release" "manual" "ready"
     "resources" "cpu" "memory"
     "dockerfile" "target" "tag" "label" "arg" "push"
     "namespace" "manifests" "wait" "rollback" "prune" "history"))
@@ -65,7 +65,7 @@
   (#not-any-of? @property
     "pipeline" "include" "env" "secret" "environment" "template"
     "image" "run" "matrix" "service" "retry" "timeout" "allow-failure"
-    "artifact" "cache" "build" "release" "manual" "ready"
+    "artifact" "cache" "inputs" "build" "release" "manual" "ready"
     "resources" "cpu" "memory"
     "dockerfile" "target" "tag" "label" "arg" "push"
     "namespace" "manifests" "wait" "rollback" "prune" "history"))
@@ -77,7 +77,7 @@
   (#not-any-of? @property
     "pipeline" "include" "env" "secret" "environment" "template"
     "image" "run" "matrix" "service" "retry" "timeout" "allow-failure"
-    "artifact" "cache" "build" "release" "manual" "ready"
+    "artifact" "cache" "inputs" "build" "release" "manual" "ready"
     "resources" "cpu" "memory"
     "dockerfile" "target" "tag" "label" "arg" "push"
     "namespace" "manifests" "wait" "rollback" "prune" "history"))

@@ -47,7 +47,7 @@ syn keyword pipelineTopLevel environment nextgroup=pipelineEnvironmentName skipw
 syn match   pipelineEnvironmentName "\<[A-Za-z_][A-Za-z0-9_-]*\>" contained
 
 " Settings in stages, templates, `build` and `release`.
-syn keyword pipelineSetting image matrix retry timeout allow-failure artifact cache build manual ready
+syn keyword pipelineSetting image matrix retry timeout allow-failure artifact cache inputs build manual ready
 syn keyword pipelineSetting resources cpu memory
 syn keyword pipelineSetting dockerfile target tag label arg push namespace manifests wait prune history
 syn keyword pipelineSetting service release nextgroup=pipelineServiceName skipwhite

@@ -27,7 +27,7 @@
   (#any-of? @keyword
     "pipeline" "include" "env" "secret" "environment" "template"
     "image" "run" "matrix" "service" "retry" "timeout" "allow-failure"
-    "artifact" "cache" "build" "release" "manual" "ready"
+    "artifact" "cache" "inputs" "build" "release" "manual" "ready"
     "resources" "cpu" "memory"
     "dockerfile" "target" "tag" "label" "arg" "push"
     "namespace" "manifests" "wait" "rollback" "prune" "history"))
@@ -39,7 +39,7 @@
   (#not-any-of? @variable
     "pipeline" "include" "env" "secret" "environment" "template"
     "image" "run" "matrix" "service" "retry" "timeout" "allow-failure"
-    "artifact" "cache" "build" "release" "manual" "ready"
+    "artifact" "cache" "inputs" "build" "release" "manual" "ready"
     "resources" "cpu" "memory"
     "dockerfile" "target" "tag" "label" "arg" "push"
     "namespace" "manifests" "wait" "rollback" "prune" "history"))
@@ -50,7 +50,7 @@
   (#not-any-of? @variable.other.member
     "pipeline" "include" "env" "secret" "environment" "template"
     "image" "run" "matrix" "service" "retry" "timeout" "allow-failure"
-    "artifact" "cache" "build" "release" "manual" "ready"
+    "artifact" "cache" "inputs" "build" "release" "manual" "ready"
     "resources" "cpu" "memory"
     "dockerfile" "target" "tag" "label" "arg" "push"
     "namespace" "manifests" "wait" "rollback" "prune" "history"))
@@ -62,7 +62,7 @@
   (#not-any-of? @variable.other.member
     "pipeline" "include" "env" "secret" "environment" "template"
     "image" "run" "matrix" "service" "retry" "timeout" "allow-failure"
-    "artifact" "cache" "build" "release" "manual" "ready"
+    "artifact" "cache" "inputs" "build" "release" "manual" "ready"
     "resources" "cpu" "memory"
     "dockerfile" "target" "tag" "label" "arg" "push"
     "namespace" "manifests" "wait" "rollback" "prune" "history"))
