@@ -12,6 +12,7 @@ mod lsp;
 mod plan;
 mod release;
 mod run;
+mod runs;
 
 use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
@@ -78,6 +79,8 @@ enum Command {
     /// Look at releases in the cluster, roll one back, or diff what a
     /// pipeline would apply.
     Release(release::ReleaseArgs),
+    /// List the recent runs here: status, time and failed stages.
+    Runs(runs::RunsArgs),
     /// Remove what killed runs left behind on the Docker engine.
     Gc(gc::GcArgs),
     /// Start the language server, for editors (over standard input and output).
@@ -127,6 +130,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check(a) => check::run(&a, &global),
         Command::Plan(a) => plan::run(&a, &global),
+        Command::Runs(a) => runs::run(&a, &global),
         Command::Graph(a) => graph::run(&a, &global),
         Command::Fmt(a) => fmt::run(&a, &global),
         Command::Run(a) => run::run(&a, &global),

@@ -10,6 +10,7 @@ mod gate;
 pub mod kubernetes;
 pub mod local;
 pub mod mask;
+pub mod record;
 pub mod releasing;
 pub mod scheduler;
 mod state;

@@ -94,6 +94,8 @@ impl std::fmt::Display for RunError {
 
 #[derive(Debug, Clone)]
 pub struct RunSummary {
+    /// The run's id.
+    pub run: String,
     pub status: RunStatus,
     /// In plan order; `Err(reason)` for skipped stages.
     pub stages: Vec<StageResult>,
@@ -134,6 +136,7 @@ pub async fn run(
         pipeline: plan.pipeline.clone(),
     };
     backend.open(&info).await.map_err(RunError::Open)?;
+    let record = super::record::Record::begin(&opts.workspace, &info.run, &plan.pipeline);
     let context = Arc::new(RunContext {
         run: info.run.clone(),
         pipeline: plan.pipeline.clone(),
@@ -298,11 +301,14 @@ pub async fn run(
         })
         .await;
     backend.close().await;
-    Ok(RunSummary {
+    let summary = RunSummary {
+        run: info.run.clone(),
         status,
         stages: machine.into_results(),
         duration,
-    })
+    };
+    record.finish(&opts.workspace, &summary);
+    Ok(summary)
 }
 
 /// What every attempt of a run is started with.

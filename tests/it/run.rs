@@ -459,3 +459,79 @@ fn a_stage_the_backend_cannot_run_refuses_the_run_before_anything_runs() {
         ));
     assert!(!dir.path().join("ran").exists(), "nothing may run");
 }
+
+#[test]
+fn runs_lists_each_run_with_its_status_and_failed_stages_and_a_killed_one_as_killed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        dir.path(),
+        "stage a {\n  image \"x\"\n  run \"echo a\"\n}\n\
+         stage b after a {\n  image \"x\"\n  run \"exit 3\"\n}\n",
+    );
+    let (code, _, _) = run_json(dir.path(), &[]);
+    assert_eq!(code, Some(1));
+    // A run killed mid-stage cannot say how it ended.
+    write(
+        dir.path(),
+        "stage long {\n  image \"x\"\n  run \"echo $$ > started; sleep 60\"\n}\n",
+    );
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("slipway"))
+        .current_dir(dir.path())
+        .args([
+            "run",
+            "p.pipeline",
+            "--backend",
+            "local",
+            "--output",
+            "json",
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let start = Instant::now();
+    while !dir.path().join("started").exists() && start.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().expect("SIGKILL");
+    child.wait().expect("wait");
+    // What the killed run left (its stage's process group) goes too.
+    let script: i32 = std::fs::read_to_string(dir.path().join("started"))
+        .expect("the script's pid")
+        .trim()
+        .parse()
+        .expect("a pid");
+    let _ = nix::sys::signal::killpg(
+        nix::unistd::Pid::from_raw(script),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    let out = Command::cargo_bin("slipway")
+        .expect("binary")
+        .current_dir(dir.path())
+        .args(["runs", "--format", "json"])
+        .output()
+        .expect("runs");
+    assert!(out.status.success());
+    let runs: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    // Newest first.
+    assert_eq!(runs[0]["state"], "killed", "{runs:?}");
+    assert_eq!(runs[1]["state"], "failed");
+    assert_eq!(runs[1]["stages"][1]["name"], "b");
+    assert_eq!(runs[1]["stages"][1]["status"], "failed");
+    let text = Command::cargo_bin("slipway")
+        .expect("binary")
+        .current_dir(dir.path())
+        .args(["runs"])
+        .output()
+        .expect("runs");
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("killed") && text.contains("failed"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.contains("failed") && l.trim_end().ends_with(" b")),
+        "{text}"
+    );
+}
