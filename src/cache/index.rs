@@ -216,15 +216,7 @@ pub fn matched(root: &Path, globs: &[String]) -> Result<Vec<String>, globset::Er
         );
     }
     let set = set.build()?;
-    let walk = ignore::WalkBuilder::new(root)
-        .hidden(false)
-        .parents(false)
-        .git_global(false)
-        .require_git(false)
-        .add_custom_ignore_filename(".slipwayignore")
-        .filter_entry(|e| !matches!(e.file_name().to_str(), Some(".git" | ".slipway")))
-        .build();
-    let mut files: Vec<String> = walk
+    let mut files: Vec<String> = crate::run::tarball::workspace_walk(root)
         .filter_map(Result::ok)
         .filter(|e| e.file_type().is_some_and(|t| !t.is_dir()))
         .filter_map(|e| {

@@ -14,7 +14,7 @@ pub mod record;
 pub mod releasing;
 pub mod scheduler;
 mod state;
-mod tarball;
+pub(crate) mod tarball;
 
 pub use events::{Event, RunStatus, StageStatus};
 pub use scheduler::{Question, RunError, RunOptions, RunSummary, StageResult, run};

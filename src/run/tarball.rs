@@ -5,6 +5,23 @@
 
 use std::path::Path;
 
+/// The files of the project at `dir` that a stage's workspace holds, in
+/// name order: what git would ignore (`.gitignore` files,
+/// `.git/info/exclude`) and what a `.slipwayignore` lists is left out, and
+/// so are `.git` and `.slipway`. The Pods' workspace and the stage cache's
+/// `inputs` both walk it: a file a stage is not sent cannot change it.
+pub(crate) fn workspace_walk(dir: &Path) -> ignore::Walk {
+    ignore::WalkBuilder::new(dir)
+        .hidden(false)
+        .parents(false)
+        .git_global(false)
+        .require_git(false)
+        .add_custom_ignore_filename(".slipwayignore")
+        .filter_entry(|e| !matches!(e.file_name().to_str(), Some(".git" | ".slipway")))
+        .sort_by_file_name(std::cmp::Ord::cmp)
+        .build()
+}
+
 /// Appends `path` as `rel`: a regular file read whole, anything else
 /// (a folder, a symbolic link) by its metadata (a link as a link when the
 /// builder does not follow them, as slipway's never do).

@@ -8,16 +8,7 @@ use std::path::Path;
 pub(super) fn tar(dir: &Path) -> std::io::Result<Vec<u8>> {
     let mut tar = tar::Builder::new(Vec::new());
     tar.follow_symlinks(false);
-    let walk = ignore::WalkBuilder::new(dir)
-        .hidden(false)
-        .parents(false)
-        .git_global(false)
-        .require_git(false)
-        .add_custom_ignore_filename(".slipwayignore")
-        .filter_entry(|e| !matches!(e.file_name().to_str(), Some(".git" | ".slipway")))
-        .sort_by_file_name(std::cmp::Ord::cmp)
-        .build();
-    for entry in walk {
+    for entry in crate::run::tarball::workspace_walk(dir) {
         let entry = entry.map_err(std::io::Error::other)?;
         let path = entry.path();
         let Ok(rel) = path.strip_prefix(dir) else {
