@@ -129,6 +129,15 @@ impl Index {
         Ok(())
     }
 
+    /// Takes in what another copy of the index learned (lookups that ran
+    /// apart, on another thread).
+    pub fn merge(&mut self, other: Index) {
+        self.changed |= other.changed;
+        self.hashed += other.hashed;
+        self.reused += other.reused;
+        self.entries.extend(other.entries);
+    }
+
     /// The BLAKE3 hash of the file `rel` under `root`: from the index when
     /// the file's size, times and inode are those it was hashed with, else
     /// read and hashed (and remembered).

@@ -7,3 +7,239 @@
 pub mod index;
 pub mod key;
 pub mod store;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::mpsc;
+
+use crate::run::backend::{BoxFuture, Job, Outcome, Output};
+use crate::run::events::{Event, Stream};
+
+/// A run's stage cache: where results are kept, whether they are read
+/// (`--no-cache` only writes), the inputs index, and the keys of the
+/// stages decided so far (a stage's key holds those of the stages it comes
+/// after).
+#[derive(Debug)]
+pub struct StageCache {
+    store: store::LocalStore,
+    read: bool,
+    workspace: PathBuf,
+    index: Mutex<index::Index>,
+    keys: Mutex<HashMap<String, key::Key>>,
+}
+
+impl StageCache {
+    pub fn new(store: store::LocalStore, read: bool, workspace: PathBuf) -> Self {
+        let index = index::Index::open(&workspace.join(".slipway/index"));
+        Self {
+            store,
+            read,
+            workspace,
+            index: Mutex::new(index),
+            keys: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Whether results are read (not with `--no-cache`).
+    pub fn reads(&self) -> bool {
+        self.read
+    }
+
+    /// Keeps the inputs index for the next run.
+    pub fn save(&self) {
+        if let Ok(mut index) = self.index.lock() {
+            let _ = index.save(&self.workspace.join(".slipway/index"));
+        }
+    }
+
+    /// Whether the stage may be served from the cache: it declares
+    /// `inputs`, runs a script, and always-running kinds aside (`release`,
+    /// `manual`, a `build` that pushes, `finally`: `check` warns).
+    pub fn cacheable(stage: &crate::plan::PlannedStage) -> bool {
+        !stage.inputs.is_empty()
+            && !stage.finally
+            && matches!(stage.action, crate::plan::PlannedAction::Run { .. })
+    }
+
+    /// The stage's key, once the image's id is known: `None` (run it,
+    /// keep nothing) when a part cannot be had, said on the stage's
+    /// standard error.
+    async fn key(&self, job: &Job, image_id: Option<String>, output: &Output) -> Option<key::Key> {
+        let stage = &job.stage;
+        let Some(image) = image_id else {
+            output
+                .line(
+                    Stream::Stderr,
+                    "slipway: not cached: the image's id is unknown to this backend",
+                )
+                .await;
+            return None;
+        };
+        let script = stage.script().unwrap_or_default().to_string();
+        let globs = stage.inputs.clone();
+        let digest = {
+            let workspace = self.workspace.clone();
+            let mut index = std::mem::take(&mut *self.index.lock().ok()?);
+            let (index, found) = tokio::task::spawn_blocking(move || {
+                let found = index::digest(&workspace, &globs, &mut index);
+                (index, found)
+            })
+            .await
+            .ok()?;
+            if let Ok(mut shared) = self.index.lock() {
+                shared.merge(index);
+            }
+            match found {
+                Ok((digest, _)) => digest,
+                Err(e) => {
+                    output
+                        .line(
+                            Stream::Stderr,
+                            &format!("slipway: not cached: its inputs: {e}"),
+                        )
+                        .await;
+                    return None;
+                }
+            }
+        };
+        let after: Vec<(String, key::Key)> = {
+            let keys = self.keys.lock().ok()?;
+            let mut after = Vec::new();
+            for dep in &stage.after {
+                // A stage it comes after that was not cached: its result
+                // (its artifacts, the files it left) is unknown here.
+                after.push((dep.to_string(), *keys.get(&**dep)?));
+            }
+            after
+        };
+        Some(key::key(&key::Parts {
+            image: &image,
+            script: &script,
+            env: &job.env,
+            matrix: &stage.matrix,
+            artifacts: &stage.artifacts,
+            inputs: digest,
+            after: &after,
+        }))
+    }
+}
+
+/// Runs `execute` through the cache: its key first; on a hit the recorded
+/// output is shown, the artifacts restored, and the attempt ends as
+/// `Outcome::Cached` without running; on a miss it runs, its output is
+/// kept as it goes, and a success is stored.
+pub fn through(
+    cache: Arc<StageCache>,
+    job: Job,
+    image_id: BoxFuture<'static, Option<String>>,
+    output: Output,
+    execute: impl FnOnce(Output) -> BoxFuture<'static, Outcome> + Send + 'static,
+    not_run: impl FnOnce() -> BoxFuture<'static, ()> + Send + 'static,
+) -> BoxFuture<'static, Outcome> {
+    Box::pin(async move {
+        let name = job.stage.name.clone();
+        let Some(key) = cache.key(&job, image_id.await, &output).await else {
+            return execute(output).await;
+        };
+        if cache.read {
+            match cache.store.get(&key) {
+                store::Lookup::Hit {
+                    recorded,
+                    artifacts,
+                } => {
+                    if restore(&job, &artifacts).is_some() {
+                        output
+                            .line(
+                                Stream::Stderr,
+                                &format!(
+                                    "slipway: cached ({}), its output as recorded:",
+                                    &key.hex()[..12]
+                                ),
+                            )
+                            .await;
+                        for (stream, line) in &recorded.log {
+                            let stream = if stream == "stderr" {
+                                Stream::Stderr
+                            } else {
+                                Stream::Stdout
+                            };
+                            output.line(stream, line).await;
+                        }
+                        if let Ok(mut keys) = cache.keys.lock() {
+                            keys.insert(name, key);
+                        }
+                        // What the backend got ready ahead is undone.
+                        not_run().await;
+                        return Outcome::Cached;
+                    }
+                }
+                store::Lookup::Miss => {}
+                store::Lookup::Bad(why) => {
+                    output
+                        .line(
+                            Stream::Stderr,
+                            &format!("slipway: warning: cache entry not used: {why}"),
+                        )
+                        .await;
+                }
+            }
+        }
+        // A miss: run it, keeping its lines as they go by.
+        let (tx, mut rx) = mpsc::channel::<Event>(1024);
+        let (teed, events) = output.redirected(tx);
+        let forward = tokio::spawn(async move {
+            let mut log = Vec::new();
+            while let Some(event) = rx.recv().await {
+                if let Event::Log { stream, line, .. } = &event {
+                    let s = if *stream == Stream::Stderr {
+                        "stderr"
+                    } else {
+                        "stdout"
+                    };
+                    log.push((s.to_string(), line.clone()));
+                }
+                let _ = events.send(event).await;
+            }
+            log
+        });
+        let started = std::time::Instant::now();
+        let outcome = execute(teed).await;
+        let log = forward.await.unwrap_or_default();
+        if matches!(outcome, Outcome::Exited(0)) {
+            let artifacts: Vec<(String, PathBuf)> = job
+                .outputs
+                .iter()
+                .map(|k| (k.path.clone(), job.context.artifacts.file(k)))
+                .collect();
+            let recorded = store::Recorded {
+                exit_code: 0,
+                duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+                log,
+            };
+            if let Err(e) = cache.store.put(&key, &recorded, &artifacts) {
+                output
+                    .line(
+                        Stream::Stderr,
+                        &format!("slipway: warning: the result was not cached: {e}"),
+                    )
+                    .await;
+            } else if let Ok(mut keys) = cache.keys.lock() {
+                keys.insert(name, key);
+            }
+        }
+        outcome
+    })
+}
+
+/// Puts a cached entry's artifact tars into the run's store, by declared
+/// path; `None` when one is missing (then the stage runs).
+fn restore(job: &Job, artifacts: &[(String, PathBuf)]) -> Option<()> {
+    for k in &job.outputs {
+        let (_, file) = artifacts.iter().find(|(p, _)| *p == k.path)?;
+        let tar = std::fs::read(file).ok()?;
+        job.context.artifacts.put(k, &tar).ok()?;
+    }
+    Some(())
+}

@@ -95,6 +95,11 @@ pub(crate) struct RunArgs {
     #[arg(long)]
     keep_going: bool,
 
+    /// Run every stage, even those the stage cache holds a result for
+    /// (results are still kept for the next run).
+    #[arg(long)]
+    no_cache: bool,
+
     /// Where stages run.
     #[arg(long, value_enum, env = "SLIPWAY_BACKEND", default_value_t = BackendKind::Docker)]
     backend: BackendKind,
@@ -157,6 +162,19 @@ pub(crate) fn run(args: &RunArgs, global: &Global) -> Result<(), Error> {
         keep_going: args.keep_going,
         approve: args.approve.clone(),
         questions: interactive.then_some(questions),
+        cache: plan
+            .stages
+            .iter()
+            .any(|s| !s.skipped && crate::cache::StageCache::cacheable(s))
+            .then(|| {
+                let root = crate::cache::store::LocalStore::default_root()
+                    .unwrap_or_else(|| workspace.join(".slipway/stage-cache"));
+                Arc::new(crate::cache::StageCache::new(
+                    crate::cache::store::LocalStore::new(root),
+                    !args.no_cache,
+                    workspace.clone(),
+                ))
+            }),
         workspace,
         secrets,
     };
@@ -256,6 +274,9 @@ pub(crate) fn run(args: &RunArgs, global: &Global) -> Result<(), Error> {
     // A question still on the terminal (the run was stopped while it
     // waited) is not waited for.
     runtime.shutdown_background();
+    if let Some(cache) = &opts.cache {
+        cache.save();
+    }
     let (summary, human) = summary?;
     if format == OutputFormat::Human {
         if let Some(h) = human {

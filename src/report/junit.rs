@@ -15,7 +15,9 @@ pub fn junit(plan: &Plan, summary: &RunSummary) -> Result<String, String> {
                 s.set_message(reason.as_str());
                 s
             }
-            Ok(StageStatus::Succeeded | StageStatus::FailedAllowed) => TestCaseStatus::success(),
+            Ok(StageStatus::Succeeded | StageStatus::FailedAllowed | StageStatus::Cached) => {
+                TestCaseStatus::success()
+            }
             Ok(StageStatus::WaitingForApproval) => {
                 let mut s = TestCaseStatus::skipped();
                 s.set_message("waiting for approval");
@@ -37,6 +39,9 @@ pub fn junit(plan: &Plan, summary: &RunSummary) -> Result<String, String> {
         case.set_time(r.duration);
         if r.status == Ok(StageStatus::FailedAllowed) {
             case.set_system_out("failed; the stage has allow-failure");
+        }
+        if r.status == Ok(StageStatus::Cached) {
+            case.add_property(quick_junit::Property::new("slipway.cached", "true"));
         }
         suite.add_test_case(case);
     }

@@ -101,6 +101,7 @@ impl Human {
     fn status(&self, status: StageStatus) -> (String, &'static str) {
         match status {
             StageStatus::Succeeded => (self.paint(style::GREEN, "✔"), "succeeded"),
+            StageStatus::Cached => (self.paint(style::GREEN, "✔"), "cached"),
             StageStatus::FailedAllowed => (self.paint(style::YELLOW, "!"), "failed (allowed)"),
             StageStatus::Failed => (self.paint(style::RED, "✘"), "failed"),
             StageStatus::TimedOut => (self.paint(style::RED, "✘"), "timed out"),

@@ -43,7 +43,8 @@ impl ArtifactStore {
         self.root.join(dir_name(stage))
     }
 
-    fn file(&self, key: &ArtifactKey) -> PathBuf {
+    /// Where the archive of `key` is kept.
+    pub fn file(&self, key: &ArtifactKey) -> PathBuf {
         self.dir(&key.stage)
             .join(format!("artifact-{}.tar", key.index))
     }

@@ -91,6 +91,8 @@ impl Job {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     Exited(i32),
+    /// Not run: its result came from the stage cache.
+    Cached,
     /// The scheduler stopped it at its `timeout`.
     TimedOut,
     Cancelled,
@@ -183,6 +185,19 @@ impl Output {
         }
     }
 
+    /// The same stage's output, its events sent to `events` instead (to be
+    /// looked at on their way), and where they went before.
+    pub fn redirected(&self, events: mpsc::Sender<Event>) -> (Output, mpsc::Sender<Event>) {
+        (
+            Output {
+                stage: self.stage.clone(),
+                events,
+                masker: self.masker.clone(),
+            },
+            self.events.clone(),
+        )
+    }
+
     /// Sends one line, secrets masked.
     pub async fn line(&self, stream: Stream, line: &str) {
         let _ = self
@@ -265,6 +280,14 @@ impl Drop for Starting {
 }
 
 pub trait Backend: Send + Sync {
+    /// The content id of `image` as this backend would run it, for the
+    /// stage cache's keys; `None` when it cannot tell (then nothing is
+    /// cached).
+    fn image_id(&self, image: &str) -> BoxFuture<'static, Option<String>> {
+        let _ = image;
+        Box::pin(async { None })
+    }
+
     /// Makes what the run's stages share (the Docker backend: a network).
     /// Called once, before any stage.
     fn open<'a>(&'a self, info: &'a RunInfo) -> BoxFuture<'a, Result<(), String>> {

@@ -62,12 +62,17 @@ pub enum StageStatus {
     Cancelled,
     /// A `manual` stage that nobody approved.
     WaitingForApproval,
+    /// Not run: the stage cache held its result for the same key.
+    Cached,
 }
 
 impl StageStatus {
     /// Whether stages after this one may run.
     pub fn lets_dependents_run(self) -> bool {
-        matches!(self, StageStatus::Succeeded | StageStatus::FailedAllowed)
+        matches!(
+            self,
+            StageStatus::Succeeded | StageStatus::FailedAllowed | StageStatus::Cached
+        )
     }
 
     /// Whether this fails the pipeline.

@@ -22,6 +22,11 @@ const GRACE: Duration = Duration::from_secs(5);
 pub struct LocalBackend;
 
 impl Backend for LocalBackend {
+    /// Scripts run on this machine, whatever the image: one id for all.
+    fn image_id(&self, _: &str) -> BoxFuture<'static, Option<String>> {
+        Box::pin(async { Some("local: this machine".to_string()) })
+    }
+
     fn supports(&self, action: &PlannedAction) -> Result<(), String> {
         supports(action)
     }

@@ -51,6 +51,10 @@ impl WithRelease {
 }
 
 impl Backend for WithRelease {
+    fn image_id(&self, image: &str) -> BoxFuture<'static, Option<String>> {
+        self.inner.image_id(image)
+    }
+
     fn open<'a>(&'a self, info: &'a RunInfo) -> BoxFuture<'a, Result<(), String>> {
         self.inner.open(info)
     }

@@ -38,6 +38,8 @@ pub struct RunOptions {
     pub workspace: PathBuf,
     /// Secret values by name. Never printed.
     pub secrets: IndexMap<String, String>,
+    /// The stage cache, for stages that declare `inputs`.
+    pub cache: Option<Arc<crate::cache::StageCache>>,
 }
 
 /// How one stage ended.
@@ -194,9 +196,16 @@ pub async fn run(
                     attempts.insert(id, (index, attempt, Instant::now()));
                 }
                 Action::Prepare { index } => {
-                    let job = launcher.job(index, 1, RunStatus::Succeeded);
-                    if let Some(handle) = backend.prepare(&job) {
-                        prepared.insert(index, handle);
+                    // A stage the cache may serve is not got ready: a hit
+                    // would throw away a container or Pod made for nothing.
+                    let served = opts.cache.as_ref().is_some_and(|c| {
+                        c.reads() && crate::cache::StageCache::cacheable(&plan.stages[index])
+                    });
+                    if !served {
+                        let job = launcher.job(index, 1, RunStatus::Succeeded);
+                        if let Some(handle) = backend.prepare(&job) {
+                            prepared.insert(index, handle);
+                        }
                     }
                 }
                 Action::Discard { index } => {
@@ -368,7 +377,35 @@ impl Launcher<'_> {
         // Asked for now, before the scheduler prepares other stages: a
         // backend may give the stages it executes precedence.
         let stop = cancel.child_token();
-        let execution = self.backend.execute(job, prepared, output, stop.clone());
+        let execution = match &self.opts.cache {
+            Some(cache) if attempt == 1 && crate::cache::StageCache::cacheable(stage) => {
+                let image_id = self
+                    .backend
+                    .image_id(stage.image.as_deref().unwrap_or_default());
+                let (backend, again) = (Arc::clone(self.backend), Arc::clone(self.backend));
+                let (run_job, running) = (job.clone(), stop.clone());
+                let ready = std::sync::Arc::new(std::sync::Mutex::new(prepared));
+                let undo = std::sync::Arc::clone(&ready);
+                crate::cache::through(
+                    Arc::clone(cache),
+                    job,
+                    image_id,
+                    output,
+                    move |output| {
+                        let prepared = ready.lock().ok().and_then(|mut p| p.take());
+                        backend.execute(run_job, prepared, output, running)
+                    },
+                    move || {
+                        let prepared = undo.lock().ok().and_then(|mut p| p.take());
+                        match prepared {
+                            Some(p) => again.discard(p),
+                            None => Box::pin(async {}),
+                        }
+                    },
+                )
+            }
+            _ => self.backend.execute(job, prepared, output, stop.clone()),
+        };
         let timeout = stage.timeout_secs.map(Duration::from_secs);
         set.spawn(with_deadline(execution, timeout, stop)).id()
     }
@@ -623,6 +660,7 @@ mod tests {
             questions: None,
             workspace: std::env::temp_dir(),
             secrets: IndexMap::new(),
+            cache: None,
         }
     }
 

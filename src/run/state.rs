@@ -480,7 +480,7 @@ fn describe(st: StageStatus) -> &'static str {
         StageStatus::TimedOut => "timed out",
         StageStatus::Cancelled => "was cancelled",
         StageStatus::WaitingForApproval => "is waiting for approval",
-        StageStatus::Succeeded | StageStatus::FailedAllowed => "ran",
+        StageStatus::Succeeded | StageStatus::FailedAllowed | StageStatus::Cached => "ran",
     }
 }
 
@@ -497,6 +497,7 @@ fn classify(
 ) -> (StageStatus, Option<i32>, Option<String>) {
     match outcome {
         Outcome::Exited(0) => (StageStatus::Succeeded, Some(0), None),
+        Outcome::Cached => (StageStatus::Cached, Some(0), None),
         Outcome::Exited(c) => (
             StageStatus::Failed,
             Some(*c),

@@ -17,4 +17,5 @@ mod release_large;
 mod release_trace;
 mod robustness;
 mod run;
+mod stage_cache;
 mod support;

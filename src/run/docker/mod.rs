@@ -265,6 +265,13 @@ pub fn supports(action: &PlannedAction) -> Result<(), String> {
 }
 
 impl Backend for DockerBackend {
+    /// The image's id on the engine (the digest of its configuration);
+    /// `None` while the engine does not have it.
+    fn image_id(&self, image: &str) -> BoxFuture<'static, Option<String>> {
+        let (docker, image) = (self.docker.clone(), image.to_string());
+        Box::pin(async move { docker.inspect_image(&image).await.ok()?.id })
+    }
+
     fn open<'a>(&'a self, info: &'a RunInfo) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(self.open_run(info))
     }

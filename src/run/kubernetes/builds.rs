@@ -41,6 +41,10 @@ impl WithBuilds {
 }
 
 impl Backend for WithBuilds {
+    fn image_id(&self, image: &str) -> BoxFuture<'static, Option<String>> {
+        self.pods.image_id(image)
+    }
+
     fn open<'a>(&'a self, info: &'a RunInfo) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
             self.builder.open(info).await?;
