@@ -245,7 +245,12 @@ pub fn digest(
     globs: &[String],
     index: &mut Index,
 ) -> Result<(blake3::Hash, usize), DigestError> {
-    let files = matched(root, globs).map_err(DigestError::Glob)?;
+    // No inputs: nothing to walk.
+    let files = if globs.is_empty() {
+        Vec::new()
+    } else {
+        matched(root, globs).map_err(DigestError::Glob)?
+    };
     let mut hasher = blake3::Hasher::new();
     for rel in &files {
         let hash = index

@@ -28,6 +28,9 @@ pub struct StageCache {
     workspace: PathBuf,
     index: Mutex<index::Index>,
     keys: Mutex<HashMap<String, key::Key>>,
+    /// With `--resume`: the stages that succeeded in the run resumed, by
+    /// name, with their keys then.
+    resumed: HashMap<String, String>,
 }
 
 impl StageCache {
@@ -39,7 +42,34 @@ impl StageCache {
             workspace,
             index: Mutex::new(index),
             keys: Mutex::new(HashMap::new()),
+            resumed: HashMap::new(),
         }
+    }
+
+    /// Resumes a run: its stages that succeeded, whose keys are unchanged,
+    /// are served from the cache whether or not they declare `inputs`.
+    #[must_use]
+    pub fn resuming(mut self, succeeded: HashMap<String, String>) -> Self {
+        self.resumed = succeeded;
+        self
+    }
+
+    /// The key a stage of this run had, when it had one.
+    pub fn key_of(&self, stage: &str) -> Option<String> {
+        self.keys.lock().ok()?.get(stage).map(key::Key::hex)
+    }
+
+    /// Whether a stage gets a key and its success is kept: every `run`
+    /// stage but `finally` ones.
+    pub fn keyed(stage: &crate::plan::PlannedStage) -> bool {
+        !stage.finally && matches!(stage.action, crate::plan::PlannedAction::Run { .. })
+    }
+
+    /// Whether this run may serve the stage from the cache: it is
+    /// cacheable and results are read, or it is resumed.
+    pub fn serves(&self, stage: &crate::plan::PlannedStage) -> bool {
+        Self::keyed(stage)
+            && ((self.read && Self::cacheable(stage)) || self.resumed.contains_key(&stage.name))
     }
 
     /// Whether results are read (not with `--no-cache`).
@@ -69,12 +99,14 @@ impl StageCache {
     async fn key(&self, job: &Job, image_id: Option<String>, output: &Output) -> Option<key::Key> {
         let stage = &job.stage;
         let Some(image) = image_id else {
-            output
-                .line(
-                    Stream::Stderr,
-                    "slipway: not cached: the image's id is unknown to this backend",
-                )
-                .await;
+            if self.serves(stage) {
+                output
+                    .line(
+                        Stream::Stderr,
+                        "slipway: not cached: the image's id is unknown to this backend",
+                    )
+                    .await;
+            }
             return None;
         };
         let script = stage.script().unwrap_or_default().to_string();
@@ -143,7 +175,9 @@ pub fn through(
         let Some(key) = cache.key(&job, image_id.await, &output).await else {
             return execute(output).await;
         };
-        if cache.read {
+        let served = (cache.read && StageCache::cacheable(&job.stage))
+            || cache.resumed.get(&name).is_some_and(|k| *k == key.hex());
+        if served {
             match cache.store.get(&key) {
                 store::Lookup::Hit {
                     recorded,
@@ -218,15 +252,32 @@ pub fn through(
                 duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
                 log,
             };
-            if let Err(e) = cache.store.put(&key, &recorded, &artifacts) {
-                output
-                    .line(
-                        Stream::Stderr,
-                        &format!("slipway: warning: the result was not cached: {e}"),
-                    )
-                    .await;
-            } else if let Ok(mut keys) = cache.keys.lock() {
-                keys.insert(name, key);
+            // A backend that keeps no artifacts (the local one: the
+            // stage wrote them in the project) leaves nothing to keep.
+            let kept = if artifacts.iter().all(|(_, f)| f.is_file()) {
+                cache
+                    .store
+                    .put(&key, &recorded, &artifacts)
+                    .map_err(|e| e.to_string())
+            } else {
+                Err("its artifacts are not in the run's store".into())
+            };
+            match kept {
+                Ok(()) => {
+                    if let Ok(mut keys) = cache.keys.lock() {
+                        keys.insert(name, key);
+                    }
+                }
+                // Said only where the author asked for caching.
+                Err(e) if StageCache::cacheable(&job.stage) => {
+                    output
+                        .line(
+                            Stream::Stderr,
+                            &format!("slipway: warning: the result was not cached: {e}"),
+                        )
+                        .await;
+                }
+                Err(_) => {}
             }
         }
         outcome

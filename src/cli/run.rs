@@ -100,6 +100,12 @@ pub(crate) struct RunArgs {
     #[arg(long)]
     no_cache: bool,
 
+    /// Go on from an earlier run (the last one of this pipeline here, or
+    /// RUN, as `slipway runs` lists them): its stages that succeeded and
+    /// whose keys are unchanged are not run again, inputs or not.
+    #[arg(long, value_name = "RUN", num_args = 0..=1, default_missing_value = "")]
+    resume: Option<String>,
+
     /// Where stages run.
     #[arg(long, value_enum, env = "SLIPWAY_BACKEND", default_value_t = BackendKind::Docker)]
     backend: BackendKind,
@@ -162,19 +168,7 @@ pub(crate) fn run(args: &RunArgs, global: &Global) -> Result<(), Error> {
         keep_going: args.keep_going,
         approve: args.approve.clone(),
         questions: interactive.then_some(questions),
-        cache: plan
-            .stages
-            .iter()
-            .any(|s| !s.skipped && crate::cache::StageCache::cacheable(s))
-            .then(|| {
-                let root = crate::cache::store::LocalStore::default_root()
-                    .unwrap_or_else(|| workspace.join(".slipway/stage-cache"));
-                Arc::new(crate::cache::StageCache::new(
-                    crate::cache::store::LocalStore::new(root),
-                    !args.no_cache,
-                    workspace.clone(),
-                ))
-            }),
+        cache: stage_cache(args, &plan, &workspace)?,
         workspace,
         secrets,
     };
@@ -301,6 +295,54 @@ pub(crate) fn run(args: &RunArgs, global: &Global) -> Result<(), Error> {
         RunStatus::Failed => Err(Error::Failed),
         RunStatus::Cancelled => Err(Error::Cancelled),
     }
+}
+
+/// The run's stage cache. Every `run` stage gets a key and its success is
+/// kept, so that a later `--resume` can go on from this run; stages that
+/// declare `inputs` are also served from it.
+fn stage_cache(
+    args: &RunArgs,
+    plan: &crate::plan::Plan,
+    workspace: &std::path::Path,
+) -> Result<Option<Arc<crate::cache::StageCache>>, Error> {
+    let resumed = match &args.resume {
+        None => None,
+        Some(run) => {
+            let run = (!run.is_empty()).then_some(run.as_str());
+            let record =
+                crate::run::record::find(workspace, &plan.pipeline, run).ok_or_else(|| {
+                    Error::usage(
+                        match run {
+                            Some(id) => format!("no run `{id}` recorded here to resume"),
+                            None => format!(
+                                "no earlier run of pipeline `{}` here to resume",
+                                plan.pipeline
+                            ),
+                        },
+                        "`slipway runs` lists the runs recorded in .slipway/runs/",
+                    )
+                })?;
+            Some(
+                record
+                    .stages
+                    .into_iter()
+                    .filter(|s| matches!(s.status.as_str(), "succeeded" | "cached"))
+                    .filter_map(|s| Some((s.name, s.key?)))
+                    .collect(),
+            )
+        }
+    };
+    let root = crate::cache::store::LocalStore::default_root()
+        .unwrap_or_else(|| workspace.join(".slipway/stage-cache"));
+    let cache = crate::cache::StageCache::new(
+        crate::cache::store::LocalStore::new(root),
+        !args.no_cache,
+        workspace.to_path_buf(),
+    );
+    Ok(Some(Arc::new(match resumed {
+        Some(succeeded) => cache.resuming(succeeded),
+        None => cache,
+    })))
 }
 
 /// Prints one event: above the live view, or straight to standard output

@@ -36,6 +36,9 @@ pub struct StageRecord {
     pub duration_ms: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// Its stage cache key, when it had one (`--resume` compares it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
 }
 
 /// The folder of a project's run records.
@@ -71,7 +74,12 @@ impl Record {
     }
 
     /// The record once the run ended.
-    pub fn finish(mut self, workspace: &Path, summary: &RunSummary) {
+    pub fn finish(
+        mut self,
+        workspace: &Path,
+        summary: &RunSummary,
+        key: impl Fn(&str) -> Option<String>,
+    ) {
         self.status = status_name(&summary.status);
         self.duration_ms = Some(u64::try_from(summary.duration.as_millis()).unwrap_or(u64::MAX));
         self.stages = summary
@@ -89,6 +97,7 @@ impl Record {
                     Ok(_) => s.message.clone(),
                     Err(reason) => Some(reason.clone()),
                 },
+                key: key(&s.name),
             })
             .collect();
         self.write(workspace);
@@ -158,6 +167,15 @@ pub fn list(workspace: &Path) -> Vec<Record> {
     records
 }
 
+/// The record of run `run`, or of the newest ended run of `pipeline`
+/// here.
+pub fn find(workspace: &Path, pipeline: &str, run: Option<&str>) -> Option<Record> {
+    list(workspace).into_iter().find(|r| match run {
+        Some(id) => r.run == id,
+        None => r.pipeline == pipeline && r.state() != "running",
+    })
+}
+
 /// The run's status name in records, as in the events.
 pub fn run_status(status: RunStatus) -> String {
     status_name(&status)
@@ -200,11 +218,13 @@ mod tests {
                 ],
                 duration: std::time::Duration::from_millis(42),
             },
+            |stage| (stage == "a").then(|| "k".to_string()),
         );
         let read = list(dir.path());
         assert_eq!(read[0].state(), "failed");
         assert_eq!(read[0].duration_ms, Some(42));
         assert_eq!(read[0].failed(), ["b"]);
         assert_eq!(read[0].stages[2].status, "skipped");
+        assert_eq!(read[0].stages[0].key.as_deref(), Some("k"));
     }
 }

@@ -198,9 +198,10 @@ pub async fn run(
                 Action::Prepare { index } => {
                     // A stage the cache may serve is not got ready: a hit
                     // would throw away a container or Pod made for nothing.
-                    let served = opts.cache.as_ref().is_some_and(|c| {
-                        c.reads() && crate::cache::StageCache::cacheable(&plan.stages[index])
-                    });
+                    let served = opts
+                        .cache
+                        .as_ref()
+                        .is_some_and(|c| c.serves(&plan.stages[index]));
                     if !served {
                         let job = launcher.job(index, 1, RunStatus::Succeeded);
                         if let Some(handle) = backend.prepare(&job) {
@@ -316,7 +317,9 @@ pub async fn run(
         stages: machine.into_results(),
         duration,
     };
-    record.finish(&opts.workspace, &summary);
+    record.finish(&opts.workspace, &summary, |stage| {
+        opts.cache.as_ref().and_then(|c| c.key_of(stage))
+    });
     Ok(summary)
 }
 
@@ -378,7 +381,7 @@ impl Launcher<'_> {
         // backend may give the stages it executes precedence.
         let stop = cancel.child_token();
         let execution = match &self.opts.cache {
-            Some(cache) if attempt == 1 && crate::cache::StageCache::cacheable(stage) => {
+            Some(cache) if attempt == 1 && crate::cache::StageCache::keyed(stage) => {
                 let image_id = self
                     .backend
                     .image_id(stage.image.as_deref().unwrap_or_default());

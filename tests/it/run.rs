@@ -535,3 +535,86 @@ fn runs_lists_each_run_with_its_status_and_failed_stages_and_a_killed_one_as_kil
         "{text}"
     );
 }
+
+#[test]
+fn resume_runs_only_what_failed_or_changed_and_what_comes_after() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cache = tempfile::tempdir().expect("cache");
+    let run = |extra: &[&str]| -> (Option<i32>, Vec<Value>) {
+        let out = Command::cargo_bin("slipway")
+            .expect("binary")
+            .current_dir(dir.path())
+            .env("XDG_CACHE_HOME", cache.path())
+            .args([
+                "run",
+                "p.pipeline",
+                "--backend",
+                "local",
+                "--output",
+                "json",
+            ])
+            .args(extra)
+            .output()
+            .expect("runs");
+        let events = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        (out.status.code(), events)
+    };
+    let pipeline = |b: &str, d: &str| {
+        format!(
+            "stage a {{\n  image \"x\"\n  run \"echo a\"\n}}\n\
+             stage b after a {{\n  image \"x\"\n  run \"{b}\"\n}}\n\
+             stage c after b {{\n  image \"x\"\n  run \"echo c\"\n}}\n\
+             stage d {{\n  image \"x\"\n  run \"{d}\"\n}}\n"
+        )
+    };
+    write(dir.path(), &pipeline("exit 3", "echo d"));
+    let (code, first) = run(&[]);
+    assert_eq!(code, Some(1));
+    assert_eq!(status(&first, "b"), "failed");
+    assert_eq!(status(&first, "c"), "skipped");
+
+    // Fixed; `d` changed too: `a` is not run again, the rest is.
+    write(dir.path(), &pipeline("echo b fixed", "echo d changed"));
+    let (code, resumed) = run(&["--resume"]);
+    assert_eq!(code, Some(0), "{resumed:?}");
+    assert_eq!(status(&resumed, "a"), "cached");
+    assert_eq!(status(&resumed, "b"), "succeeded");
+    assert_eq!(status(&resumed, "c"), "succeeded");
+    assert_eq!(status(&resumed, "d"), "succeeded");
+    // `a`'s output is shown as it was.
+    assert!(
+        resumed
+            .iter()
+            .any(|e| e["stage"] == "a" && e["line"] == "a"),
+        "{resumed:?}"
+    );
+
+    // Without `--resume`, stages without `inputs` always run.
+    let (_, again) = run(&[]);
+    assert_eq!(status(&again, "a"), "succeeded");
+
+    // A run that is not recorded here cannot be resumed.
+    let out = Command::cargo_bin("slipway")
+        .expect("binary")
+        .current_dir(dir.path())
+        .env("XDG_CACHE_HOME", cache.path())
+        .args([
+            "run",
+            "p.pipeline",
+            "--backend",
+            "local",
+            "--resume",
+            "no-such-run",
+        ])
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no run `no-such-run` recorded here"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
