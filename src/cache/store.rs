@@ -123,10 +123,76 @@ impl LocalStore {
                 Err(e) => return Lookup::Bad(format!("artifact `{path}` of {key}: {e}")),
             }
         }
+        // Used now: `trim` keeps what was used lately.
+        let _ = std::fs::File::options()
+            .append(true)
+            .open(self.manifest_path(key))
+            .and_then(|f| f.set_modified(std::time::SystemTime::now()));
         Lookup::Hit {
             recorded,
             artifacts,
         }
+    }
+
+    /// Removes the entries not used (kept or read) for `unused`, then the
+    /// blobs no entry names any more, and temporary files left by writes
+    /// that did not finish; with `dry_run`, only counts them. Returns the
+    /// entries, the blobs and their bytes.
+    pub fn trim(&self, unused: std::time::Duration, dry_run: bool) -> std::io::Result<Trimmed> {
+        let mut trimmed = Trimmed::default();
+        let now = std::time::SystemTime::now();
+        let old = |meta: &std::fs::Metadata| {
+            meta.modified()
+                .ok()
+                .and_then(|m| now.duration_since(m).ok())
+                .is_some_and(|age| age > unused)
+        };
+        // A write still going on (another run) is not cut short: only
+        // temporary files an hour old go.
+        let stale = |meta: &std::fs::Metadata| {
+            meta.modified()
+                .ok()
+                .and_then(|m| now.duration_since(m).ok())
+                .is_some_and(|age| age > std::time::Duration::from_secs(3600))
+        };
+        let is_tmp = |e: &std::fs::DirEntry| e.file_name().to_string_lossy().ends_with(".tmp");
+        let mut named = std::collections::HashSet::new();
+        for entry in read_dir(&self.root.join("entries"))? {
+            let meta = entry.metadata()?;
+            if is_tmp(&entry) {
+                if stale(&meta) && !dry_run {
+                    std::fs::remove_file(entry.path())?;
+                }
+                continue;
+            }
+            if old(&meta) {
+                trimmed.entries += 1;
+                if !dry_run {
+                    std::fs::remove_file(entry.path())?;
+                }
+                continue;
+            }
+            // An entry that does not parse names nothing: its blobs go.
+            if let Ok(m) = serde_json::from_slice::<Manifest>(&std::fs::read(entry.path())?) {
+                named.insert(m.result.digest);
+                named.extend(m.artifacts.into_iter().map(|(_, b)| b.digest));
+            }
+        }
+        for blob in read_dir(&self.root.join("blobs/blake3"))? {
+            let meta = blob.metadata()?;
+            let name = blob.file_name().to_string_lossy().into_owned();
+            // A blob no entry names yet may be a write still going on,
+            // its entry to come.
+            if named.contains(&format!("blake3:{name}")) || !stale(&meta) {
+                continue;
+            }
+            trimmed.blobs += 1;
+            trimmed.bytes += meta.len();
+            if !dry_run {
+                std::fs::remove_file(blob.path())?;
+            }
+        }
+        Ok(trimmed)
     }
 
     /// The blob's file, once its size and digest are what the manifest
@@ -190,6 +256,23 @@ impl LocalStore {
             std::fs::rename(&tmp, &path)?;
         }
         Ok(Blob { digest, size })
+    }
+}
+
+/// What [`LocalStore::trim`] removed (or would).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Trimmed {
+    pub entries: usize,
+    pub blobs: usize,
+    pub bytes: u64,
+}
+
+/// A folder's entries; none when it does not exist.
+fn read_dir(dir: &Path) -> std::io::Result<Vec<std::fs::DirEntry>> {
+    match std::fs::read_dir(dir) {
+        Ok(entries) => entries.collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e),
     }
 }
 
@@ -266,6 +349,55 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(matches!(store.get(&key("b")), Lookup::Miss));
+    }
+
+    #[test]
+    fn trimming_removes_entries_unused_lately_and_the_blobs_only_they_named() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = LocalStore::new(dir.path().join("store"));
+        let (old_tar, new_tar) = (dir.path().join("old.tar"), dir.path().join("new.tar"));
+        std::fs::write(&old_tar, b"old only").expect("write");
+        std::fs::write(&new_tar, b"new only").expect("write");
+        store
+            .put(&key("old"), &recorded(), &[("a/".into(), old_tar)])
+            .expect("put");
+        store
+            .put(&key("new"), &recorded(), &[("a/".into(), new_tar)])
+            .expect("put");
+        let month = std::time::SystemTime::now() - std::time::Duration::from_secs(30 * 86_400);
+        std::fs::File::options()
+            .append(true)
+            .open(store.manifest_path(&key("old")))
+            .expect("open")
+            .set_modified(month)
+            .expect("age");
+        let old_blob = store
+            .blob_path(&format!("blake3:{}", blake3::hash(b"old only").to_hex()))
+            .expect("path");
+        std::fs::File::options()
+            .append(true)
+            .open(&old_blob)
+            .expect("open")
+            .set_modified(month)
+            .expect("age");
+        let week = std::time::Duration::from_secs(7 * 86_400);
+        // Counted, nothing removed.
+        let would = store.trim(week, true).expect("trim");
+        assert_eq!((would.entries, would.blobs, would.bytes), (1, 1, 8));
+        assert!(matches!(store.get(&key("old")), Lookup::Hit { .. }));
+        // Read just now: used lately, kept.
+        assert_eq!(store.trim(week, false).expect("trim").entries, 0);
+        std::fs::File::options()
+            .append(true)
+            .open(store.manifest_path(&key("old")))
+            .expect("open")
+            .set_modified(month)
+            .expect("age");
+        let done = store.trim(week, false).expect("trim");
+        assert_eq!((done.entries, done.blobs), (1, 1));
+        assert!(matches!(store.get(&key("old")), Lookup::Miss));
+        // The result blob both share, and the newer entry, are kept.
+        assert!(matches!(store.get(&key("new")), Lookup::Hit { .. }));
     }
 
     #[test]

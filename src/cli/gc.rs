@@ -18,6 +18,10 @@ pub(crate) struct GcArgs {
     /// account may list, else the context's).
     #[arg(long, short = 'n', value_name = "NAMESPACE")]
     namespace: Option<String>,
+    /// Stage cache entries not used (kept or read) for this long are
+    /// removed, with the blobs only they name.
+    #[arg(long, value_name = "DURATION", default_value = "14d", value_parser = humantime::parse_duration)]
+    cache_unused: std::time::Duration,
 }
 
 /// Removes what ended runs left on the Docker engine (containers,
@@ -44,6 +48,28 @@ pub(crate) fn run(args: &GcArgs, _global: &Global) -> Result<(), Error> {
     runtime.shutdown_background();
     let mut text = String::new();
     let mut notes = String::new();
+    if let Some(root) = crate::cache::store::LocalStore::default_root() {
+        let store = crate::cache::store::LocalStore::new(&root);
+        match store.trim(args.cache_unused, args.dry_run) {
+            Ok(t) if t.entries == 0 && t.blobs == 0 => text.push_str(&format!(
+                "stage cache: nothing to remove: no entry unused for {}\n",
+                humantime::format_duration(args.cache_unused)
+            )),
+            Ok(t) => text.push_str(&format!(
+                "stage cache: {verb} {} {} unused for {}, and {} blob{} ({:.1} MiB)\n",
+                t.entries,
+                if t.entries == 1 { "entry" } else { "entries" },
+                humantime::format_duration(args.cache_unused),
+                t.blobs,
+                if t.blobs == 1 { "" } else { "s" },
+                t.bytes as f64 / 1_048_576.0
+            )),
+            Err(e) => notes.push_str(&format!(
+                "slipway gc: the stage cache `{}` skipped: {e}\n",
+                root.display()
+            )),
+        }
+    }
     match &docker {
         Ok(found) if found.is_empty() => {
             text.push_str("docker: nothing to remove: no run that ended left anything\n");

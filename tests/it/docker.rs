@@ -1030,6 +1030,8 @@ fn gc_removes_what_a_killed_run_left_and_keeps_a_run_still_going() {
         !said.contains(&going),
         "a run still going is not touched: {said}"
     );
+    // The stage cache is trimmed too (or said to have nothing to trim).
+    assert!(said.contains("stage cache: "), "{said}");
     assert!(left_behind(&killed) >= 3, "--dry-run removes nothing");
     let said = gc(&[]);
     assert!(
