@@ -31,7 +31,12 @@ pub struct StageCache {
     /// With `--resume`: the stages that succeeded in the run resumed, by
     /// name, with their keys then.
     resumed: HashMap<String, String>,
+    /// Results being written.
+    pending: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
+
+/// The most output a stage's kept result holds (bytes).
+const RECORDED: usize = 4 << 20;
 
 impl StageCache {
     pub fn new(store: store::LocalStore, read: bool, workspace: PathBuf) -> Self {
@@ -43,6 +48,7 @@ impl StageCache {
             index: Mutex::new(index),
             keys: Mutex::new(HashMap::new()),
             resumed: HashMap::new(),
+            pending: Mutex::new(Vec::new()),
         }
     }
 
@@ -70,6 +76,18 @@ impl StageCache {
     pub fn serves(&self, stage: &crate::plan::PlannedStage) -> bool {
         Self::keyed(stage)
             && ((self.read && Self::cacheable(stage)) || self.resumed.contains_key(&stage.name))
+    }
+
+    /// Waits for the results still being written.
+    pub async fn flush(&self) {
+        let pending = self
+            .pending
+            .lock()
+            .map(|mut p| std::mem::take(&mut *p))
+            .unwrap_or_default();
+        for writing in pending {
+            let _ = writing.await;
+        }
     }
 
     /// Whether results are read (not with `--no-cache`).
@@ -224,15 +242,23 @@ pub fn through(
         let (tx, mut rx) = mpsc::channel::<Event>(1024);
         let (teed, events) = output.redirected(tx);
         let forward = tokio::spawn(async move {
-            let mut log = Vec::new();
+            // Kept up to RECORDED bytes: a stage that prints more is not
+            // stored (its output is not held in memory).
+            let mut log = Some(Vec::new());
+            let mut bytes = 0usize;
             while let Some(event) = rx.recv().await {
-                if let Event::Log { stream, line, .. } = &event {
-                    let s = if *stream == Stream::Stderr {
-                        "stderr"
+                if let (Event::Log { stream, line, .. }, Some(kept)) = (&event, log.as_mut()) {
+                    bytes += line.len() + 1;
+                    if bytes > RECORDED {
+                        log = None;
                     } else {
-                        "stdout"
-                    };
-                    log.push((s.to_string(), line.clone()));
+                        let s = if *stream == Stream::Stderr {
+                            "stderr"
+                        } else {
+                            "stdout"
+                        };
+                        kept.push((s.to_string(), line.clone()));
+                    }
                 }
                 let _ = events.send(event).await;
             }
@@ -240,8 +266,21 @@ pub fn through(
         });
         let started = std::time::Instant::now();
         let outcome = execute(teed).await;
-        let log = forward.await.unwrap_or_default();
-        if matches!(outcome, Outcome::Exited(0)) {
+        let log = forward.await.ok().flatten();
+        if let (true, None) = (matches!(outcome, Outcome::Exited(0)), &log) {
+            if StageCache::cacheable(&job.stage) {
+                output
+                    .line(
+                        Stream::Stderr,
+                        &format!(
+                            "slipway: warning: the result was not cached: it printed more than {} MiB",
+                            RECORDED >> 20
+                        ),
+                    )
+                    .await;
+            }
+        }
+        if let (true, Some(log)) = (matches!(outcome, Outcome::Exited(0)), log) {
             let artifacts: Vec<(String, PathBuf)> = job
                 .outputs
                 .iter()
@@ -254,30 +293,31 @@ pub fn through(
             };
             // A backend that keeps no artifacts (the local one: the
             // stage wrote them in the project) leaves nothing to keep.
-            let kept = if artifacts.iter().all(|(_, f)| f.is_file()) {
-                cache
-                    .store
-                    .put(&key, &recorded, &artifacts)
-                    .map_err(|e| e.to_string())
-            } else {
-                Err("its artifacts are not in the run's store".into())
-            };
-            match kept {
-                Ok(()) => {
-                    if let Ok(mut keys) = cache.keys.lock() {
-                        keys.insert(name, key);
+            if artifacts.iter().all(|(_, f)| f.is_file()) {
+                if let Ok(mut keys) = cache.keys.lock() {
+                    keys.insert(name.clone(), key);
+                }
+                // Written beside the run, off the path of the stages
+                // after it; the run waits for it before it exits (`flush`).
+                let (store, said) = (cache.store.clone(), StageCache::cacheable(&job.stage));
+                let writing = tokio::task::spawn_blocking(move || {
+                    if let Err(e) = store.put(&key, &recorded, &artifacts) {
+                        if said {
+                            eprintln!("slipway: warning: `{name}`: the result was not cached: {e}");
+                        }
                     }
+                });
+                if let Ok(mut pending) = cache.pending.lock() {
+                    pending.push(writing);
                 }
+            } else if StageCache::cacheable(&job.stage) {
                 // Said only where the author asked for caching.
-                Err(e) if StageCache::cacheable(&job.stage) => {
-                    output
-                        .line(
-                            Stream::Stderr,
-                            &format!("slipway: warning: the result was not cached: {e}"),
-                        )
-                        .await;
-                }
-                Err(_) => {}
+                output
+                    .line(
+                        Stream::Stderr,
+                        "slipway: warning: the result was not cached: its artifacts are not in the run's store",
+                    )
+                    .await;
             }
         }
         outcome

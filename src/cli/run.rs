@@ -261,6 +261,9 @@ pub(crate) fn run(args: &RunArgs, global: &Global) -> Result<(), Error> {
             human
         });
         let summary = crate::run::run(&plan, &opts, backend, tx, cancel).await;
+        if let Some(cache) = &opts.cache {
+            cache.flush().await;
+        }
         let human = printer.await.ok();
         let summary = summary.map_err(Error::Run)?;
         Ok::<_, Error>((summary, human))
