@@ -129,15 +129,6 @@ impl Index {
         Ok(())
     }
 
-    /// Takes in what another copy of the index learned (lookups that ran
-    /// apart, on another thread).
-    pub fn merge(&mut self, other: Index) {
-        self.changed |= other.changed;
-        self.hashed += other.hashed;
-        self.reused += other.reused;
-        self.entries.extend(other.entries);
-    }
-
     /// The BLAKE3 hash of the file `rel` under `root`: from the index when
     /// the file's size, times and inode are those it was hashed with, else
     /// read and hashed (and remembered).
@@ -269,6 +260,8 @@ pub enum DigestError {
     Glob(globset::Error),
     #[error("cannot read `{0}`: {1}")]
     Read(String, std::io::Error),
+    #[error("the inputs index was left half-updated by a panic")]
+    Poisoned,
 }
 
 #[cfg(test)]

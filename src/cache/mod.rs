@@ -26,7 +26,7 @@ pub struct StageCache {
     store: store::LocalStore,
     read: bool,
     workspace: PathBuf,
-    index: Mutex<index::Index>,
+    index: Arc<Mutex<index::Index>>,
     keys: Mutex<HashMap<String, key::Key>>,
     /// With `--resume`: the stages that succeeded in the run resumed, by
     /// name, with their keys then.
@@ -45,7 +45,7 @@ impl StageCache {
             store,
             read,
             workspace,
-            index: Mutex::new(index),
+            index: Arc::new(Mutex::new(index)),
             keys: Mutex::new(HashMap::new()),
             resumed: HashMap::new(),
             pending: Mutex::new(Vec::new()),
@@ -90,11 +90,6 @@ impl StageCache {
         }
     }
 
-    /// Whether results are read (not with `--no-cache`).
-    pub fn reads(&self) -> bool {
-        self.read
-    }
-
     /// Keeps the inputs index for the next run.
     pub fn save(&self) {
         if let Ok(mut index) = self.index.lock() {
@@ -130,17 +125,14 @@ impl StageCache {
         let script = stage.script().unwrap_or_default().to_string();
         let globs = stage.inputs.clone();
         let digest = {
-            let workspace = self.workspace.clone();
-            let mut index = std::mem::take(&mut *self.index.lock().ok()?);
-            let (index, found) = tokio::task::spawn_blocking(move || {
-                let found = index::digest(&workspace, &globs, &mut index);
-                (index, found)
+            let (workspace, index) = (self.workspace.clone(), Arc::clone(&self.index));
+            // One digest at a time: each reads and adds to the one index.
+            let found = tokio::task::spawn_blocking(move || {
+                let mut index = index.lock().map_err(|_| index::DigestError::Poisoned)?;
+                index::digest(&workspace, &globs, &mut index)
             })
             .await
             .ok()?;
-            if let Ok(mut shared) = self.index.lock() {
-                shared.merge(index);
-            }
             match found {
                 Ok((digest, _)) => digest,
                 Err(e) => {

@@ -249,11 +249,7 @@ impl LocalStore {
         let (digest, size) = hash_file(file)?;
         let path = self.blob_path(&digest).expect("a digest made here");
         if !path.exists() {
-            let dir = path.parent().expect("blobs/blake3");
-            std::fs::create_dir_all(dir)?;
-            let tmp = dir.join(format!(".{}.tmp", std::process::id()));
-            std::fs::copy(file, &tmp)?;
-            std::fs::rename(&tmp, &path)?;
+            into_place(&path, |tmp| std::fs::copy(file, tmp).map(drop))?;
         }
         Ok(Blob { digest, size })
     }
@@ -293,19 +289,34 @@ fn hash_file(path: &Path) -> std::io::Result<(String, u64)> {
 }
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    into_place(path, |tmp| std::fs::File::create(tmp)?.write_all(bytes))
+}
+
+/// Makes `path` by having `write` fill a temporary file beside it, then
+/// renaming that into place: a reader sees all of it or none. Each
+/// temporary name is this process's and this call's own, as several
+/// stages' results are written at once. Not synced: a file cut short by a
+/// crash fails its digest, a miss.
+fn into_place(
+    path: &Path,
+    write: impl FnOnce(&Path) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let dir = path
         .parent()
         .ok_or_else(|| std::io::Error::other("no folder"))?;
     std::fs::create_dir_all(dir)?;
     let tmp = dir.join(format!(
-        ".{}.{}.tmp",
+        ".{}.{}.{}.tmp",
         path.file_name().and_then(|n| n.to_str()).unwrap_or("entry"),
-        std::process::id()
+        std::process::id(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     ));
-    let mut file = std::fs::File::create(&tmp)?;
-    // Not synced: a file cut short by a crash fails its digest, a miss.
-    file.write_all(bytes)?;
-    std::fs::rename(&tmp, path)
+    let written = write(&tmp).and_then(|()| std::fs::rename(&tmp, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
 }
 
 #[cfg(test)]

@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::events::RunStatus;
 use super::scheduler::RunSummary;
 
 /// One run, as recorded.
@@ -176,15 +175,10 @@ pub fn find(workspace: &Path, pipeline: &str, run: Option<&str>) -> Option<Recor
     })
 }
 
-/// The run's status name in records, as in the events.
-pub fn run_status(status: RunStatus) -> String {
-    status_name(&status)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::run::events::StageStatus;
+    use crate::run::events::{RunStatus, StageStatus};
     use crate::run::scheduler::StageResult;
 
     #[test]

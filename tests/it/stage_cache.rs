@@ -79,20 +79,26 @@ const PIPELINE: &str = "pipeline \"NAME\"\n\nsecret TOKEN\n\nenv { MODE = \"fast
      stage c after a {\n  image \"local/busybox\"\n  inputs \"c/**\"\n  run \"echo c sees $(cat out-a/x)\"\n}\n\n\
      stage always after b {\n  image \"local/busybox\"\n  run \"echo no inputs, always runs\"\n}\n";
 
+/// A project of three inputs, each `1`, and the pipeline named `name`
+/// (with this process's id), written and returned.
+fn project(name: &str) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pipeline = PIPELINE.replace("NAME", &format!("{name}-{}", std::process::id()));
+    for (f, t) in [("a/x", "1"), ("b/x", "1"), ("c/x", "1")] {
+        write(dir.path(), f, t);
+    }
+    write(dir.path(), "p.pipeline", &pipeline);
+    (dir, pipeline)
+}
+
 #[test]
 fn an_unchanged_rerun_starts_no_container_and_a_change_reruns_only_what_it_touches() {
     if !crate::docker::engine() {
         return;
     }
-    let pipeline = PIPELINE.replace("NAME", &format!("cache-rerun-{}", std::process::id()));
-    let pipeline = pipeline.as_str();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let root = dir.path();
+    let (dir, pipeline) = project("cache-rerun");
+    let (root, pipeline) = (dir.path(), pipeline.as_str());
     let cache = root.join("cache");
-    for (f, t) in [("a/x", "1"), ("b/x", "1"), ("c/x", "1")] {
-        write(root, f, t);
-    }
-    write(root, "p.pipeline", pipeline);
     let token = [("TOKEN", "s3cret")];
     let ran = |s: &BTreeMap<String, String>| -> Vec<String> {
         s.iter()
@@ -167,15 +173,9 @@ fn a_damaged_cache_entry_is_a_miss_with_a_warning_never_a_wrong_result() {
     if !crate::docker::engine() {
         return;
     }
-    let pipeline = PIPELINE.replace("NAME", &format!("cache-damaged-{}", std::process::id()));
-    let pipeline = pipeline.as_str();
-    let dir = tempfile::tempdir().expect("tempdir");
+    let (dir, _) = project("cache-damaged");
     let root = dir.path();
     let cache = root.join("cache");
-    for (f, t) in [("a/x", "1"), ("b/x", "1"), ("c/x", "1")] {
-        write(root, f, t);
-    }
-    write(root, "p.pipeline", pipeline);
     let token = [("TOKEN", "s3cret")];
     let (code, _, _, out) = run(root, &cache, &[], &token);
     assert_eq!(code, Some(0), "{out}");
