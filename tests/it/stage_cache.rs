@@ -28,6 +28,13 @@ fn run(
         .expect("runs");
     let until = jiff::Timestamp::now().as_second() + 1;
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    // This run's containers only (by its id's label): the window of
+    // seconds above also holds the end of the run before.
+    let run_id = stdout
+        .lines()
+        .find_map(|l| serde_json::from_str::<Value>(l).ok())
+        .and_then(|e| e["run"].as_str().map(str::to_string))
+        .unwrap_or_default();
     let mut statuses = BTreeMap::new();
     for e in stdout
         .lines()
@@ -49,10 +56,7 @@ fn run(
             &until.to_string(),
         ])
         .args(["--filter", "type=container", "--filter", "event=create"])
-        .args([
-            "--filter",
-            &format!("label=dev.slipway.pipeline={}", name(dir)),
-        ])
+        .args(["--filter", &format!("label=dev.slipway.run={run_id}")])
         .args(["--format", "{{.Actor.ID}}"])
         .output()
         .expect("docker events");
@@ -64,13 +68,6 @@ fn write(root: &Path, rel: &str, text: &str) {
     let p = root.join(rel);
     std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
     std::fs::write(p, text).expect("write");
-}
-
-/// The pipeline's name in `dir`'s file: each test has its own, so that
-/// the engine's events can be told apart.
-fn name(dir: &Path) -> String {
-    let text = std::fs::read_to_string(dir.join("p.pipeline")).unwrap_or_default();
-    text.split('"').nth(1).unwrap_or_default().to_string()
 }
 
 const PIPELINE: &str = "pipeline \"NAME\"\n\nsecret TOKEN\n\nenv { MODE = \"fast\" }\n\n\
